@@ -34,6 +34,11 @@ public final class CpuDecoder {
         return c;
     }
 
+    /** The weights this decoder reads (shared, read-only). */
+    public CpuWeights weights() {
+        return w;
+    }
+
     /** A fresh cache able to hold {@code capacity} tokens. */
     public CpuKvCache newCache(int capacity) {
         return new CpuKvCache(c, capacity);
@@ -50,6 +55,12 @@ public final class CpuDecoder {
      */
     public float[][][] forward(CpuKvCache[] caches, int[][] tokens, SparsityPolicy policy,
                                boolean allLogits) {
+        return forward(caches, tokens, policy, allLogits, DecoderObserver.NONE);
+    }
+
+    /** As {@link #forward(CpuKvCache[], int[][], SparsityPolicy, boolean)}, reporting to observer. */
+    public float[][][] forward(CpuKvCache[] caches, int[][] tokens, SparsityPolicy policy,
+                               boolean allLogits, DecoderObserver observer) {
         if (caches.length != tokens.length) {
             throw new IllegalArgumentException("forward: " + caches.length + " caches for "
                     + tokens.length + " rows");
@@ -87,7 +98,7 @@ public final class CpuDecoder {
         int hid = c.hiddenSize();
         float[] x = embed(tokens, posOf, n); // (n, hidden): the residual stream
         for (int l = 0; l < c.numLayers(); l++) {
-            layer(l, x, n, caches, start, rowOf, posOf, policy);
+            layer(l, x, n, caches, rowOf, posOf, policy, observer);
         }
         for (int r = 0; r < rows; r++) {
             caches[r].length += tokens[r].length;
@@ -141,8 +152,8 @@ public final class CpuDecoder {
         return x;
     }
 
-    private void layer(int l, float[] x, int n, CpuKvCache[] caches, int[] start, int[] rowOf,
-                       int[] posOf, SparsityPolicy policy) {
+    private void layer(int l, float[] x, int n, CpuKvCache[] caches, int[] rowOf, int[] posOf,
+                       SparsityPolicy policy, DecoderObserver observer) {
         CpuWeights.Layer L = w.layers[l];
         int hid = c.hiddenSize();
         int hd = c.headDim();
@@ -224,6 +235,7 @@ public final class CpuDecoder {
                 }
             }
         }
+        observer.attention(l, xb, att, rowOf, posOf);
         float[] o = linear(att, n, c.qDim(), L.wo, L.bo, hid);
         for (int j = 0; j < n * hid; j++) {
             x[j] += o[j];
@@ -252,6 +264,7 @@ public final class CpuDecoder {
             }
         }
         float[] down = linearSparseIn(hb, n, c.ffnDim(), L.w2, L.b2, hid, neurons);
+        observer.mlp(l, hb, down);
         for (int j = 0; j < n * hid; j++) {
             x[j] += down[j];
         }
