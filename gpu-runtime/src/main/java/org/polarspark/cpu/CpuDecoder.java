@@ -61,6 +61,19 @@ public final class CpuDecoder {
     /** As {@link #forward(CpuKvCache[], int[][], SparsityPolicy, boolean)}, reporting to observer. */
     public float[][][] forward(CpuKvCache[] caches, int[][] tokens, SparsityPolicy policy,
                                boolean allLogits, DecoderObserver observer) {
+        int[] last = new int[tokens.length];
+        for (int r = 0; r < last.length; r++) {
+            last[r] = allLogits ? tokens[r].length : 1;
+        }
+        return forward(caches, tokens, policy, last, observer);
+    }
+
+    /**
+     * Runs new tokens for a batch of rows, producing logits at each row's last
+     * {@code logitsLast[r]} new positions (1 to its token count).
+     */
+    public float[][][] forward(CpuKvCache[] caches, int[][] tokens, SparsityPolicy policy,
+                               int[] logitsLast, DecoderObserver observer) {
         if (caches.length != tokens.length) {
             throw new IllegalArgumentException("forward: " + caches.length + " caches for "
                     + tokens.length + " rows");
@@ -76,6 +89,10 @@ public final class CpuDecoder {
                 throw new IllegalArgumentException("forward: row " + r + " needs "
                         + (caches[r].length() + n) + " positions but its KV cache holds "
                         + caches[r].capacity());
+            }
+            if (logitsLast[r] < 1 || logitsLast[r] > tokens[r].length) {
+                throw new IllegalArgumentException("forward: row " + r + " asks for logits at "
+                        + logitsLast[r] + " positions of " + tokens[r].length);
             }
             for (int t : tokens[r]) {
                 if (t < 0 || t >= c.vocabSize()) {
@@ -107,7 +124,7 @@ public final class CpuDecoder {
         // Final norm, projection and LM head, only where logits are wanted.
         float[][][] out = new float[rows][][];
         for (int r = 0; r < rows; r++) {
-            int first = allLogits ? start[r] : start[r + 1] - 1;
+            int first = start[r + 1] - logitsLast[r];
             int count = start[r + 1] - first;
             float[] xr = Arrays.copyOfRange(x, first * hid, (first + count) * hid);
             if (c.finalLayerNorm()) {

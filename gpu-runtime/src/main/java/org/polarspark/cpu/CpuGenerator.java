@@ -5,7 +5,10 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Deque;
 import java.util.List;
+import org.polarspark.generate.Engine;
+import org.polarspark.generate.EngineStats;
 import org.polarspark.generate.FinishReason;
+import org.polarspark.generate.GenerationRequest;
 import org.polarspark.generate.GenerationResult;
 import org.polarspark.generate.Sampler;
 import org.polarspark.generate.SamplingParams;
@@ -36,10 +39,13 @@ public final class CpuGenerator {
     private static final class Row {
         final int index;
         final int[] prompt;
+        final SamplingParams params;
         final long seed;
         final CpuKvCache cache;
         final List<Integer> out = new ArrayList<>();
         final List<Double> logprobs = new ArrayList<>();
+        final List<int[]> topIds = new ArrayList<>();
+        final List<double[]> topLps = new ArrayList<>();
         double cumulative;
         long startNs;
         long firstNs;
@@ -47,42 +53,44 @@ public final class CpuGenerator {
         String stopReason;
         String text;
 
-        Row(int index, int[] prompt, long seed, CpuKvCache cache) {
+        Row(int index, int[] prompt, SamplingParams params, long seed, CpuKvCache cache) {
             this.index = index;
             this.prompt = prompt;
+            this.params = params;
             this.seed = seed;
             this.cache = cache;
         }
     }
 
     /**
-     * Generates for each prompt.
+     * Generates for each request (one sequence each), in continuous batches.
      *
-     * @param prompts  token ids, each non-empty and shorter than the context length
-     * @param params   sampling settings (n is ignored here: one sequence per prompt)
-     * @param seeds    one sampling seed per prompt
+     * @param requests prompts (each 1 to context-1 tokens), sampling settings and seeds
      * @param policy   Polar Sparsity applied in every forward call (DENSE for none)
      */
-    public List<GenerationResult> generate(List<int[]> prompts, SamplingParams params,
-                                           long[] seeds, SparsityPolicy policy) {
+    public Engine.Result<GenerationResult> generate(List<GenerationRequest> requests,
+                                                    SparsityPolicy policy) {
         ModelConfig c = decoder.config();
-        if (seeds.length != prompts.size()) {
-            throw new IllegalArgumentException(seeds.length + " seeds for " + prompts.size()
-                    + " prompts");
-        }
         Deque<Row> waiting = new ArrayDeque<>();
-        for (int i = 0; i < prompts.size(); i++) {
-            int[] p = prompts.get(i);
+        for (int i = 0; i < requests.size(); i++) {
+            GenerationRequest q = requests.get(i);
+            int[] p = q.promptIds();
             if (p.length == 0 || p.length >= c.maxPositions()) {
                 throw new IllegalArgumentException("prompt " + i + " has " + p.length
                         + " tokens; it must have between 1 and " + (c.maxPositions() - 1)
                         + " (the context is " + c.maxPositions() + ")");
             }
-            int capacity = Math.min(c.maxPositions(), p.length + params.maxTokens());
-            waiting.add(new Row(i, p, seeds[i], decoder.newCache(capacity)));
+            int capacity = Math.min(c.maxPositions(), p.length + q.params().maxTokens());
+            waiting.add(new Row(i, p, q.params(), q.seed(), decoder.newCache(capacity)));
         }
-        GenerationResult[] results = new GenerationResult[prompts.size()];
+        GenerationResult[] results = new GenerationResult[requests.size()];
         List<Row> active = new ArrayList<>();
+        long prefillTokens = 0;
+        long decodeTokens = 0;
+        long prefillNs = 0;
+        long decodeNs = 0;
+        long calls = 0;
+        int maxRows = 0;
         while (!waiting.isEmpty() || !active.isEmpty()) {
             long now = System.nanoTime();
             while (active.size() < maxBatch && !waiting.isEmpty()) {
@@ -92,17 +100,34 @@ public final class CpuGenerator {
             }
             CpuKvCache[] caches = new CpuKvCache[active.size()];
             int[][] tokens = new int[active.size()][];
+            boolean prefill = false;
             for (int i = 0; i < active.size(); i++) {
                 Row r = active.get(i);
                 caches[i] = r.cache;
-                tokens[i] = r.out.isEmpty() ? r.prompt : new int[] {r.out.get(r.out.size() - 1)};
+                if (r.out.isEmpty()) {
+                    tokens[i] = r.prompt;
+                    prefill = true;
+                    prefillTokens += r.prompt.length;
+                } else {
+                    tokens[i] = new int[] {r.out.get(r.out.size() - 1)};
+                }
             }
             float[][][] logits = decoder.forward(caches, tokens, policy, false);
             long t = System.nanoTime();
+            if (prefill) {
+                prefillNs += t - now;
+            } else {
+                decodeNs += t - now;
+            }
+            calls++;
+            maxRows = Math.max(maxRows, active.size());
             List<Row> still = new ArrayList<>();
             for (int i = 0; i < active.size(); i++) {
                 Row r = active.get(i);
-                if (step(r, logits[i][0], params, c, t)) {
+                int before = r.out.size();
+                boolean done = step(r, logits[i][0], c, t);
+                decodeTokens += r.out.size() - before;
+                if (done) {
                     results[r.index] = finish(r, t);
                 } else {
                     still.add(r);
@@ -110,11 +135,13 @@ public final class CpuGenerator {
             }
             active = still;
         }
-        return Arrays.asList(results);
+        return new Engine.Result<>(Arrays.asList(results), new EngineStats(prefillTokens,
+                decodeTokens, prefillNs, decodeNs, calls, maxRows));
     }
 
     /** Samples one token for a row; returns true when the row is finished. */
-    private boolean step(Row r, float[] logits, SamplingParams p, ModelConfig c, long now) {
+    private boolean step(Row r, float[] logits, ModelConfig c, long now) {
+        SamplingParams p = r.params;
         int token = Sampler.sample(logits, p, r.seed, r.out.size());
         if (r.out.isEmpty()) {
             r.firstNs = now;
@@ -124,6 +151,16 @@ public final class CpuGenerator {
             return true;
         }
         double lp = Sampler.logProb(logits, token);
+        if (p.logprobs() != null && p.logprobs() > 0) {
+            int[] ids = Sampler.topK(logits, p.logprobs());
+            double[] lps = new double[ids.length];
+            double shift = lp - logits[token]; // log-probability = logit - logsumexp
+            for (int i = 0; i < ids.length; i++) {
+                lps[i] = logits[ids[i]] + shift;
+            }
+            r.topIds.add(ids);
+            r.topLps.add(lps);
+        }
         r.out.add(token);
         r.logprobs.add(lp);
         r.cumulative += lp;
@@ -149,8 +186,14 @@ public final class CpuGenerator {
     private GenerationResult finish(Row r, long now) {
         int[] toks = toArray(r.out);
         String text = r.text != null ? r.text : tokenizer != null ? tokenizer.decode(toks) : null;
-        double[] lps = r.logprobs.stream().mapToDouble(Double::doubleValue).toArray();
-        return new GenerationResult(toks, text, lps, r.cumulative, r.finish, r.stopReason,
+        boolean want = r.params.logprobs() != null;
+        double[] lps = want ? r.logprobs.stream().mapToDouble(Double::doubleValue).toArray()
+                : null;
+        boolean top = want && r.params.logprobs() > 0;
+        return new GenerationResult(toks, text, lps,
+                top ? r.topIds.toArray(new int[0][]) : null,
+                top ? r.topLps.toArray(new double[0][]) : null, r.cumulative, r.finish,
+                r.stopReason,
                 (r.firstNs - r.startNs) / 1e6, (now - r.firstNs) / 1e6);
     }
 

@@ -9,6 +9,9 @@ package org.polarspark.generate;
  *                        tokenizer was given)
  * @param logprobs        log-probability of each generated token under the model's raw
  *                        distribution (null unless asked for)
+ * @param topIds          per step, the ids of the most likely tokens (params.logprobs of them),
+ *                        most likely first; null unless logprobs > 0 was asked for
+ * @param topLogprobs     their log-probabilities, aligned with topIds
  * @param cumulativeLogprob sum of the generated tokens' log-probabilities
  * @param finishReason    stop, length or eos
  * @param stopReason      the stop string that matched, or null
@@ -16,6 +19,6 @@ package org.polarspark.generate;
  * @param decodeMs        time from the first token to the last
  */
 public record GenerationResult(int[] tokens, String text, double[] logprobs,
-                               double cumulativeLogprob, FinishReason finishReason,
+                               int[][] topIds, double[][] topLogprobs, double cumulativeLogprob, FinishReason finishReason,
                                String stopReason, double timeToFirstTokenMs, double decodeMs) {
 }

@@ -1,0 +1,22 @@
+package org.polarspark.generate;
+
+/**
+ * Counters of one engine call (or a sum of calls).
+ *
+ * @param prefillTokens prompt/context tokens run through prefill
+ * @param decodeTokens  tokens produced by decode steps
+ * @param prefillNanos  wall time in forward calls that prefilled
+ * @param decodeNanos   wall time in decode-only forward calls
+ * @param forwardCalls  forward calls (batches)
+ * @param maxBatchRows  largest number of rows in one forward call
+ */
+public record EngineStats(long prefillTokens, long decodeTokens, long prefillNanos,
+                          long decodeNanos, long forwardCalls, int maxBatchRows) {
+    public static final EngineStats ZERO = new EngineStats(0, 0, 0, 0, 0, 0);
+
+    public EngineStats plus(EngineStats o) {
+        return new EngineStats(prefillTokens + o.prefillTokens, decodeTokens + o.decodeTokens,
+                prefillNanos + o.prefillNanos, decodeNanos + o.decodeNanos,
+                forwardCalls + o.forwardCalls, Math.max(maxBatchRows, o.maxBatchRows));
+    }
+}
