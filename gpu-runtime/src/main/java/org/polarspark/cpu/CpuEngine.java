@@ -7,6 +7,7 @@ import org.polarspark.generate.Engine;
 import org.polarspark.generate.EngineStats;
 import org.polarspark.generate.GenerationRequest;
 import org.polarspark.generate.GenerationResult;
+import org.polarspark.generate.Generator;
 import org.polarspark.generate.LoglikelihoodRequest;
 import org.polarspark.generate.LoglikelihoodResult;
 import org.polarspark.generate.Sampler;
@@ -81,8 +82,8 @@ public final class CpuEngine implements Engine {
 
     @Override
     public Result<GenerationResult> generate(List<GenerationRequest> requests) {
-        CpuGenerator gen = new CpuGenerator(decoder, tokenizer, maxBatch);
-        return gen.generate(requests, policy);
+        return new Generator<>(new CpuBatchDecoder(decoder), tokenizer, maxBatch)
+                .generate(requests, policy);
     }
 
     @Override

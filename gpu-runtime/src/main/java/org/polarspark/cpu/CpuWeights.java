@@ -50,6 +50,49 @@ public final class CpuWeights {
         return config;
     }
 
+    // Read-only views for other backends (which convert and upload them). Arrays are shared:
+    // callers must not modify them.
+    public float[] embed() {
+        return embed;
+    }
+
+    public float[] positions() {
+        return positions;
+    }
+
+    public float[] projectIn() {
+        return projectIn;
+    }
+
+    public float[] projectOut() {
+        return projectOut;
+    }
+
+    public float[] finalNormW() {
+        return finalNormW;
+    }
+
+    public float[] finalNormB() {
+        return finalNormB;
+    }
+
+    public float[] lmHead() {
+        return lmHead;
+    }
+
+    /** One layer's weights (null where the checkpoint has none). */
+    public record LayerView(float[] attnNormW, float[] attnNormB, float[] wq, float[] bq,
+                            float[] wk, float[] bk, float[] wv, float[] bv, float[] wo,
+                            float[] bo, float[] mlpNormW, float[] mlpNormB, float[] w1,
+                            float[] b1, float[] w3, float[] b3, float[] w2, float[] b2) {
+    }
+
+    public LayerView layer(int l) {
+        Layer L = layers[l];
+        return new LayerView(L.attnNormW, L.attnNormB, L.wq, L.bq, L.wk, L.bk, L.wv, L.bv, L.wo,
+                L.bo, L.mlpNormW, L.mlpNormB, L.w1, L.b1, L.w3, L.b3, L.w2, L.b2);
+    }
+
     /** Reads every tensor of a validated checkpoint into float32. */
     public static CpuWeights load(Checkpoint ckpt) {
         ModelConfig c = ckpt.config();

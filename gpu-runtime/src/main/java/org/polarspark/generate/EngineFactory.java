@@ -2,6 +2,8 @@ package org.polarspark.generate;
 
 import java.nio.file.Path;
 import org.polarspark.cpu.CpuEngine;
+import org.polarspark.cuda.CudaEngine;
+import org.polarspark.cuda.GpuContext;
 
 /** Opens an {@link Engine} for a model directory on a backend. */
 public final class EngineFactory {
@@ -18,10 +20,22 @@ public final class EngineFactory {
         switch (backend) {
             case CPU:
                 return CpuEngine.load(modelDir, maxBatch);
-            case CUDA:
-                throw new UnsupportedOperationException("backend 'cuda' was asked for (GPU "
-                        + gpuAddress + ") but this build has no CUDA decoder yet; use backend "
-                        + "'cpu'. There is no silent fallback.");
+            case CUDA: {
+                int ordinal;
+                try {
+                    ordinal = gpuAddress == null || gpuAddress.isBlank() ? 0
+                            : Integer.parseInt(gpuAddress.trim());
+                } catch (NumberFormatException e) {
+                    throw new IllegalArgumentException("GPU address '" + gpuAddress
+                            + "' is not a device ordinal");
+                }
+                if (!GpuContext.isAvailable()) {
+                    throw new IllegalStateException("backend 'cuda' was asked for (GPU "
+                            + ordinal + ") but no CUDA device or driver is usable here; there "
+                            + "is no silent fallback: use backend 'cpu' or run on a GPU host");
+                }
+                return CudaEngine.load(modelDir, ordinal, maxBatch);
+            }
             case AUTO:
             default:
                 throw new IllegalArgumentException("resolve backend 'auto' with the task's GPU "

@@ -17,8 +17,19 @@ package org.polarspark.generate;
  * @param stopReason      the stop string that matched, or null
  * @param timeToFirstTokenMs time from the start of the row's prefill to its first token
  * @param decodeMs        time from the first token to the last
+ * @param error           null, or why this row could not be generated (then tokens is empty
+ *                        and finishReason null)
  */
 public record GenerationResult(int[] tokens, String text, double[] logprobs,
                                int[][] topIds, double[][] topLogprobs, double cumulativeLogprob, FinishReason finishReason,
-                               String stopReason, double timeToFirstTokenMs, double decodeMs) {
+                               String stopReason, double timeToFirstTokenMs, double decodeMs, String error) {
+    /** A row that could not be generated. */
+    public static GenerationResult error(String message) {
+        return new GenerationResult(new int[0], null, null, null, null, 0.0, null, null, 0, 0,
+                message);
+    }
+
+    public boolean ok() {
+        return error == null;
+    }
 }

@@ -141,6 +141,15 @@ public final class Checkpoint {
         return find(name) != null;
     }
 
+    /** Bytes the checkpoint's tensors take as bf16 (a device-memory estimate). */
+    public static long parameterBytesBf16(Checkpoint c) {
+        long n = 0;
+        for (TensorInfo t : c.tensors().values()) {
+            n += t.numel();
+        }
+        return 2 * n;
+    }
+
     /** Reads a tensor as float32, checking it has exactly {@code shape}. */
     public float[] floats(String name, long... shape) {
         TensorInfo t = find(name);

@@ -167,6 +167,9 @@ public record ModelConfig(
     private static ModelConfig opt(Keys k) {
         int hidden = k.integer("hidden_size", null);
         int heads = k.integer("num_attention_heads", null);
+        if (heads <= 0) {
+            throw k.bad("num_attention_heads", heads, "must be > 0");
+        }
         if (hidden % heads != 0) {
             throw k.bad("hidden_size", hidden, "must be a multiple of num_attention_heads ("
                     + heads + ")");
@@ -197,6 +200,9 @@ public record ModelConfig(
     private static ModelConfig llama(Keys k) {
         int hidden = k.integer("hidden_size", null);
         int heads = k.integer("num_attention_heads", null);
+        if (heads <= 0) {
+            throw k.bad("num_attention_heads", heads, "must be > 0");
+        }
         String act = k.string("hidden_act", "silu");
         if (!"silu".equals(act)) {
             throw k.bad("hidden_act", act, "supported: silu");

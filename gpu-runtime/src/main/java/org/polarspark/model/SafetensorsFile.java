@@ -92,14 +92,15 @@ public final class SafetensorsFile {
         }
         long[] dims = new long[shape.size()];
         for (int i = 0; i < dims.length; i++) {
-            if (!shape.get(i).canConvertToLong() || shape.get(i).longValue() < 0) {
+            if (!shape.get(i).isIntegralNumber() || !shape.get(i).canConvertToLong()
+                    || shape.get(i).longValue() < 0) {
                 throw new ModelFormatException(path + ": tensor '" + name + "' has a bad shape "
                         + shape);
             }
             dims[i] = shape.get(i).longValue();
         }
-        long begin = offs.get(0).asLong(-1);
-        long end = offs.get(1).asLong(-1);
+        long begin = offs.get(0).isIntegralNumber() ? offs.get(0).asLong(-1) : -1;
+        long end = offs.get(1).isIntegralNumber() ? offs.get(1).asLong(-1) : -1;
         if (begin < 0 || end < begin) {
             throw new ModelFormatException(path + ": tensor '" + name + "' has bad data_offsets "
                     + offs);

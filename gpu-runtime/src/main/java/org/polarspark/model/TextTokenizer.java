@@ -80,8 +80,11 @@ public final class TextTokenizer implements AutoCloseable {
     public int[] encode(String text) {
         Encoding e = tok.encode(text, true, false);
         long[] ids = e.getIds();
-        boolean hasBos = ids.length > 0 && ids[0] == bosId;
-        boolean hasEos = ids.length > 0 && ids[ids.length - 1] == eosId;
+        // Only tokens the post-processor added count as added: a BOS or EOS written in the text
+        // itself stays (and BOS == EOS, as in OPT, is not mistaken for an appended EOS).
+        int added = ids.length - tok.encode(text, false, false).getIds().length;
+        boolean hasBos = added > 0 && ids[0] == bosId;
+        boolean hasEos = added > (hasBos ? 1 : 0) && ids[ids.length - 1] == eosId;
         int from = Boolean.FALSE.equals(addBos) && hasBos ? 1 : 0;
         int to = Boolean.FALSE.equals(addEos) && hasEos && ids.length > from ? ids.length - 1
                 : ids.length;

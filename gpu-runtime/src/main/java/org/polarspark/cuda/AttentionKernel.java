@@ -1,0 +1,89 @@
+package org.polarspark.cuda;
+
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUfunction_attribute;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * Launcher for kernels/attention.cu: split-K flash-decoding over the paged KV cache, GQA-aware,
+ * with an optional Polar Sparsity group table, then the split merge.
+ * <pre>
+ * decode:  token t, group slot y, split s:  g = groupIdx ? groupIdx[t, y] : y
+ *          attends positions [s*splitLen, min(posOf[t]+1, (s+1)*splitLen)) of row rowOf[t]
+ *          for the G = heads / kvHeads query heads of group g (K/V read once per group)
+ *          partO fp32 [n, heads, numSplits, headDim], partMl fp32 [n, heads, numSplits, 2]
+ * combine: att bf16 [n, heads * headDim] for the selected heads; others untouched (zero them
+ *          first when a group table is given)
+ * q = first heads*headDim columns of qkv bf16 [n, rowStride]; score = q.k * scale
+ * </pre>
+ * Every token is a query at its own position, so the same kernels serve causal prefill (after
+ * the prompt's K/V are appended). Not checked on the device: table and index values in range.
+ */
+public final class AttentionKernel {
+    static final int TILE = 32;
+    private static final int THREADS = 128;
+    private static final int MAX_GROUP_WIDTH = 16 * THREADS; // G * headDim per block
+    private final CUfunction decode;
+    private final CUfunction combine;
+    private int sharedOptIn; // dynamic shared memory bytes enabled so far
+
+    AttentionKernel(CudaModule m) {
+        decode = m.function("attention_decode_paged_bf16");
+        combine = m.function("attention_combine_bf16");
+    }
+
+    /** Dynamic shared memory of the decode kernel for a group of G heads of headDim. */
+    static int sharedBytes(int groupSize, int headDim) {
+        return 4 * (groupSize * headDim + 2 * TILE * (headDim + 1) + groupSize * TILE
+                + 3 * groupSize);
+    }
+
+    public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
+                       DeviceBuffer kCache, DeviceBuffer vCache, DeviceBuffer blockTable,
+                       int maxBlocks, int blockSize, DeviceBuffer rowOf, DeviceBuffer posOf,
+                       DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
+                       int headDim, int splitLen, int numSplits, DeviceBuffer partO,
+                       DeviceBuffer partMl, int n) {
+        String k = "attention_decode_paged_bf16";
+        String shapes = "n=" + n + " heads=" + heads + " kv_heads=" + kvHeads + " head_dim="
+                + headDim + " splits=" + numSplits + "x" + splitLen;
+        Check.positive(k, "n", n);
+        Check.that(heads % kvHeads == 0, k, "heads must be a multiple of kv_heads (" + shapes + ")");
+        int g = heads / kvHeads;
+        Check.that(g * headDim <= MAX_GROUP_WIDTH, k, "group width G*head_dim = " + g * headDim
+                + " exceeds " + MAX_GROUP_WIDTH);
+        Check.that(splitLen > 0 && splitLen % TILE == 0, k, "split length must be a positive "
+                + "multiple of " + TILE + " (" + shapes + ")");
+        Check.that(groupsPerToken >= 1 && groupsPerToken <= kvHeads, k, "groups per token "
+                + groupsPerToken + " outside [1, " + kvHeads + "]");
+        Check.that(groupIdx != null || groupsPerToken == kvHeads, k,
+                "without a group table every group is computed");
+        Check.fits(k, "qkv", qkv, (long) n * rowStride, 2);
+        Check.fits(k, "part_o", partO, (long) n * heads * numSplits * headDim, 4);
+        Check.fits(k, "part_ml", partMl, (long) n * heads * numSplits * 2, 4);
+        Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
+        int smem = sharedBytes(g, headDim);
+        if (smem > 48 * 1024 && smem > sharedOptIn) {
+            Cuda.check(JCudaDriver.cuFuncSetAttribute(decode,
+                    CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem),
+                    "cuFuncSetAttribute(" + k + ", " + smem + " bytes of shared memory)");
+            sharedOptIn = smem;
+        }
+        new KernelArgs().ptr(qkv).i(rowStride).f(scale).ptr(kCache).ptr(vCache).ptr(blockTable)
+                .i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf).ptr(groupIdx).i(groupsPerToken)
+                .i(heads).i(kvHeads).i(headDim).i(splitLen).i(numSplits).ptr(partO).ptr(partMl)
+                .launch(decode, k, n, groupsPerToken, numSplits, THREADS, smem, s, shapes);
+    }
+
+    public void combine(CudaStream s, DeviceBuffer att, DeviceBuffer partO, DeviceBuffer partMl,
+                        DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
+                        int headDim, int numSplits, int n) {
+        String k = "attention_combine_bf16";
+        Check.fits(k, "att", att, (long) n * heads * headDim, 2);
+        int g = heads / kvHeads;
+        new KernelArgs().ptr(att).ptr(partO).ptr(partMl).ptr(groupIdx).i(groupsPerToken)
+                .i(heads).i(kvHeads).i(headDim).i(numSplits)
+                .launch(combine, k, n, groupsPerToken * g, 1, THREADS, 0, s, "n=" + n
+                        + " heads=" + heads + " splits=" + numSplits);
+    }
+}

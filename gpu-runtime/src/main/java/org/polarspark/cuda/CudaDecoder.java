@@ -1,0 +1,570 @@
+package org.polarspark.cuda;
+
+import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import jcuda.Pointer;
+import org.polarspark.cpu.CpuWeights;
+import org.polarspark.generate.BatchDecoder;
+import org.polarspark.model.Activation;
+import org.polarspark.model.Checkpoint;
+import org.polarspark.model.ModelConfig;
+import org.polarspark.model.ModelFamily;
+import org.polarspark.polar.SparsityPolicy;
+
+/**
+ * The dense CUDA decoder: bf16 weights and activations, fp32 residual stream and accumulation,
+ * a paged KV cache, and the same forward contract as the CPU reference (any mix of prefill and
+ * decode rows per call). Calls larger than the scratch buffers are split into pieces; since
+ * every token's K/V are appended before attention reads the cache, a prompt prefilled in pieces
+ * (chunked prefill) computes exactly what one piece would.
+ *
+ * <p>Device layouts (see kernels/*.cu): Linear weights [out, in]; q, k and v concatenated into one
+ * [qDim + 2 kvDim, hidden] projection; LLaMA's gate and up interleaved row by row into one
+ * [2 ffn, hidden] projection (the SwiGLU epilogue pairs adjacent columns); KV cache per layer
+ * [numBlocks, kvHeads, blockSize, headDim] for K and for V.
+ *
+ * <p>Not thread-safe: one forward at a time (the engine serialises calls).
+ */
+public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoCloseable {
+    /** Tokens per KV block: 16 keeps internal fragmentation under one block per sequence. */
+    public static final int BLOCK_SIZE = 16;
+    /** LM-head rows per launch, bounding the fp32 logits buffer. */
+    private static final int LM_CHUNK = 256;
+
+    private final GpuContext ctx;
+    private final KernelImage k;
+    private final ModelConfig c;
+    private final CudaStream stream = new CudaStream();
+    private final DeviceAllocator weightsAlloc;
+    private final DeviceAllocator kvAlloc;
+    private final DeviceAllocator scratchAlloc;
+    private final int maxTokens;
+    private final int maxRows;
+    private final int numBlocks;
+    private final int maxBlocksPerSeq;
+    private final Deque<Integer> freeBlocks = new ArrayDeque<>();
+    private final int qkvDim;
+
+    // weights
+    private final DeviceBuffer embed;
+    private final DeviceBuffer posTable;
+    private final DeviceBuffer projIn;
+    private final DeviceBuffer projOut;
+    private final DeviceBuffer finalW;
+    private final DeviceBuffer finalB;
+    private final DeviceBuffer lmHead;
+    private final DeviceBuffer invFreq;
+    private final LayerBuffers[] layers;
+    private final DeviceBuffer[] kCache;
+    private final DeviceBuffer[] vCache;
+
+    // scratch, sized for maxTokens tokens and maxRows rows per piece
+    private final DeviceBuffer x;      // fp32 [T, hidden]
+    private final DeviceBuffer y;      // bf16 [T, max(hidden, proj)]
+    private final DeviceBuffer e;      // bf16 [T, proj] (OPT project_in) or null
+    private final DeviceBuffer qkv;    // bf16 [T, qkvDim]
+    private final DeviceBuffer att;    // bf16 [T, qDim]
+    private final DeviceBuffer hb;     // bf16 [T, ffn]
+    private final DeviceBuffer partO;  // fp32 [T * heads * headDim * PART_SPLITS]
+    private final DeviceBuffer partMl; // fp32 [T * heads * 2 * PART_SPLITS]
+    private final DeviceBuffer ids;
+    private final DeviceBuffer pos;
+    private final DeviceBuffer rowOf;
+    private final DeviceBuffer blockTable; // int32 [maxRows, maxBlocksPerSeq]
+    private final DeviceBuffer gatherRows; // int32 [LM_CHUNK]
+    private final DeviceBuffer xg;         // fp32 [LM_CHUNK, hidden]
+    private final DeviceBuffer yg;         // bf16 [LM_CHUNK, max(hidden, proj)]
+    private final DeviceBuffer yp;         // bf16 [LM_CHUNK, proj] or null
+    private final DeviceBuffer logits;     // fp32 [LM_CHUNK, vocab]
+    private static final int PART_SPLITS = 4;
+    private final List<DeviceBuffer> scratch = new ArrayList<>();
+
+    private static final class LayerBuffers {
+        DeviceBuffer attnW, attnB, wqkv, bqkv, wo, bo, mlpW, mlpB, w1, b1, w2, b2;
+    }
+
+    /**
+     * @param maxTokens tokens per forward piece (scratch size)
+     * @param maxRows   rows per forward piece
+     * @param kvBytes   device memory for the paged KV cache (all layers, K and V)
+     */
+    public CudaDecoder(GpuContext ctx, KernelImage kernels, DeviceAllocator root, Checkpoint ckpt,
+                       int maxTokens, int maxRows, long kvBytes) {
+        this.ctx = ctx;
+        this.k = kernels;
+        this.c = ckpt.config();
+        if (c.activation() == Activation.GELU) {
+            throw new UnsupportedOperationException("the CUDA backend implements ReLU (OPT) and "
+                    + "SwiGLU (LLaMA) MLPs; activation_function 'gelu' is not supported");
+        }
+        if (maxTokens < 1 || maxRows < 1 || maxRows > maxTokens) {
+            throw new IllegalArgumentException("need 1 <= maxRows (" + maxRows
+                    + ") <= maxTokens (" + maxTokens + ")");
+        }
+        this.maxTokens = maxTokens;
+        this.maxRows = maxRows;
+        this.qkvDim = c.qDim() + 2 * c.kvDim();
+        this.weightsAlloc = root.child("weights", Long.MAX_VALUE);
+        this.kvAlloc = root.child("kv-cache", Long.MAX_VALUE);
+        this.scratchAlloc = root.child("scratch", Long.MAX_VALUE);
+        this.maxBlocksPerSeq = (c.maxPositions() + BLOCK_SIZE - 1) / BLOCK_SIZE;
+        long perBlock = 2L * c.numLayers() * c.numKvHeads() * BLOCK_SIZE * c.headDim() * 2;
+        this.numBlocks = (int) Math.min(Integer.MAX_VALUE / 2, kvBytes / perBlock);
+        if (numBlocks < 1) {
+            throw new IllegalArgumentException("KV cache of " + kvBytes + " bytes holds no "
+                    + "block (" + perBlock + " bytes each)");
+        }
+        for (int b = 0; b < numBlocks; b++) {
+            freeBlocks.add(b);
+        }
+
+        CpuWeights w = CpuWeights.load(ckpt);
+        int h = c.hiddenSize();
+        int proj = c.wordEmbedProjDim();
+        this.embed = upload("embed_tokens", w.embed());
+        this.posTable = w.positions() == null ? null : upload("embed_positions", w.positions());
+        this.projIn = w.projectIn() == null ? null : upload("project_in", w.projectIn());
+        this.projOut = w.projectOut() == null ? null : upload("project_out", w.projectOut());
+        this.finalW = c.finalLayerNorm() && w.finalNormW() != null
+                ? upload("final_norm.weight", w.finalNormW()) : null;
+        this.finalB = c.finalLayerNorm() && w.finalNormB() != null
+                ? upload("final_norm.bias", w.finalNormB()) : null;
+        this.lmHead = c.tieWordEmbeddings() ? embed : upload("lm_head", w.lmHead());
+        if (c.family() == ModelFamily.LLAMA) {
+            float[] inv = c.ropeScaling().inverseFrequencies(c.ropeTheta(), c.headDim());
+            this.invFreq = weightsAlloc.allocate("rope.inv_freq", inv.length * 4L);
+            invFreq.copyFrom(Pointer.to(inv), inv.length * 4L, stream);
+        } else {
+            this.invFreq = null;
+        }
+        this.layers = new LayerBuffers[c.numLayers()];
+        for (int l = 0; l < layers.length; l++) {
+            CpuWeights.LayerView L = w.layer(l);
+            LayerBuffers B = new LayerBuffers();
+            String p = "layer" + l + ".";
+            B.attnW = uploadOrNull(p + "attn_norm.weight", L.attnNormW());
+            B.attnB = uploadOrNull(p + "attn_norm.bias", L.attnNormB());
+            B.wqkv = upload(p + "qkv.weight", concat(L.wq(), L.wk(), L.wv()));
+            B.bqkv = L.bq() == null ? null : upload(p + "qkv.bias", concat(L.bq(), L.bk(), L.bv()));
+            B.wo = upload(p + "o.weight", L.wo());
+            B.bo = uploadOrNull(p + "o.bias", L.bo());
+            B.mlpW = uploadOrNull(p + "mlp_norm.weight", L.mlpNormW());
+            B.mlpB = uploadOrNull(p + "mlp_norm.bias", L.mlpNormB());
+            if (c.gatedMlp()) {
+                B.w1 = upload(p + "gate_up.weight", interleaveRows(L.w1(), L.w3(), h));
+                B.b1 = L.b1() == null ? null
+                        : upload(p + "gate_up.bias", interleaveRows(L.b1(), L.b3(), 1));
+            } else {
+                B.w1 = upload(p + "fc1.weight", L.w1());
+                B.b1 = uploadOrNull(p + "fc1.bias", L.b1());
+            }
+            B.w2 = upload(p + "down.weight", L.w2());
+            B.b2 = uploadOrNull(p + "down.bias", L.b2());
+            layers[l] = B;
+        }
+        long kvLayer = (long) numBlocks * c.numKvHeads() * BLOCK_SIZE * c.headDim() * 2;
+        this.kCache = new DeviceBuffer[c.numLayers()];
+        this.vCache = new DeviceBuffer[c.numLayers()];
+        for (int l = 0; l < c.numLayers(); l++) {
+            kCache[l] = kvAlloc.allocate("layer" + l + ".k", kvLayer);
+            vCache[l] = kvAlloc.allocate("layer" + l + ".v", kvLayer);
+        }
+
+        long t = maxTokens;
+        int wide = Math.max(h, proj);
+        this.x = scratchBuf("x", t * h * 4);
+        this.y = scratchBuf("y", t * wide * 2);
+        this.e = c.hasEmbedProjection() ? scratchBuf("e", t * proj * 2) : null;
+        this.qkv = scratchBuf("qkv", t * qkvDim * 2);
+        this.att = scratchBuf("att", t * c.qDim() * 2);
+        this.hb = scratchBuf("hb", t * c.ffnDim() * 2);
+        this.partO = scratchBuf("part_o",
+                t * c.numHeads() * c.headDim() * 4L * PART_SPLITS);
+        this.partMl = scratchBuf("part_ml", t * c.numHeads() * 2 * 4L * PART_SPLITS);
+        this.ids = scratchBuf("ids", t * 4);
+        this.pos = scratchBuf("pos", t * 4);
+        this.rowOf = scratchBuf("row_of", t * 4);
+        this.blockTable = scratchBuf("block_table", (long) maxRows * maxBlocksPerSeq * 4);
+        this.gatherRows = scratchBuf("gather_rows", LM_CHUNK * 4L);
+        this.xg = scratchBuf("xg", (long) LM_CHUNK * h * 4);
+        this.yg = scratchBuf("yg", (long) LM_CHUNK * wide * 2);
+        this.yp = projOut == null ? null : scratchBuf("yp", (long) LM_CHUNK * proj * 2);
+        this.logits = scratchBuf("logits", (long) LM_CHUNK * c.vocabSize() * 4);
+        stream.synchronize();
+    }
+
+    private DeviceBuffer upload(String name, float[] data) {
+        ByteBuffer b = Bf16.pack(data);
+        DeviceBuffer d = weightsAlloc.allocate(name, b.capacity());
+        d.copyFrom(Pointer.to(b), b.capacity(), stream);
+        stream.synchronize(); // the direct buffer must outlive the copy
+        return d;
+    }
+
+    private DeviceBuffer scratchBuf(String name, long bytes) {
+        DeviceBuffer b = scratchAlloc.allocate(name, bytes);
+        scratch.add(b);
+        return b;
+    }
+
+    private DeviceBuffer uploadOrNull(String name, float[] data) {
+        return data == null ? null : upload(name, data);
+    }
+
+    private static float[] concat(float[]... parts) {
+        int n = 0;
+        for (float[] p : parts) {
+            n += p.length;
+        }
+        float[] out = new float[n];
+        int o = 0;
+        for (float[] p : parts) {
+            System.arraycopy(p, 0, out, o, p.length);
+            o += p.length;
+        }
+        return out;
+    }
+
+    /** Rows of a and b interleaved: out row 2j = a row j, out row 2j+1 = b row j. */
+    static float[] interleaveRows(float[] a, float[] b, int width) {
+        float[] out = new float[a.length + b.length];
+        int rows = a.length / width;
+        for (int j = 0; j < rows; j++) {
+            System.arraycopy(a, j * width, out, 2 * j * width, width);
+            System.arraycopy(b, j * width, out, (2 * j + 1) * width, width);
+        }
+        return out;
+    }
+
+    @Override
+    public ModelConfig config() {
+        return c;
+    }
+
+    public GpuContext context() {
+        return ctx;
+    }
+
+    public int freeBlocks() {
+        return freeBlocks.size();
+    }
+
+    public int numBlocks() {
+        return numBlocks;
+    }
+
+    private static int blocksFor(int capacity) {
+        return (capacity + BLOCK_SIZE - 1) / BLOCK_SIZE;
+    }
+
+    @Override
+    public CudaSequence open(int capacity) {
+        if (!fitsEver(capacity)) {
+            throw new IllegalArgumentException("a sequence of " + capacity + " positions can never"
+                    + " fit (context " + c.maxPositions() + ", KV cache " + numBlocks
+                    + " blocks of " + BLOCK_SIZE + ")");
+        }
+        int need = blocksFor(capacity);
+        if (freeBlocks.size() < need) {
+            return null;
+        }
+        CudaSequence s = new CudaSequence(capacity);
+        for (int i = 0; i < need; i++) {
+            s.blocks.add(freeBlocks.poll());
+        }
+        return s;
+    }
+
+    @Override
+    public boolean fitsEver(int capacity) {
+        return capacity >= 1 && capacity <= c.maxPositions() && blocksFor(capacity) <= numBlocks;
+    }
+
+    @Override
+    public void close(CudaSequence s) {
+        if (!s.closed) {
+            s.closed = true;
+            freeBlocks.addAll(s.blocks);
+            s.blocks.clear();
+        }
+    }
+
+    @Override
+    public float[][][] forward(List<CudaSequence> seqs, int[][] tokens, int[] logitsLast,
+                               SparsityPolicy policy) {
+        if (policy != SparsityPolicy.DENSE) {
+            throw new UnsupportedOperationException("the CUDA decoder runs dense only so far; "
+                    + "Polar Sparsity on the GPU is not implemented yet");
+        }
+        int rows = seqs.size();
+        if (tokens.length != rows || logitsLast.length != rows) {
+            throw new IllegalArgumentException("forward: " + rows + " sequences, "
+                    + tokens.length + " token rows, " + logitsLast.length + " logit counts");
+        }
+        for (int r = 0; r < rows; r++) {
+            CudaSequence s = seqs.get(r);
+            int n = tokens[r].length;
+            if (s.closed) {
+                throw new IllegalArgumentException("forward: row " + r + " is closed");
+            }
+            if (n == 0 || logitsLast[r] < 1 || logitsLast[r] > n) {
+                throw new IllegalArgumentException("forward: row " + r + " has " + n
+                        + " tokens and asks for logits at " + logitsLast[r]);
+            }
+            if (s.length + n > s.capacity) {
+                throw new IllegalArgumentException("forward: row " + r + " needs "
+                        + (s.length + n) + " positions, its capacity is " + s.capacity);
+            }
+            for (int t : tokens[r]) {
+                if (t < 0 || t >= c.vocabSize()) {
+                    throw new IllegalArgumentException("forward: row " + r + " has token id " + t
+                            + " outside the vocabulary [0, " + c.vocabSize() + ")");
+                }
+            }
+        }
+        ctx.bind();
+        float[][][] out = new float[rows][][];
+        for (int r = 0; r < rows; r++) {
+            out[r] = new float[logitsLast[r]][];
+        }
+        // Pieces of at most maxTokens tokens and maxRows rows, in row order.
+        int[] done = new int[rows];
+        int r0 = 0;
+        while (r0 < rows) {
+            List<int[]> segs = new ArrayList<>(); // {row, from, to}
+            int budget = maxTokens;
+            int r = r0;
+            while (r < rows && budget > 0 && segs.size() < maxRows) {
+                int take = Math.min(tokens[r].length - done[r], budget);
+                segs.add(new int[] {r, done[r], done[r] + take});
+                budget -= take;
+                done[r] += take;
+                if (done[r] < tokens[r].length) {
+                    break; // this row continues in the next piece
+                }
+                r++;
+            }
+            runPiece(seqs, tokens, logitsLast, segs, out);
+            while (r0 < rows && done[r0] == tokens[r0].length) {
+                r0++;
+            }
+        }
+        return out;
+    }
+
+    private void runPiece(List<CudaSequence> seqs, int[][] tokens, int[] logitsLast,
+                          List<int[]> segs, float[][][] out) {
+        int n = 0;
+        for (int[] sg : segs) {
+            n += sg[2] - sg[1];
+        }
+        int[] hIds = new int[n];
+        int[] hPos = new int[n];
+        int[] hRow = new int[n];
+        int[] table = new int[segs.size() * maxBlocksPerSeq];
+        List<int[]> want = new ArrayList<>(); // {flat index, row, logit slot}
+        int i = 0;
+        int maxLen = 0;
+        for (int j = 0; j < segs.size(); j++) {
+            int[] sg = segs.get(j);
+            CudaSequence s = seqs.get(sg[0]);
+            for (int b = 0; b < s.blocks.size(); b++) {
+                table[j * maxBlocksPerSeq + b] = s.blocks.get(b);
+            }
+            int firstLogit = tokens[sg[0]].length - logitsLast[sg[0]];
+            for (int t = sg[1]; t < sg[2]; t++) {
+                hIds[i] = tokens[sg[0]][t];
+                hPos[i] = s.length + (t - sg[1]);
+                hRow[i] = j;
+                if (t >= firstLogit) {
+                    want.add(new int[] {i, sg[0], t - firstLogit});
+                }
+                maxLen = Math.max(maxLen, hPos[i] + 1);
+                i++;
+            }
+        }
+        ids.copyFrom(Pointer.to(hIds), n * 4L, stream);
+        pos.copyFrom(Pointer.to(hPos), n * 4L, stream);
+        rowOf.copyFrom(Pointer.to(hRow), n * 4L, stream);
+        blockTable.copyFrom(Pointer.to(table), table.length * 4L, stream);
+
+        embedTokens(n);
+        int splitLen = splitLength(n, maxLen);
+        int splits = (maxLen + splitLen - 1) / splitLen;
+        for (int l = 0; l < c.numLayers(); l++) {
+            layer(l, n, splitLen, splits);
+        }
+        for (int[] sg : segs) {
+            seqs.get(sg[0]).length += sg[2] - sg[1];
+        }
+        lmHead(want, out);
+    }
+
+    /** Split length so that the decode grid fills the GPU, within the partials' capacity. */
+    private int splitLength(int n, int maxLen) {
+        int tiles = (maxLen + AttentionKernel.TILE - 1) / AttentionKernel.TILE;
+        int target = (2 * ctx.multiprocessors() + n * c.numKvHeads() - 1)
+                / (n * c.numKvHeads());
+        long cap = (long) maxTokens * PART_SPLITS / n; // splits that fit the partial buffers
+        int splits = (int) Math.max(1, Math.min(Math.min(target, tiles), cap));
+        int tilesPerSplit = (tiles + splits - 1) / splits;
+        return tilesPerSplit * AttentionKernel.TILE;
+    }
+
+    private void embedTokens(int n) {
+        int h = c.hiddenSize();
+        if (projIn != null) {
+            int p = c.wordEmbedProjDim();
+            k.embedding.tokensBf16(stream, e, ids, embed, n, p);
+            x.zero(0, (long) n * h * 4, stream);
+            k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, e, p, projIn, p, null, x, h, n, h, p);
+        } else {
+            k.embedding.tokensF32(stream, x, ids, embed, n, h);
+        }
+        if (posTable != null) {
+            k.embedding.positions(stream, x, pos, posTable, c.positionOffset(), n, h);
+        }
+    }
+
+    private void norm(DeviceBuffer w, DeviceBuffer b, int n, boolean writeBack) {
+        int h = c.hiddenSize();
+        if (c.family() == ModelFamily.LLAMA) {
+            k.norm.rms(stream, x, y, w, c.normEps(), n, h, writeBack);
+        } else {
+            k.norm.layer(stream, x, y, w, b, c.normEps(), n, h, writeBack);
+        }
+    }
+
+    private void layer(int l, int n, int splitLen, int splits) {
+        LayerBuffers B = layers[l];
+        int h = c.hiddenSize();
+        boolean pre = c.doLayerNormBefore();
+        if (pre) {
+            norm(B.attnW, B.attnB, n, false);
+        } else {
+            k.norm.cast(stream, x, y, n, h);
+        }
+        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, B.wqkv, h, B.bqkv, qkv, qkvDim,
+                n, qkvDim, h);
+        int kOff = c.qDim();
+        int vOff = c.qDim() + c.kvDim();
+        if (invFreq != null) {
+            k.rope.run(stream, qkv, pos, invFreq, n, qkvDim, c.numHeads(), c.numKvHeads(), kOff,
+                    c.headDim());
+        }
+        k.kvAppend.run(stream, kCache[l], vCache[l], qkv, rowOf, pos, blockTable, maxBlocksPerSeq,
+                BLOCK_SIZE, n, qkvDim, kOff, vOff, c.numKvHeads(), c.headDim());
+        float scale = (float) (1.0 / Math.sqrt(c.headDim()));
+        k.attention.decode(stream, qkv, qkvDim, scale, kCache[l], vCache[l], blockTable,
+                maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, null, c.numKvHeads(), c.numHeads(),
+                c.numKvHeads(), c.headDim(), splitLen, splits, partO, partMl, n);
+        k.attention.combine(stream, att, partO, partMl, null, c.numKvHeads(), c.numHeads(),
+                c.numKvHeads(), c.headDim(), splits, n);
+        k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, att, c.qDim(), B.wo, c.qDim(), B.bo, x,
+                h, n, h, c.qDim());
+        if (!pre) {
+            norm(B.attnW, B.attnB, n, true);
+        }
+        if (pre) {
+            norm(B.mlpW, B.mlpB, n, false);
+        } else {
+            k.norm.cast(stream, x, y, n, h);
+        }
+        int f = c.ffnDim();
+        if (c.gatedMlp()) {
+            k.gemm.run(GemmKernel.Epilogue.SWIGLU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n,
+                    2 * f, h);
+        } else {
+            k.gemm.run(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n, f, h);
+        }
+        k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, f, B.b2, x, h, n, h, f);
+        if (!pre) {
+            norm(B.mlpW, B.mlpB, n, true);
+        }
+    }
+
+    /** Final norm, projection and LM head for the wanted positions; logits copied to the host. */
+    private void lmHead(List<int[]> want, float[][][] out) {
+        int h = c.hiddenSize();
+        int v = c.vocabSize();
+        int p = c.wordEmbedProjDim();
+        for (int from = 0; from < want.size(); from += LM_CHUNK) {
+            int m = Math.min(LM_CHUNK, want.size() - from);
+            int[] rows = new int[m];
+            for (int j = 0; j < m; j++) {
+                rows[j] = want.get(from + j)[0];
+            }
+            gatherRows.copyFrom(Pointer.to(rows), m * 4L, stream);
+            k.norm.gather(stream, xg, x, gatherRows, m, h);
+            if (c.finalLayerNorm()) {
+                if (c.family() == ModelFamily.LLAMA) {
+                    k.norm.rms(stream, xg, yg, finalW, c.normEps(), m, h, false);
+                } else {
+                    k.norm.layer(stream, xg, yg, finalW, finalB, c.normEps(), m, h, false);
+                }
+            } else {
+                k.norm.cast(stream, xg, yg, m, h);
+            }
+            DeviceBuffer in = yg;
+            int d = h;
+            if (projOut != null) {
+                k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, yg, h, projOut, h, null, yp, p,
+                        m, p, h);
+                in = yp;
+                d = p;
+            }
+            k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, in, d, lmHead, d, null, logits, v,
+                    m, v, d);
+            float[] host = new float[m * v];
+            logits.copyTo(Pointer.to(host), (long) m * v * 4, stream);
+            stream.synchronize();
+            for (int j = 0; j < m; j++) {
+                int[] wnt = want.get(from + j);
+                float[] row = new float[v];
+                System.arraycopy(host, j * v, row, 0, v);
+                out[wnt[1]][wnt[2]] = row;
+            }
+        }
+        stream.synchronize();
+    }
+
+    @Override
+    public void close() {
+        ctx.bind();
+        stream.synchronize();
+        for (DeviceBuffer b : scratch) {
+            b.close();
+        }
+        scratchAlloc.close();
+        for (DeviceBuffer b : kCache) {
+            b.close();
+        }
+        for (DeviceBuffer b : vCache) {
+            b.close();
+        }
+        kvAlloc.close();
+        closeWeights();
+        stream.close();
+    }
+
+    private void closeWeights() {
+        for (LayerBuffers B : layers) {
+            for (DeviceBuffer b : new DeviceBuffer[] {B.attnW, B.attnB, B.wqkv, B.bqkv, B.wo, B.bo,
+                    B.mlpW, B.mlpB, B.w1, B.b1, B.w2, B.b2}) {
+                if (b != null) {
+                    b.close();
+                }
+            }
+        }
+        for (DeviceBuffer b : new DeviceBuffer[] {embed, posTable, projIn, projOut, finalW, finalB,
+                lmHead, invFreq}) {
+            if (b != null) {
+                b.close();
+            }
+        }
+        weightsAlloc.close();
+    }
+}

@@ -1,0 +1,199 @@
+package org.polarspark.cuda;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.polarspark.generate.Engine;
+import org.polarspark.generate.EngineStats;
+import org.polarspark.generate.GenerationRequest;
+import org.polarspark.generate.GenerationResult;
+import org.polarspark.generate.Generator;
+import org.polarspark.generate.LoglikelihoodRequest;
+import org.polarspark.generate.LoglikelihoodResult;
+import org.polarspark.generate.Sampler;
+import org.polarspark.model.Checkpoint;
+import org.polarspark.model.ModelConfig;
+import org.polarspark.model.TextTokenizer;
+import org.polarspark.polar.SparsityPolicy;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The {@link Engine} on one GPU. Calls are serialised (one GPU, one stream); each call binds the
+ * context to the calling thread, so any task thread may use it.
+ */
+public final class CudaEngine implements Engine {
+    private static final Logger LOG = LoggerFactory.getLogger(CudaEngine.class);
+    /** Tokens per forward piece: long prompts are prefilled in chunks of this many. */
+    static final int PIECE_TOKENS = 2048;
+
+    private final GpuContext ctx;
+    private final KernelImage kernels;
+    private final DeviceAllocator root;
+    private final CudaDecoder decoder;
+    private final TextTokenizer tokenizer;
+    private final int maxBatch;
+
+    private CudaEngine(GpuContext ctx, KernelImage kernels, DeviceAllocator root,
+                       CudaDecoder decoder, TextTokenizer tokenizer, int maxBatch) {
+        this.ctx = ctx;
+        this.kernels = kernels;
+        this.root = root;
+        this.decoder = decoder;
+        this.tokenizer = tokenizer;
+        this.maxBatch = maxBatch;
+    }
+
+    /**
+     * Loads a checkpoint onto GPU {@code ordinal}. The KV cache gets enough blocks for
+     * {@code maxBatch} full-context sequences, or 60% of the memory left after the weights and
+     * scratch, whichever is smaller.
+     */
+    public static CudaEngine load(Path modelDir, int ordinal, int maxBatch) {
+        long t0 = System.nanoTime();
+        Checkpoint ckpt = Checkpoint.open(modelDir);
+        ModelConfig c = ckpt.config();
+        GpuContext ctx = new GpuContext(ordinal);
+        KernelImage kernels = null;
+        DeviceAllocator root = null;
+        CudaDecoder decoder = null;
+        try {
+            kernels = new KernelImage();
+            root = DeviceAllocator.root("gpu" + ordinal, ctx.totalMemory());
+            long perSeq = 2L * c.numLayers() * c.kvDim() * 2
+                    * ((c.maxPositions() + CudaDecoder.BLOCK_SIZE - 1) / CudaDecoder.BLOCK_SIZE
+                    * CudaDecoder.BLOCK_SIZE);
+            long wanted = perSeq * maxBatch;
+            long free = ctx.memInfo()[0];
+            long weights = Checkpoint.parameterBytesBf16(ckpt);
+            long kvBytes = Math.max(perSeq, Math.min(wanted, (long) ((free - weights) * 0.6)));
+            int piece = Math.max(PIECE_TOKENS, maxBatch);
+            decoder = new CudaDecoder(ctx, kernels, root, ckpt, piece, maxBatch, kvBytes);
+            TextTokenizer tok = TextTokenizer.load(modelDir, c);
+            LOG.info("Loaded {} on {} in {} ms: {} KV blocks of {} tokens, batch {}", modelDir,
+                    ctx.name(), (System.nanoTime() - t0) / 1_000_000, decoder.numBlocks(),
+                    CudaDecoder.BLOCK_SIZE, maxBatch);
+            return new CudaEngine(ctx, kernels, root, decoder, tok, maxBatch);
+        } catch (RuntimeException e) {
+            if (decoder != null) {
+                decoder.close();
+            }
+            if (kernels != null) {
+                kernels.close();
+            }
+            ctx.close();
+            throw e;
+        }
+    }
+
+    @Override
+    public ModelConfig config() {
+        return decoder.config();
+    }
+
+    @Override
+    public TextTokenizer tokenizer() {
+        return tokenizer;
+    }
+
+    @Override
+    public String backend() {
+        return "cuda";
+    }
+
+    @Override
+    public String deviceName() {
+        return ctx.name();
+    }
+
+    public CudaDecoder decoder() {
+        return decoder;
+    }
+
+    @Override
+    public synchronized Result<GenerationResult> generate(List<GenerationRequest> requests) {
+        ctx.bind();
+        return new Generator<>(decoder, tokenizer, maxBatch).generate(requests,
+                SparsityPolicy.DENSE);
+    }
+
+    @Override
+    public synchronized Result<LoglikelihoodResult> loglikelihood(
+            List<LoglikelihoodRequest> requests) {
+        ctx.bind();
+        List<LoglikelihoodResult> out = new ArrayList<>(requests.size());
+        EngineStats stats = EngineStats.ZERO;
+        int from = 0;
+        while (from < requests.size()) {
+            List<CudaSequence> seqs = new ArrayList<>();
+            List<int[]> toks = new ArrayList<>();
+            long prefill = 0;
+            try {
+                while (from + seqs.size() < requests.size() && seqs.size() < maxBatch) {
+                    LoglikelihoodRequest q = requests.get(from + seqs.size());
+                    int n = q.context().length + q.continuation().length - 1;
+                    if (!decoder.fitsEver(n)) {
+                        throw new IllegalArgumentException("loglikelihood: request "
+                                + (from + seqs.size()) + " needs " + n + " positions; the "
+                                + "context is " + config().maxPositions());
+                    }
+                    CudaSequence s = decoder.open(n);
+                    if (s == null) {
+                        break; // KV cache full: run what we have
+                    }
+                    int[] t = new int[n];
+                    System.arraycopy(q.context(), 0, t, 0, q.context().length);
+                    System.arraycopy(q.continuation(), 0, t, q.context().length,
+                            q.continuation().length - 1);
+                    seqs.add(s);
+                    toks.add(t);
+                    prefill += n;
+                }
+                int rows = seqs.size();
+                int[] last = new int[rows];
+                for (int r = 0; r < rows; r++) {
+                    last[r] = requests.get(from + r).continuation().length;
+                }
+                long t0 = System.nanoTime();
+                float[][][] logits = decoder.forward(seqs, toks.toArray(new int[0][]), last,
+                        SparsityPolicy.DENSE);
+                long dt = System.nanoTime() - t0;
+                for (int r = 0; r < rows; r++) {
+                    int[] cont = requests.get(from + r).continuation();
+                    double ll = 0;
+                    boolean greedy = true;
+                    for (int i = 0; i < cont.length; i++) {
+                        ll += Sampler.logProb(logits[r][i], cont[i]);
+                        greedy &= Sampler.argmax(logits[r][i]) == cont[i];
+                    }
+                    out.add(new LoglikelihoodResult(ll, greedy, cont.length));
+                }
+                stats = stats.plus(new EngineStats(prefill, 0, dt, 0, 1, rows));
+                from += rows;
+            } finally {
+                for (CudaSequence s : seqs) {
+                    decoder.close(s);
+                }
+            }
+        }
+        return new Result<>(out, stats);
+    }
+
+    /** Bytes of device memory still allocated (weights, KV cache, scratch). */
+    public long allocatedBytes() {
+        return root.allocated();
+    }
+
+    @Override
+    public synchronized void close() {
+        ctx.bind();
+        try {
+            decoder.close();
+            kernels.close();
+            tokenizer.close();
+            root.close(); // throws, listing them, if any device buffer leaked
+        } finally {
+            ctx.close();
+        }
+    }
+}

@@ -1,0 +1,32 @@
+package org.polarspark.cuda;
+
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
+import jcuda.driver.JCudaDriver;
+
+/** A non-blocking CUDA stream. */
+public final class CudaStream implements AutoCloseable {
+    private final CUstream stream = new CUstream();
+    private boolean closed;
+
+    public CudaStream() {
+        Cuda.check(JCudaDriver.cuStreamCreate(stream, CUstream_flags.CU_STREAM_NON_BLOCKING),
+                "cuStreamCreate");
+    }
+
+    public CUstream handle() {
+        return stream;
+    }
+
+    public void synchronize() {
+        Cuda.check(JCudaDriver.cuStreamSynchronize(stream), "cuStreamSynchronize");
+    }
+
+    @Override
+    public void close() {
+        if (!closed) {
+            closed = true;
+            Cuda.check(JCudaDriver.cuStreamDestroy(stream), "cuStreamDestroy");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+package org.polarspark.generate;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Deque;
+import java.util.List;
+import org.polarspark.model.ModelConfig;
+import org.polarspark.model.TextTokenizer;
+import org.polarspark.polar.SparsityPolicy;
+
+/**
+ * Continuous batching over a fixed number of slots, for any backend: a finished row frees its
+ * slot and its KV storage, and the next waiting prompt is prefilled into the free slot in the
+ * same forward call as the other rows' decode steps. Admission is by KV room: a prompt whose
+ * sequence does not fit yet waits (in order); one that can never fit comes back as a per-row
+ * error. Each row's tokens depend only on its prompt, its seed and the model, never on which
+ * rows share its batch (under dense decoding).
+ */
+public final class Generator<S> {
+    private final BatchDecoder<S> decoder;
+    private final TextTokenizer tokenizer; // may be null: no text, no stop strings
+    private final int maxBatch;
+
+    public Generator(BatchDecoder<S> decoder, TextTokenizer tokenizer, int maxBatch) {
+        if (maxBatch < 1) {
+            throw new IllegalArgumentException("maxBatch must be >= 1, got " + maxBatch);
+        }
+        this.decoder = decoder;
+        this.tokenizer = tokenizer;
+        this.maxBatch = maxBatch;
+    }
+
+    private final class Row {
+        final int index;
+        final int[] prompt;
+        final SamplingParams params;
+        final long seed;
+        final int capacity;
+        S seq;
+        final List<Integer> out = new ArrayList<>();
+        final List<Double> logprobs = new ArrayList<>();
+        final List<int[]> topIds = new ArrayList<>();
+        final List<double[]> topLps = new ArrayList<>();
+        double cumulative;
+        long startNs;
+        long firstNs;
+        FinishReason finish;
+        String stopReason;
+        String text;
+
+        Row(int index, int[] prompt, SamplingParams params, long seed, int capacity) {
+            this.index = index;
+            this.prompt = prompt;
+            this.params = params;
+            this.seed = seed;
+            this.capacity = capacity;
+        }
+    }
+
+    /** Generates one sequence per request. Invalid prompts come back as error results. */
+    public Engine.Result<GenerationResult> generate(List<GenerationRequest> requests,
+                                                    SparsityPolicy policy) {
+        ModelConfig c = decoder.config();
+        GenerationResult[] results = new GenerationResult[requests.size()];
+        Deque<Row> waiting = new ArrayDeque<>();
+        for (int i = 0; i < requests.size(); i++) {
+            GenerationRequest q = requests.get(i);
+            int[] p = q.promptIds();
+            if (p.length == 0 || p.length >= c.maxPositions()) {
+                results[i] = GenerationResult.error("prompt has " + p.length + " tokens; it "
+                        + "must have between 1 and " + (c.maxPositions() - 1) + " (the context is "
+                        + c.maxPositions() + ")");
+                continue;
+            }
+            int bad = firstInvalidToken(p, c.vocabSize());
+            if (bad >= 0) {
+                results[i] = GenerationResult.error("prompt token " + bad + " has id " + p[bad]
+                        + " outside the vocabulary [0, " + c.vocabSize() + ")");
+                continue;
+            }
+            int capacity = Math.min(c.maxPositions(), p.length + q.params().maxTokens());
+            if (!decoder.fitsEver(capacity)) {
+                results[i] = GenerationResult.error("the sequence needs " + capacity
+                        + " KV positions, more than the whole KV cache holds");
+                continue;
+            }
+            waiting.add(new Row(i, p, q.params(), q.seed(), capacity));
+        }
+        List<Row> active = new ArrayList<>();
+        long prefillTokens = 0;
+        long decodeTokens = 0;
+        long prefillNs = 0;
+        long decodeNs = 0;
+        long calls = 0;
+        int maxRows = 0;
+        try {
+            while (!waiting.isEmpty() || !active.isEmpty()) {
+                long now = System.nanoTime();
+                while (active.size() < maxBatch && !waiting.isEmpty()) {
+                    Row r = waiting.peek();
+                    S seq = decoder.open(r.capacity);
+                    if (seq == null) {
+                        if (active.isEmpty()) {
+                            throw new IllegalStateException("KV cache has no room for "
+                                    + r.capacity + " positions with no sequence running");
+                        }
+                        break; // waits for running rows to free their blocks
+                    }
+                    waiting.poll();
+                    r.seq = seq;
+                    r.startNs = now;
+                    active.add(r);
+                }
+                List<S> seqs = new ArrayList<>(active.size());
+                int[][] tokens = new int[active.size()][];
+                int[] last = new int[active.size()];
+                boolean prefill = false;
+                for (int i = 0; i < active.size(); i++) {
+                    Row r = active.get(i);
+                    seqs.add(r.seq);
+                    last[i] = 1;
+                    if (r.out.isEmpty()) {
+                        tokens[i] = r.prompt;
+                        prefill = true;
+                        prefillTokens += r.prompt.length;
+                    } else {
+                        tokens[i] = new int[] {r.out.get(r.out.size() - 1)};
+                    }
+                }
+                float[][][] logits = decoder.forward(seqs, tokens, last, policy);
+                long t = System.nanoTime();
+                if (prefill) {
+                    prefillNs += t - now;
+                } else {
+                    decodeNs += t - now;
+                }
+                calls++;
+                maxRows = Math.max(maxRows, active.size());
+                List<Row> still = new ArrayList<>();
+                for (int i = 0; i < active.size(); i++) {
+                    Row r = active.get(i);
+                    int before = r.out.size();
+                    boolean done = step(r, logits[i][0], c, t);
+                    decodeTokens += r.out.size() - before;
+                    if (done) {
+                        results[r.index] = finish(r, t);
+                        decoder.close(r.seq);
+                        r.seq = null;
+                    } else {
+                        still.add(r);
+                    }
+                }
+                active = still;
+            }
+        } finally {
+            for (Row r : active) {
+                if (r.seq != null) {
+                    decoder.close(r.seq);
+                }
+            }
+        }
+        return new Engine.Result<>(Arrays.asList(results), new EngineStats(prefillTokens,
+                decodeTokens, prefillNs, decodeNs, calls, maxRows));
+    }
+
+    private static int firstInvalidToken(int[] p, int vocab) {
+        for (int i = 0; i < p.length; i++) {
+            if (p[i] < 0 || p[i] >= vocab) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /** Samples one token for a row; returns true when the row is finished. */
+    private boolean step(Row r, float[] logits, ModelConfig c, long now) {
+        SamplingParams p = r.params;
+        int token = Sampler.sample(logits, p, r.seed, r.out.size());
+        if (r.out.isEmpty()) {
+            r.firstNs = now;
+        }
+        if (c.isEos(token)) {
+            r.finish = FinishReason.EOS;
+            return true;
+        }
+        double lp = Sampler.logProb(logits, token);
+        if (p.logprobs() != null && p.logprobs() > 0) {
+            int[] ids = Sampler.topK(logits, p.logprobs());
+            double[] lps = new double[ids.length];
+            double shift = lp - logits[token]; // log-probability = logit - logsumexp
+            for (int i = 0; i < ids.length; i++) {
+                lps[i] = logits[ids[i]] + shift;
+            }
+            r.topIds.add(ids);
+            r.topLps.add(lps);
+        }
+        r.out.add(token);
+        r.logprobs.add(lp);
+        r.cumulative += lp;
+        if (tokenizer != null && !p.stop().isEmpty()) {
+            String text = tokenizer.decode(toArray(r.out));
+            for (String s : p.stop()) {
+                int at = text.indexOf(s);
+                if (at >= 0) {
+                    r.finish = FinishReason.STOP;
+                    r.stopReason = s;
+                    r.text = text.substring(0, at);
+                    return true;
+                }
+            }
+        }
+        // capacity = min(context, prompt + max_tokens): prompt plus output never exceed it, as
+        // vLLM's max_model_len. The last token is never fed back, so the KV cache needs
+        // capacity - 1 positions.
+        if (r.prompt.length + r.out.size() >= r.capacity) {
+            r.finish = FinishReason.LENGTH;
+            return true;
+        }
+        return false;
+    }
+
+    private GenerationResult finish(Row r, long now) {
+        int[] toks = toArray(r.out);
+        String text = r.text != null ? r.text : tokenizer != null ? tokenizer.decode(toks) : null;
+        boolean want = r.params.logprobs() != null;
+        double[] lps = want ? r.logprobs.stream().mapToDouble(Double::doubleValue).toArray()
+                : null;
+        boolean top = want && r.params.logprobs() > 0;
+        return new GenerationResult(toks, text, lps,
+                top ? r.topIds.toArray(new int[0][]) : null,
+                top ? r.topLps.toArray(new double[0][]) : null, r.cumulative, r.finish,
+                r.stopReason, (r.firstNs - r.startNs) / 1e6, (now - r.firstNs) / 1e6, null);
+    }
+
+    private static int[] toArray(List<Integer> l) {
+        int[] a = new int[l.size()];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = l.get(i);
+        }
+        return a;
+    }
+}

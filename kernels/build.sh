@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Compiles every kernels/*.cu into a fatbin (SASS for sm_80, sm_86, sm_89, sm_90 plus
+# compute_80 PTX for newer GPUs) under OUT_DIR, with an index file listing them.
+# Called by gpu-runtime's build (generate-resources). Without nvcc it prints how to get the
+# kernels and exits 0, so the Java build still passes; the CUDA backend then refuses to start
+# with a message that says the same.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${1:?usage: build.sh OUT_DIR}"
+mkdir -p "$out"
+index="$out/kernels.index"
+NVCC="${NVCC:-nvcc}"
+if ! command -v "$NVCC" >/dev/null 2>&1; then
+  echo "[kernels] nvcc not found: building without the CUDA kernel image." \
+       "Install the CUDA toolkit (nvcc 12.x or 13.x) and rebuild to use backend=cuda." >&2
+  : > "$index"
+  exit 0
+fi
+ARCHS="${POLAR_CUDA_ARCHS:-80 86 89 90}"
+gencode=()
+for a in $ARCHS; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
+gencode+=(-gencode "arch=compute_80,code=compute_80")
+tmp_index="$(mktemp)"
+for src in "$here"/*.cu; do
+  name="$(basename "$src" .cu)"
+  fat="$out/$name.fatbin"
+  echo "$name.fatbin" >> "$tmp_index"
+  # Rebuild only when the source or a shared header is newer than the fatbin.
+  if [ -f "$fat" ] && [ "$fat" -nt "$src" ] && [ "$fat" -nt "$here/common.cuh" ] \
+     && [ "$fat" -nt "$0" ]; then
+    continue
+  fi
+  echo "[kernels] nvcc $name.cu ($ARCHS)" >&2
+  "$NVCC" -fatbin -O3 -std=c++17 -lineinfo -Xptxas -O3 "${gencode[@]}" -I "$here" \
+      -o "$fat.tmp" "$src"
+  mv "$fat.tmp" "$fat"
+done
+mv "$tmp_index" "$index"

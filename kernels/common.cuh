@@ -1,0 +1,40 @@
+// Shared device helpers for every kernel family. Conventions (all kernels):
+//   - activations and weights are bf16 (__nv_bfloat16), row-major; accumulation is fp32;
+//   - the residual stream x is fp32 [tokens, hidden];
+//   - Linear weights keep PyTorch's layout [out, in] (in contiguous);
+//   - exported entry points are extern "C" and named <family>_<variant>_<dtype>.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+typedef __nv_bfloat16 bf16;
+
+#define POLAR_DEVICE __device__ __forceinline__
+
+POLAR_DEVICE float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+POLAR_DEVICE float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Block-wide sum for blockDim.x <= 1024 (a multiple of 32); `scratch` holds 32 floats.
+POLAR_DEVICE float block_sum(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    int nw = (blockDim.x + 31) >> 5;
+    v = lane < nw ? scratch[lane] : 0.f;
+    return warp_sum(v);
+}
+
+POLAR_DEVICE float bf2f(bf16 v) { return __bfloat162float(v); }
+POLAR_DEVICE bf16 f2bf(float v) { return __float2bfloat16_rn(v); }

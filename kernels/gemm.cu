@@ -1,0 +1,168 @@
+// GEMM on tensor cores (mma.sync m16n8k16, bf16 in, fp32 accumulate) with fused epilogues:
+//
+//   acc[m, n] = sum_k A[m, k] * W[n, k]          A: bf16 [M, K] (row stride lda)
+//                                                W: bf16 [N, K] (PyTorch Linear layout, stride ldw)
+//   gemm_store_bf16:   out bf16[m, n]  = acc + bias[n]
+//   gemm_relu_bf16:    out bf16[m, n]  = max(acc + bias[n], 0)
+//   gemm_accum_f32:    out fp32[m, n] += acc + bias[n]     (residual add fused: x += o_proj(...))
+//   gemm_store_f32:    out fp32[m, n]  = acc + bias[n]     (logits)
+//   gemm_swiglu_bf16:  W holds gate and up rows interleaved (row 2j = gate_j, 2j+1 = up_j, N = 2F);
+//                      out bf16[m, j] = silu(acc[m, 2j] + bias[2j]) * (acc[m, 2j+1] + bias[2j+1])
+//   bias may be null; out has row stride ldc.
+// Tiles: 64 x 64 x 32 per block of 4 warps (2 x 2, 32 x 32 each), two-stage cp.async pipeline,
+// ldmatrix fragment loads from padded shared memory (row pitch 80 bytes: conflict-free).
+// Preconditions (checked by the Java launcher): K % 8 == 0, lda % 8 == 0, ldw % 8 == 0 and
+// 16-byte aligned A and W (16-byte vector loads); N even. M, N, K need not be tile multiples.
+#include "common.cuh"
+
+#define BM 64
+#define BN 64
+#define BK 32
+#define PAD 8
+#define GEMM_THREADS 128
+
+enum Epi { STORE_BF16 = 0, RELU_BF16 = 1, ACCUM_F32 = 2, STORE_F32 = 3, SWIGLU_BF16 = 4 };
+
+POLAR_DEVICE uint32_t smem_addr(const void* p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+POLAR_DEVICE void cp_async16(void* dst, const void* src, bool valid) {
+    int size = valid ? 16 : 0;  // 0: nothing read, the 16 bytes are zero-filled
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(size));
+}
+
+POLAR_DEVICE void ldmatrix_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
+                              const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(smem_addr(p)));
+}
+
+POLAR_DEVICE void mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <int EPI>
+__device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __restrict__ W, int ldw,
+                          const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
+                          int N, int K) {
+    __shared__ __align__(16) bf16 As[2][BM][BK + PAD];
+    __shared__ __align__(16) bf16 Bs[2][BN][BK + PAD];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp >> 1, wn = warp & 1;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int KT = (K + BK - 1) / BK;
+
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+
+    auto load = [&](int stage, int kt) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            int c = tid + i * GEMM_THREADS;  // 256 chunks of 8 bf16 per 64 x 32 tile
+            int r = c >> 2, kc = (c & 3) * 8;
+            int k = kt * BK + kc;
+            int gm = m0 + r, gn = n0 + r;
+            bool va = gm < M && k < K, vb = gn < N && k < K;
+            cp_async16(&As[stage][r][kc], va ? A + (size_t)gm * lda + k : A, va);
+            cp_async16(&Bs[stage][r][kc], vb ? W + (size_t)gn * ldw + k : W, vb);
+        }
+        asm volatile("cp.async.commit_group;\n" ::);
+    };
+
+    load(0, 0);
+    for (int kt = 0; kt < KT; kt++) {
+        const int st = kt & 1;
+        if (kt + 1 < KT) {
+            load(st ^ 1, kt + 1);
+            asm volatile("cp.async.wait_group 1;\n" ::);
+        } else {
+            asm volatile("cp.async.wait_group 0;\n" ::);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 16) {
+            uint32_t a[2][4], b[4][2];
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++) {
+                int row = wm * 32 + mi * 16 + (lane & 15);
+                int col = kk + (lane >> 4) * 8;
+                ldmatrix_x4(a[mi][0], a[mi][1], a[mi][2], a[mi][3], &As[st][row][col]);
+            }
+#pragma unroll
+            for (int nj = 0; nj < 2; nj++) {
+                int row = wn * 32 + nj * 16 + (lane & 7) + (lane >> 4) * 8;
+                int col = kk + ((lane >> 3) & 1) * 8;
+                ldmatrix_x4(b[nj * 2][0], b[nj * 2][1], b[nj * 2 + 1][0], b[nj * 2 + 1][1],
+                            &Bs[st][row][col]);
+            }
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                for (int ni = 0; ni < 4; ni++) mma_bf16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++) {
+            int col = n0 + wn * 32 + ni * 8 + (lane & 3) * 2;
+            if (col >= N) continue;  // N even, so col + 1 < N too
+            float b0 = bias ? bf2f(bias[col]) : 0.f;
+            float b1 = bias ? bf2f(bias[col + 1]) : 0.f;
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                int row = m0 + wm * 32 + mi * 16 + (lane >> 2) + half * 8;
+                if (row >= M) continue;
+                float v0 = acc[mi][ni][half * 2] + b0;
+                float v1 = acc[mi][ni][half * 2 + 1] + b1;
+                if (EPI == STORE_BF16 || EPI == RELU_BF16) {
+                    if (EPI == RELU_BF16) {
+                        v0 = fmaxf(v0, 0.f);
+                        v1 = fmaxf(v1, 0.f);
+                    }
+                    bf16* o = (bf16*)out + (size_t)row * ldc + col;
+                    o[0] = f2bf(v0);
+                    o[1] = f2bf(v1);
+                } else if (EPI == ACCUM_F32) {
+                    float* o = (float*)out + (size_t)row * ldc + col;
+                    o[0] += v0;
+                    o[1] += v1;
+                } else if (EPI == STORE_F32) {
+                    float* o = (float*)out + (size_t)row * ldc + col;
+                    o[0] = v0;
+                    o[1] = v1;
+                } else {  // SWIGLU_BF16: v0 = gate_j, v1 = up_j with j = col / 2
+                    float silu = v0 / (1.f + __expf(-v0));
+                    ((bf16*)out)[(size_t)row * ldc + col / 2] = f2bf(silu * v1);
+                }
+            }
+        }
+    }
+}
+
+#define GEMM_ENTRY(name, epi)                                                                   \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                  \
+        name(const bf16* A, int lda, const bf16* W, int ldw, const bf16* bias, void* out,       \
+             int ldc, int M, int N, int K) {                                                    \
+        gemm_body<epi>(A, lda, W, ldw, bias, out, ldc, M, N, K);                                \
+    }
+
+GEMM_ENTRY(gemm_store_bf16, STORE_BF16)
+GEMM_ENTRY(gemm_relu_bf16, RELU_BF16)
+GEMM_ENTRY(gemm_accum_f32, ACCUM_F32)
+GEMM_ENTRY(gemm_store_f32, STORE_F32)
+GEMM_ENTRY(gemm_swiglu_bf16, SWIGLU_BF16)

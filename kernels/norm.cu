@@ -1,0 +1,66 @@
+// Normalisation of the fp32 residual stream into the bf16 input of the next projection.
+//
+// norm_layer_f32:  y[i] = (x[i] - mean) / sqrt(var + eps) * w + b          (LayerNorm, OPT)
+// norm_rms_f32:    y[i] = x[i] / sqrt(mean(x^2) + eps) * w                  (RMSNorm, LLaMA)
+//   x: fp32 [n, h] (row stride h); y: bf16 [n, h]; w, b: bf16 [h] or null (no affine / no bias).
+//   If write_back != 0, the normalised fp32 values are also stored back into x (post-norm OPT,
+//   where the residual stream itself is normalised).
+//   The residual add is fused into the GEMM epilogue that produces x (EPI_ACCUM_F32), so these
+//   kernels read each residual row exactly once.
+// norm_cast_f32: y = bf16(x) (post-norm OPT feeds the un-normalised stream to the projections).
+// norm_gather_f32: out[j] = x[rows[j]] (fp32 rows picked for the LM head).
+// Grid: (n) rows; block: 256 threads. Statistics in fp32 with a two-pass variance.
+#include "common.cuh"
+
+template <bool RMS>
+__device__ void norm_row(float* __restrict__ x, bf16* __restrict__ y, const bf16* __restrict__ w,
+                         const bf16* __restrict__ b, float eps, int h, int write_back) {
+    __shared__ float scratch[32];
+    int i = blockIdx.x;
+    float* xr = x + (size_t)i * h;
+    float mean = 0.f;
+    if (!RMS) {
+        float s = 0.f;
+        for (int d = threadIdx.x; d < h; d += blockDim.x) s += xr[d];
+        mean = block_sum(s, scratch) / h;
+    }
+    float s2 = 0.f;
+    for (int d = threadIdx.x; d < h; d += blockDim.x) {
+        float t = xr[d] - mean;
+        s2 += t * t;
+    }
+    float inv = rsqrtf(block_sum(s2, scratch) / h + eps);
+    for (int d = threadIdx.x; d < h; d += blockDim.x) {
+        float v = (xr[d] - mean) * inv;
+        if (w) v *= bf2f(w[d]);
+        if (b) v += bf2f(b[d]);
+        y[(size_t)i * h + d] = f2bf(v);
+        if (write_back) xr[d] = v;
+    }
+}
+
+extern "C" __global__ void norm_layer_f32(float* x, bf16* y, const bf16* w, const bf16* b,
+                                          float eps, int n, int h, int write_back) {
+    if (blockIdx.x < n) norm_row<false>(x, y, w, b, eps, h, write_back);
+}
+
+extern "C" __global__ void norm_rms_f32(float* x, bf16* y, const bf16* w, float eps, int n, int h,
+                                        int write_back) {
+    if (blockIdx.x < n) norm_row<true>(x, y, w, nullptr, eps, h, write_back);
+}
+
+extern "C" __global__ void norm_cast_f32(const float* __restrict__ x, bf16* __restrict__ y, int n,
+                                         int h) {
+    int i = blockIdx.x;
+    if (i >= n) return;
+    for (int d = threadIdx.x; d < h; d += blockDim.x)
+        y[(size_t)i * h + d] = f2bf(x[(size_t)i * h + d]);
+}
+
+extern "C" __global__ void norm_gather_f32(float* __restrict__ out, const float* __restrict__ x,
+                                           const int* __restrict__ rows, int n, int h) {
+    int j = blockIdx.x;
+    if (j >= n) return;
+    const float* src = x + (size_t)rows[j] * h;
+    for (int d = threadIdx.x; d < h; d += blockDim.x) out[(size_t)j * h + d] = src[d];
+}
