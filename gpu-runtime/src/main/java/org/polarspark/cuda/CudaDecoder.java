@@ -80,6 +80,10 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer yp;         // bf16 [LM_CHUNK, proj] or null
     private final DeviceBuffer logits;     // fp32 [LM_CHUNK, vocab]
     private static final int PART_SPLITS = 4;
+    /** Positions per flash-decoding split (a multiple of the kernel's 32-position tile). */
+    static final int SPLIT_LEN = 512;
+    /** Floats of partial outputs: every decode row's splits, or 4 splits of a full piece. */
+    private final long partCapacity;
     private final List<DeviceBuffer> scratch = new ArrayList<>();
 
     private static final class LayerBuffers {
@@ -181,9 +185,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.qkv = scratchBuf("qkv", t * qkvDim * 2);
         this.att = scratchBuf("att", t * c.qDim() * 2);
         this.hb = scratchBuf("hb", t * c.ffnDim() * 2);
-        this.partO = scratchBuf("part_o",
-                t * c.numHeads() * c.headDim() * 4L * PART_SPLITS);
-        this.partMl = scratchBuf("part_ml", t * c.numHeads() * 2 * 4L * PART_SPLITS);
+        long maxSplits = (c.maxPositions() + SPLIT_LEN - 1) / SPLIT_LEN;
+        this.partCapacity = Math.max(t * PART_SPLITS, maxRows * maxSplits) * c.numHeads()
+                * c.headDim();
+        this.partO = scratchBuf("part_o", partCapacity * 4);
+        this.partMl = scratchBuf("part_ml", partCapacity / c.headDim() * 2 * 4);
         this.ids = scratchBuf("ids", t * 4);
         this.pos = scratchBuf("pos", t * 4);
         this.rowOf = scratchBuf("row_of", t * 4);
@@ -403,15 +409,18 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         lmHead(want, out);
     }
 
-    /** Split length so that the decode grid fills the GPU, within the partials' capacity. */
+    /**
+     * Split length of the flash-decoding pass. A fixed 512 positions, so that a token's partial
+     * sums (and hence its result, bit for bit) do not depend on which other rows share its batch;
+     * grown only when a very large prefill piece would overflow the partial buffers.
+     */
     private int splitLength(int n, int maxLen) {
-        int tiles = (maxLen + AttentionKernel.TILE - 1) / AttentionKernel.TILE;
-        int target = (2 * ctx.multiprocessors() + n * c.numKvHeads() - 1)
-                / (n * c.numKvHeads());
-        long cap = (long) maxTokens * PART_SPLITS / n; // splits that fit the partial buffers
-        int splits = (int) Math.max(1, Math.min(Math.min(target, tiles), cap));
-        int tilesPerSplit = (tiles + splits - 1) / splits;
-        return tilesPerSplit * AttentionKernel.TILE;
+        int splitLen = SPLIT_LEN;
+        while ((long) n * c.numHeads() * c.headDim() * ((maxLen + splitLen - 1) / splitLen)
+                > partCapacity) {
+            splitLen *= 2;
+        }
+        return splitLen;
     }
 
     private void embedTokens(int n) {

@@ -1,0 +1,460 @@
+package org.polarspark.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.polarspark.cuda.GemmKernel.Epilogue;
+import org.polarspark.model.RopeScaling;
+
+/**
+ * Every kernel against a host reference computed in double from the same bf16-rounded inputs,
+ * on fresh random data over odd shapes (not multiples of the tile sizes), batch 1 and > 1.
+ */
+class CudaKernelTest extends GpuTest {
+    /** bf16 outputs: one rounding of the result (2^-8 relative) plus fp32 summation order. */
+    static final double BF16_OUT_RTOL = 1e-2;
+    /** fp32 outputs of bf16 products: only summation order differs from the double reference. */
+    static final double F32_OUT_RTOL = 1e-4;
+
+    static Stream<Arguments> gemmShapes() {
+        int[][] shapes = {{1, 64, 64, 64}, {3, 130, 72, 80}, {17, 96, 200, 200},
+            {64, 256, 128, 136}, {65, 66, 40, 40}, {130, 514, 264, 264}, {512, 512, 256, 256}};
+        List<Arguments> out = new ArrayList<>();
+        for (int[] s : shapes) {
+            for (Epilogue e : Epilogue.values()) {
+                out.add(Arguments.of(e, s[0], s[1], s[2], s[3]));
+            }
+        }
+        return out.stream();
+    }
+
+    @ParameterizedTest(name = "{0} M={1} N={2} K={3} lda={4}")
+    @MethodSource("gemmShapes")
+    void gemm(Epilogue epi, int m, int n, int k, int lda) {
+        Random r = new Random(31L * m + 7L * n + k + epi.ordinal());
+        float[] a = Bf16.round(random(r, m * lda, 1.0));
+        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
+        float[] bias = m % 2 == 1 ? Bf16.round(random(r, n, 0.5)) : null;
+        int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
+        float[] init = random(r, m * outCols, 1.0);
+        double[] acc = new double[m * n];
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double s = bias == null ? 0 : bias[j];
+                for (int q = 0; q < k; q++) {
+                    s += (double) a[i * lda + q] * w[j * k + q];
+                }
+                acc[i * n + j] = s;
+            }
+        }
+        float[] expected = new float[m * outCols];
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < outCols; j++) {
+                double v = acc[i * n + j];
+                switch (epi) {
+                    case RELU_BF16:
+                        v = Math.max(v, 0);
+                        break;
+                    case ACCUM_F32:
+                        v += init[i * outCols + j];
+                        break;
+                    case SWIGLU_BF16: {
+                        double g = acc[i * n + 2 * j];
+                        double u = acc[i * n + 2 * j + 1];
+                        v = g / (1 + Math.exp(-g)) * u;
+                        break;
+                    }
+                    default:
+                        break;
+                }
+                expected[i * outCols + j] = (float) v;
+            }
+        }
+        DeviceBuffer da = bf16(a);
+        DeviceBuffer dw = bf16(w);
+        DeviceBuffer db = bias == null ? null : bf16(bias);
+        boolean f32 = epi == Epilogue.ACCUM_F32 || epi == Epilogue.STORE_F32;
+        DeviceBuffer out = f32 ? f32(init) : zeros((long) m * outCols * 2);
+        kernels.gemm.run(epi, stream, da, lda, dw, k, db, out, outCols, m, n, k);
+        float[] got = f32 ? readF32(out, m * outCols) : readBf16(out, m * outCols);
+        double rtol = f32 ? F32_OUT_RTOL : BF16_OUT_RTOL;
+        assertClose(epi + " M=" + m + " N=" + n + " K=" + k, expected, got, rtol, rtol);
+    }
+
+    @Test
+    void gemmRejectsMisalignedShapes() {
+        DeviceBuffer a = zeros(4096);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> kernels.gemm.run(Epilogue.STORE_BF16, stream, a, 12, a, 12, null, a, 8, 4,
+                        8, 12));
+        assertEquals(true, e.getMessage().contains("gemm_store_bf16"), e.getMessage());
+    }
+
+    @ParameterizedTest(name = "n={0} h={1} rms={2} affine={3}")
+    @MethodSource("normShapes")
+    void norm(int n, int h, boolean rms, boolean affine) {
+        Random r = new Random(n * 131 + h);
+        float[] x = random(r, n * h, 3.0);
+        for (int i = 0; i < x.length; i++) {
+            x[i] += 1.5f; // a non-zero mean, so LayerNorm's centring matters
+        }
+        float[] w = affine || rms ? Bf16.round(random(r, h, 1.0)) : null;
+        float[] b = affine && !rms ? Bf16.round(random(r, h, 1.0)) : null;
+        float eps = 1e-5f;
+        float[] expected = new float[n * h];
+        for (int i = 0; i < n; i++) {
+            double mean = 0;
+            if (!rms) {
+                for (int d = 0; d < h; d++) {
+                    mean += x[i * h + d];
+                }
+                mean /= h;
+            }
+            double var = 0;
+            for (int d = 0; d < h; d++) {
+                double t = x[i * h + d] - mean;
+                var += t * t;
+            }
+            double inv = 1 / Math.sqrt(var / h + eps);
+            for (int d = 0; d < h; d++) {
+                double v = (x[i * h + d] - mean) * inv;
+                if (w != null) {
+                    v *= w[d];
+                }
+                if (b != null) {
+                    v += b[d];
+                }
+                expected[i * h + d] = (float) v;
+            }
+        }
+        DeviceBuffer dx = f32(x);
+        DeviceBuffer dy = zeros((long) n * h * 2);
+        DeviceBuffer dw = w == null ? null : bf16(w);
+        DeviceBuffer db = b == null ? null : bf16(b);
+        if (rms) {
+            kernels.norm.rms(stream, dx, dy, dw, eps, n, h, true);
+        } else {
+            kernels.norm.layer(stream, dx, dy, dw, db, eps, n, h, true);
+        }
+        assertClose("norm y", expected, readBf16(dy, n * h), 1e-2, BF16_OUT_RTOL);
+        assertClose("norm write-back", expected, readF32(dx, n * h), 1e-4, 1e-4);
+    }
+
+    static Stream<Arguments> normShapes() {
+        List<Arguments> out = new ArrayList<>();
+        for (int[] s : new int[][] {{1, 64}, {5, 200}, {33, 769}, {3, 4096}}) {
+            out.add(Arguments.of(s[0], s[1], false, true));
+            out.add(Arguments.of(s[0], s[1], false, false));
+            out.add(Arguments.of(s[0], s[1], true, true));
+        }
+        return out.stream();
+    }
+
+    @Test
+    void castAndGather() {
+        Random r = new Random(5);
+        int n = 9;
+        int h = 75;
+        float[] x = random(r, n * h, 2.0);
+        DeviceBuffer dx = f32(x);
+        DeviceBuffer dy = zeros((long) n * h * 2);
+        kernels.norm.cast(stream, dx, dy, n, h);
+        assertClose("cast", Bf16.round(x), readBf16(dy, n * h), 0, 0);
+        int[] rows = {8, 0, 3};
+        DeviceBuffer out = zeros(3L * h * 4);
+        kernels.norm.gather(stream, out, dx, i32(rows), 3, h);
+        float[] got = readF32(out, 3 * h);
+        for (int j = 0; j < rows.length; j++) {
+            for (int d = 0; d < h; d++) {
+                assertEquals(x[rows[j] * h + d], got[j * h + d], 0f);
+            }
+        }
+    }
+
+    @Test
+    void embeddings() {
+        Random r = new Random(9);
+        int vocab = 37;
+        int dim = 72;
+        int n = 11;
+        float[] table = Bf16.round(random(r, vocab * dim, 1.0));
+        float[] posTable = Bf16.round(random(r, 40 * dim, 1.0));
+        int[] ids = new int[n];
+        int[] pos = new int[n];
+        for (int i = 0; i < n; i++) {
+            ids[i] = r.nextInt(vocab);
+            pos[i] = r.nextInt(38);
+        }
+        DeviceBuffer dx = zeros((long) n * dim * 4);
+        DeviceBuffer dt = bf16(table);
+        kernels.embedding.tokensF32(stream, dx, i32(ids), dt, n, dim);
+        DeviceBuffer dpos = i32(pos);
+        kernels.embedding.positions(stream, dx, dpos, bf16(posTable), 2, n, dim);
+        float[] expected = new float[n * dim];
+        for (int i = 0; i < n; i++) {
+            for (int d = 0; d < dim; d++) {
+                expected[i * dim + d] = table[ids[i] * dim + d] + posTable[(pos[i] + 2) * dim + d];
+            }
+        }
+        assertClose("embedding+positions", expected, readF32(dx, n * dim), 1e-6, 1e-6);
+        DeviceBuffer de = zeros((long) n * dim * 2);
+        kernels.embedding.tokensBf16(stream, de, i32(ids), dt, n, dim);
+        float[] e = readBf16(de, n * dim);
+        for (int i = 0; i < n; i++) {
+            for (int d = 0; d < dim; d++) {
+                assertEquals(table[ids[i] * dim + d], e[i * dim + d], 0f);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "heads={0} kv={1} D={2}")
+    @MethodSource("ropeShapes")
+    void rope(int heads, int kvHeads, int headDim) {
+        Random r = new Random(heads * 7 + headDim);
+        int n = 7;
+        int stride = (heads + 2 * kvHeads) * headDim;
+        float[] qkv = Bf16.round(random(r, n * stride, 1.0));
+        int[] pos = new int[n];
+        for (int i = 0; i < n; i++) {
+            pos[i] = r.nextInt(3000);
+        }
+        RopeScaling sc = new RopeScaling(RopeScaling.Type.LLAMA3, 8, 1, 4, 64);
+        float[] inv = sc.inverseFrequencies(500000, headDim);
+        float[] expected = qkv.clone();
+        int half = headDim / 2;
+        for (int t = 0; t < n; t++) {
+            for (int h = 0; h < heads + kvHeads; h++) {
+                int off = t * stride + h * headDim;
+                for (int i = 0; i < half; i++) {
+                    double ang = (float) (pos[t] * inv[i]);
+                    double x1 = qkv[off + i];
+                    double x2 = qkv[off + i + half];
+                    expected[off + i] = (float) (x1 * Math.cos(ang) - x2 * Math.sin(ang));
+                    expected[off + i + half] = (float) (x2 * Math.cos(ang) + x1 * Math.sin(ang));
+                }
+            }
+        }
+        DeviceBuffer d = bf16(qkv);
+        kernels.rope.run(stream, d, i32(pos), f32(inv), n, stride, heads, kvHeads,
+                heads * headDim, headDim);
+        assertClose("rope", expected, readBf16(d, n * stride), 2e-2, BF16_OUT_RTOL);
+    }
+
+    static Stream<Arguments> ropeShapes() {
+        return Stream.of(Arguments.of(8, 2, 16), Arguments.of(4, 4, 24), Arguments.of(32, 8, 128));
+    }
+
+    static Stream<Arguments> attentionShapes() {
+        List<Arguments> out = new ArrayList<>();
+        int[][] heads = {{8, 2, 16}, {4, 4, 24}, {8, 8, 32}, {32, 8, 128}, {12, 4, 64}};
+        int[][] lens = {{1, 54, 97}, {17, 300, 5}};
+        for (int[] h : heads) {
+            for (int[] l : lens) {
+                for (int split : new int[] {32, 64, 512}) {
+                    out.add(Arguments.of(h[0], h[1], h[2], l, split));
+                }
+            }
+        }
+        return out.stream();
+    }
+
+    /**
+     * Appends K/V of every token of three rows of different lengths into a paged cache with
+     * shuffled blocks, then runs every token as a query at its own position (causal prefill,
+     * and decode for each row's last token) with and without a Polar group table.
+     */
+    @ParameterizedTest(name = "heads={0} kv={1} D={2} lens={3} split={4}")
+    @MethodSource("attentionShapes")
+    void pagedAttention(int heads, int kvHeads, int headDim, int[] lens, int splitLen) {
+        Random r = new Random(heads * 1000 + headDim * 10 + lens[1] + splitLen);
+        int blockSize = 16;
+        int rows = lens.length;
+        int maxBlocks = 0;
+        for (int l : lens) {
+            maxBlocks = Math.max(maxBlocks, (l + blockSize - 1) / blockSize);
+        }
+        int numBlocks = rows * maxBlocks + 5;
+        List<Integer> pool = new ArrayList<>();
+        for (int b = 0; b < numBlocks; b++) {
+            pool.add(b);
+        }
+        Collections.shuffle(pool, r);
+        int[] table = new int[rows * maxBlocks];
+        for (int i = 0; i < table.length; i++) {
+            table[i] = pool.get(i);
+        }
+        int n = 0;
+        for (int l : lens) {
+            n += l;
+        }
+        int stride = (heads + 2 * kvHeads) * headDim;
+        float[] qkv = Bf16.round(random(r, n * stride, 1.0));
+        int[] rowOf = new int[n];
+        int[] posOf = new int[n];
+        int i = 0;
+        for (int row = 0; row < rows; row++) {
+            for (int p = 0; p < lens[row]; p++) {
+                rowOf[i] = row;
+                posOf[i] = p;
+                i++;
+            }
+        }
+        long cacheBytes = (long) numBlocks * kvHeads * blockSize * headDim * 2;
+        DeviceBuffer kc = zeros(cacheBytes);
+        DeviceBuffer vc = zeros(cacheBytes);
+        DeviceBuffer dqkv = bf16(qkv);
+        DeviceBuffer dRow = i32(rowOf);
+        DeviceBuffer dPos = i32(posOf);
+        DeviceBuffer dTable = i32(table);
+        int kOff = heads * headDim;
+        int vOff = kOff + kvHeads * headDim;
+        kernels.kvAppend.run(stream, kc, vc, dqkv, dRow, dPos, dTable, maxBlocks, blockSize, n,
+                stride, kOff, vOff, kvHeads, headDim);
+
+        float scale = (float) (1 / Math.sqrt(headDim));
+        int g = heads / kvHeads;
+        float[] expected = new float[n * heads * headDim];
+        int[] first = new int[rows]; // flat index of each row's first token
+        for (int row = 1; row < rows; row++) {
+            first[row] = first[row - 1] + lens[row - 1];
+        }
+        for (int t = 0; t < n; t++) {
+            int base = first[rowOf[t]];
+            for (int h = 0; h < heads; h++) {
+                int grp = h / g;
+                int len = posOf[t] + 1;
+                double[] s = new double[len];
+                double max = Double.NEGATIVE_INFINITY;
+                for (int p = 0; p < len; p++) {
+                    double dot = 0;
+                    for (int d = 0; d < headDim; d++) {
+                        dot += (double) qkv[t * stride + h * headDim + d]
+                                * qkv[(base + p) * stride + kOff + grp * headDim + d];
+                    }
+                    s[p] = dot * scale;
+                    max = Math.max(max, s[p]);
+                }
+                double sum = 0;
+                for (int p = 0; p < len; p++) {
+                    s[p] = Math.exp(s[p] - max);
+                    sum += s[p];
+                }
+                for (int d = 0; d < headDim; d++) {
+                    double o = 0;
+                    for (int p = 0; p < len; p++) {
+                        o += s[p] * qkv[(base + p) * stride + vOff + grp * headDim + d];
+                    }
+                    expected[(t * heads + h) * headDim + d] = (float) (o / sum);
+                }
+            }
+        }
+        int maxLen = 0;
+        for (int l : lens) {
+            maxLen = Math.max(maxLen, l);
+        }
+        int splits = (maxLen + splitLen - 1) / splitLen;
+        DeviceBuffer partO = zeros((long) n * heads * splits * headDim * 4);
+        DeviceBuffer partMl = zeros((long) n * heads * splits * 2 * 4);
+        DeviceBuffer att = zeros((long) n * heads * headDim * 2);
+        kernels.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
+                blockSize, dRow, dPos, null, kvHeads, heads, kvHeads, headDim, splitLen, splits,
+                partO, partMl, n);
+        kernels.attention.combine(stream, att, partO, partMl, null, kvHeads, heads, kvHeads,
+                headDim, splits, n);
+        float[] dense = readBf16(att, n * heads * headDim);
+        assertClose("attention heads=" + heads + " kv=" + kvHeads + " D=" + headDim, expected,
+                dense, 1e-2, BF16_OUT_RTOL);
+
+        // Polar: a per-token table of selected groups (unsorted); other heads stay zero.
+        int sel = Math.max(1, kvHeads / 2);
+        int[] groupIdx = new int[n * sel];
+        boolean[][] chosen = new boolean[n][kvHeads];
+        for (int t = 0; t < n; t++) {
+            List<Integer> gs = new ArrayList<>();
+            for (int q = 0; q < kvHeads; q++) {
+                gs.add(q);
+            }
+            Collections.shuffle(gs, r);
+            for (int j = 0; j < sel; j++) {
+                groupIdx[t * sel + j] = gs.get(j);
+                chosen[t][gs.get(j)] = true;
+            }
+        }
+        DeviceBuffer dIdx = i32(groupIdx);
+        DeviceBuffer att2 = zeros((long) n * heads * headDim * 2);
+        kernels.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
+                blockSize, dRow, dPos, dIdx, sel, heads, kvHeads, headDim, splitLen, splits,
+                partO, partMl, n);
+        kernels.attention.combine(stream, att2, partO, partMl, dIdx, sel, heads, kvHeads,
+                headDim, splits, n);
+        float[] sparse = readBf16(att2, n * heads * headDim);
+        for (int t = 0; t < n; t++) {
+            for (int h = 0; h < heads; h++) {
+                for (int d = 0; d < headDim; d++) {
+                    int at = (t * heads + h) * headDim + d;
+                    float want = chosen[t][h / g] ? dense[at] : 0f;
+                    assertEquals(want, sparse[at], 0f, "token " + t + " head " + h);
+                }
+            }
+        }
+    }
+
+    @Test
+    void lmHeadArgmaxAndLogprobs() {
+        Random r = new Random(77);
+        int rows = 5;
+        int vocab = 8193;
+        float[] logits = random(r, rows * vocab, 3.0);
+        logits[2 * vocab + 100] = 50f; // a tie: the lower id wins
+        logits[2 * vocab + 4000] = 50f;
+        DeviceBuffer dl = f32(logits);
+        DeviceBuffer ids = zeros(rows * 4L);
+        DeviceBuffer lp = zeros(rows * 4L);
+        kernels.lmHead.argmax(stream, dl, rows, vocab, ids, lp);
+        int[] got = readI32(ids, rows);
+        float[] gotLp = readF32(lp, rows);
+        int[] want = new int[rows];
+        float[] wantLp = new float[rows];
+        int[] given = new int[rows];
+        float[] givenLp = new float[rows];
+        for (int row = 0; row < rows; row++) {
+            int best = 0;
+            double max = Double.NEGATIVE_INFINITY;
+            for (int v = 0; v < vocab; v++) {
+                if (logits[row * vocab + v] > max) {
+                    max = logits[row * vocab + v];
+                    best = v;
+                }
+            }
+            double sum = 0;
+            for (int v = 0; v < vocab; v++) {
+                sum += Math.exp(logits[row * vocab + v] - max);
+            }
+            double lse = max + Math.log(sum);
+            want[row] = best;
+            wantLp[row] = (float) (logits[row * vocab + best] - lse);
+            given[row] = (row * 37) % vocab;
+            givenLp[row] = (float) (logits[row * vocab + given[row]] - lse);
+        }
+        assertEquals(100, got[2]);
+        assertArrayEquals(want, got);
+        assertClose("argmax logprob", wantLp, gotLp, 1e-4, 1e-5);
+        DeviceBuffer greedy = zeros(rows * 4L);
+        kernels.lmHead.logprob(stream, dl, rows, vocab, i32(given), lp, greedy);
+        assertClose("logprob of given ids", givenLp, readF32(lp, rows), 1e-4, 1e-5);
+        int[] g = readI32(greedy, rows);
+        for (int row = 0; row < rows; row++) {
+            assertEquals(given[row] == want[row] ? 1 : 0, g[row]);
+        }
+    }
+}
