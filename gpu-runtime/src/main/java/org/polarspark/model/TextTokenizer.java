@@ -24,6 +24,18 @@ import java.util.Map;
 public final class TextTokenizer implements AutoCloseable {
     private static final ObjectMapper JSON = new ObjectMapper();
 
+    static {
+        // DJL picks a CUDA build of its tokenizer library on GPU hosts and downloads it at run
+        // time; the CPU build inside the jar is what we want everywhere (tokenizing is not GPU
+        // work), and nothing may be downloaded. Users can still override both.
+        if (System.getenv("RUST_FLAVOR") == null && System.getProperty("RUST_FLAVOR") == null) {
+            System.setProperty("RUST_FLAVOR", "cpu");
+        }
+        if (System.getenv("DJL_OFFLINE") == null && System.getProperty("ai.djl.offline") == null) {
+            System.setProperty("ai.djl.offline", "true");
+        }
+    }
+
     private final HuggingFaceTokenizer tok;
     private final Path source;
     private final int bosId;
