@@ -47,6 +47,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final int maxBlocksPerSeq;
     private final Deque<Integer> freeBlocks = new ArrayDeque<>();
     private final int qkvDim;
+    private final CpuWeights host; // null for synthetic weights
+    private final long seed;
 
     // weights
     private final DeviceBuffer embed;
@@ -79,27 +81,53 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer yg;         // bf16 [LM_CHUNK, max(hidden, proj)]
     private final DeviceBuffer yp;         // bf16 [LM_CHUNK, proj] or null
     private final DeviceBuffer logits;     // fp32 [LM_CHUNK, vocab]
+    private final DeviceBuffer nextIds;    // int32 [LM_CHUNK]: device argmax of each row
+    private final DeviceBuffer nextLp;     // fp32 [LM_CHUNK]: its log-probability
     private static final int PART_SPLITS = 4;
     /** Positions per flash-decoding split (a multiple of the kernel's 32-position tile). */
     static final int SPLIT_LEN = 512;
     /** Floats of partial outputs: every decode row's splits, or 4 splits of a full piece. */
     private final long partCapacity;
     private final List<DeviceBuffer> scratch = new ArrayList<>();
+    private final java.util.Map<Integer, CudaGraph> graphsByRows = new java.util.HashMap<>();
+    private boolean graphs = true;
 
     private static final class LayerBuffers {
         DeviceBuffer attnW, attnB, wqkv, bqkv, wo, bo, mlpW, mlpB, w1, b1, w2, b2;
     }
 
     /**
+     * A decoder for a checkpoint's weights.
+     *
      * @param maxTokens tokens per forward piece (scratch size)
      * @param maxRows   rows per forward piece
      * @param kvBytes   device memory for the paged KV cache (all layers, K and V)
      */
     public CudaDecoder(GpuContext ctx, KernelImage kernels, DeviceAllocator root, Checkpoint ckpt,
                        int maxTokens, int maxRows, long kvBytes) {
+        this(ctx, kernels, root, ckpt.config(), CpuWeights.load(ckpt), 0L, maxTokens, maxRows,
+                kvBytes);
+    }
+
+    /**
+     * A decoder of the given shape with pseudo-random weights generated on the device (uniform,
+     * scaled by 1/sqrt(fan-in) so activations stay O(1)): real shapes for benchmarks without a
+     * checkpoint.
+     */
+    public static CudaDecoder synthetic(GpuContext ctx, KernelImage kernels, DeviceAllocator root,
+                                        ModelConfig config, long seed, int maxTokens, int maxRows,
+                                        long kvBytes) {
+        return new CudaDecoder(ctx, kernels, root, config, null, seed, maxTokens, maxRows,
+                kvBytes);
+    }
+
+    private CudaDecoder(GpuContext ctx, KernelImage kernels, DeviceAllocator root, ModelConfig c,
+                        CpuWeights w, long seed, int maxTokens, int maxRows, long kvBytes) {
         this.ctx = ctx;
         this.k = kernels;
-        this.c = ckpt.config();
+        this.c = c;
+        this.host = w;
+        this.seed = seed;
         if (c.activation() == Activation.GELU) {
             throw new UnsupportedOperationException("the CUDA backend implements ReLU (OPT) and "
                     + "SwiGLU (LLaMA) MLPs; activation_function 'gelu' is not supported");
@@ -125,48 +153,67 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             freeBlocks.add(b);
         }
 
-        CpuWeights w = CpuWeights.load(ckpt);
         int h = c.hiddenSize();
         int proj = c.wordEmbedProjDim();
-        this.embed = upload("embed_tokens", w.embed());
-        this.posTable = w.positions() == null ? null : upload("embed_positions", w.positions());
-        this.projIn = w.projectIn() == null ? null : upload("project_in", w.projectIn());
-        this.projOut = w.projectOut() == null ? null : upload("project_out", w.projectOut());
-        this.finalW = c.finalLayerNorm() && w.finalNormW() != null
-                ? upload("final_norm.weight", w.finalNormW()) : null;
-        this.finalB = c.finalLayerNorm() && w.finalNormB() != null
-                ? upload("final_norm.bias", w.finalNormB()) : null;
-        this.lmHead = c.tieWordEmbeddings() ? embed : upload("lm_head", w.lmHead());
+        long v = c.vocabSize();
+        long f = c.ffnDim();
+        boolean opt = c.family() == ModelFamily.OPT;
+        boolean affine = !opt || c.layerNormElementwiseAffine();
+        boolean linBias = opt ? c.enableBias() : c.attentionBias();
+        boolean mlpBias = opt ? c.enableBias() : c.mlpBias();
+        this.embed = tensor("embed_tokens", w == null ? null : w.embed(), v * proj, proj);
+        this.posTable = !opt ? null : tensor("embed_positions", w == null ? null : w.positions(),
+                (long) (c.maxPositions() + c.positionOffset()) * h, 0);
+        this.projIn = !c.hasEmbedProjection() ? null
+                : tensor("project_in", w == null ? null : w.projectIn(), (long) h * proj, proj);
+        this.projOut = !c.hasEmbedProjection() ? null
+                : tensor("project_out", w == null ? null : w.projectOut(), (long) proj * h, h);
+        boolean finalNorm = c.finalLayerNorm() && affine;
+        this.finalW = !finalNorm ? null
+                : tensor("final_norm.weight", w == null ? null : w.finalNormW(), h, -1);
+        this.finalB = !finalNorm || !opt ? null
+                : tensor("final_norm.bias", w == null ? null : w.finalNormB(), h, 0);
+        this.lmHead = c.tieWordEmbeddings() ? embed
+                : tensor("lm_head", w == null ? null : w.lmHead(), v * proj, proj);
         if (c.family() == ModelFamily.LLAMA) {
             float[] inv = c.ropeScaling().inverseFrequencies(c.ropeTheta(), c.headDim());
             this.invFreq = weightsAlloc.allocate("rope.inv_freq", inv.length * 4L);
             invFreq.copyFrom(Pointer.to(inv), inv.length * 4L, stream);
+            stream.synchronize();
         } else {
             this.invFreq = null;
         }
         this.layers = new LayerBuffers[c.numLayers()];
         for (int l = 0; l < layers.length; l++) {
-            CpuWeights.LayerView L = w.layer(l);
+            CpuWeights.LayerView L = w == null ? null : w.layer(l);
             LayerBuffers B = new LayerBuffers();
             String p = "layer" + l + ".";
-            B.attnW = uploadOrNull(p + "attn_norm.weight", L.attnNormW());
-            B.attnB = uploadOrNull(p + "attn_norm.bias", L.attnNormB());
-            B.wqkv = upload(p + "qkv.weight", concat(L.wq(), L.wk(), L.wv()));
-            B.bqkv = L.bq() == null ? null : upload(p + "qkv.bias", concat(L.bq(), L.bk(), L.bv()));
-            B.wo = upload(p + "o.weight", L.wo());
-            B.bo = uploadOrNull(p + "o.bias", L.bo());
-            B.mlpW = uploadOrNull(p + "mlp_norm.weight", L.mlpNormW());
-            B.mlpB = uploadOrNull(p + "mlp_norm.bias", L.mlpNormB());
+            B.attnW = !affine ? null : tensor(p + "attn_norm.weight",
+                    L == null ? null : L.attnNormW(), h, -1);
+            B.attnB = !affine || !opt ? null : tensor(p + "attn_norm.bias",
+                    L == null ? null : L.attnNormB(), h, 0);
+            B.wqkv = tensor(p + "qkv.weight", L == null ? null : concat(L.wq(), L.wk(), L.wv()),
+                    (long) qkvDim * h, h);
+            B.bqkv = !linBias ? null : tensor(p + "qkv.bias",
+                    L == null ? null : concat(L.bq(), L.bk(), L.bv()), qkvDim, 0);
+            B.wo = tensor(p + "o.weight", L == null ? null : L.wo(), (long) h * c.qDim(),
+                    c.qDim());
+            B.bo = !linBias ? null : tensor(p + "o.bias", L == null ? null : L.bo(), h, 0);
+            B.mlpW = !affine ? null : tensor(p + "mlp_norm.weight",
+                    L == null ? null : L.mlpNormW(), h, -1);
+            B.mlpB = !affine || !opt ? null : tensor(p + "mlp_norm.bias",
+                    L == null ? null : L.mlpNormB(), h, 0);
             if (c.gatedMlp()) {
-                B.w1 = upload(p + "gate_up.weight", interleaveRows(L.w1(), L.w3(), h));
-                B.b1 = L.b1() == null ? null
-                        : upload(p + "gate_up.bias", interleaveRows(L.b1(), L.b3(), 1));
+                B.w1 = tensor(p + "gate_up.weight",
+                        L == null ? null : interleaveRows(L.w1(), L.w3(), h), 2 * f * h, h);
+                B.b1 = !mlpBias ? null : tensor(p + "gate_up.bias",
+                        L == null ? null : interleaveRows(L.b1(), L.b3(), 1), 2 * f, 0);
             } else {
-                B.w1 = upload(p + "fc1.weight", L.w1());
-                B.b1 = uploadOrNull(p + "fc1.bias", L.b1());
+                B.w1 = tensor(p + "fc1.weight", L == null ? null : L.w1(), f * h, h);
+                B.b1 = !mlpBias ? null : tensor(p + "fc1.bias", L == null ? null : L.b1(), f, 0);
             }
-            B.w2 = upload(p + "down.weight", L.w2());
-            B.b2 = uploadOrNull(p + "down.bias", L.b2());
+            B.w2 = tensor(p + "down.weight", L == null ? null : L.w2(), (long) h * f, (int) f);
+            B.b2 = !mlpBias ? null : tensor(p + "down.bias", L == null ? null : L.b2(), h, 0);
             layers[l] = B;
         }
         long kvLayer = (long) numBlocks * c.numKvHeads() * BLOCK_SIZE * c.headDim() * 2;
@@ -194,12 +241,33 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.pos = scratchBuf("pos", t * 4);
         this.rowOf = scratchBuf("row_of", t * 4);
         this.blockTable = scratchBuf("block_table", (long) maxRows * maxBlocksPerSeq * 4);
-        this.gatherRows = scratchBuf("gather_rows", LM_CHUNK * 4L);
-        this.xg = scratchBuf("xg", (long) LM_CHUNK * h * 4);
-        this.yg = scratchBuf("yg", (long) LM_CHUNK * wide * 2);
-        this.yp = projOut == null ? null : scratchBuf("yp", (long) LM_CHUNK * proj * 2);
-        this.logits = scratchBuf("logits", (long) LM_CHUNK * c.vocabSize() * 4);
+        int lm = Math.max(LM_CHUNK, maxRows);
+        this.gatherRows = scratchBuf("gather_rows", lm * 4L);
+        this.xg = scratchBuf("xg", (long) lm * h * 4);
+        this.yg = scratchBuf("yg", (long) lm * wide * 2);
+        this.yp = projOut == null ? null : scratchBuf("yp", (long) lm * proj * 2);
+        this.logits = scratchBuf("logits", (long) lm * c.vocabSize() * 4);
+        this.nextIds = scratchBuf("next_ids", lm * 4L);
+        this.nextLp = scratchBuf("next_logprob", lm * 4L);
         stream.synchronize();
+    }
+
+    /**
+     * A weight tensor on the device: the checkpoint's values, or (synthetic models) uniform
+     * pseudo-random ones. {@code fanIn} scales random matrices by 1/sqrt(fanIn); 0 means a small
+     * bias-like scale, -1 a norm weight around 1.
+     */
+    private DeviceBuffer tensor(String name, float[] hostValues, long elems, int fanIn) {
+        if (host != null) {
+            if (hostValues == null) {
+                throw new IllegalStateException("checkpoint lacks " + name);
+            }
+            return upload(name, hostValues);
+        }
+        DeviceBuffer d = weightsAlloc.allocate(name, elems * 2);
+        float scale = fanIn > 0 ? (float) (1.0 / Math.sqrt(fanIn)) : fanIn == 0 ? 0.02f : 1f;
+        k.init.uniformBf16(stream, d, elems, seed + name.hashCode() * 0x9E3779B97F4A7C15L, scale);
+        return d;
     }
 
     private DeviceBuffer upload(String name, float[] data) {
@@ -397,16 +465,60 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         rowOf.copyFrom(Pointer.to(hRow), n * 4L, stream);
         blockTable.copyFrom(Pointer.to(table), table.length * 4L, stream);
 
-        embedTokens(n);
-        int splitLen = splitLength(n, maxLen);
-        int splits = (maxLen + splitLen - 1) / splitLen;
-        for (int l = 0; l < c.numLayers(); l++) {
-            layer(l, n, splitLen, splits);
+        boolean decodeOnly = want.size() == n && n == segs.size() && graphs;
+        if (decodeOnly) {
+            // One new token per row, logits for each: the captured decode step for n slots.
+            int[] identity = new int[n];
+            for (int j = 0; j < n; j++) {
+                identity[j] = j;
+            }
+            gatherRows.copyFrom(Pointer.to(identity), n * 4L, stream);
+            graph(n).launch(stream);
+            copyLogits(want, 0, n, out);
+        } else {
+            int splitLen = splitLength(n, maxLen);
+            compute(n, splitLen, (maxLen + splitLen - 1) / splitLen);
+            lmHead(want, out);
         }
         for (int[] sg : segs) {
             seqs.get(sg[0]).length += sg[2] - sg[1];
         }
-        lmHead(want, out);
+    }
+
+    /** Embedding and every layer for n tokens whose metadata is on the device. */
+    private void compute(int n, int splitLen, int splits) {
+        embedTokens(n);
+        for (int l = 0; l < c.numLayers(); l++) {
+            layer(l, n, splitLen, splits);
+        }
+    }
+
+    /** Splits of the captured decode step: enough for a full context. */
+    private int graphSplits() {
+        return (c.maxPositions() + SPLIT_LEN - 1) / SPLIT_LEN;
+    }
+
+    /**
+     * The decode step for n slots (one token per row; metadata, gather rows 0..n-1), captured as
+     * a CUDA graph on first use and replayed afterwards: embedding, all layers, final norm, LM
+     * head logits and the device argmax. Inputs live at fixed device addresses, so only their
+     * contents change between replays.
+     */
+    private CudaGraph graph(int n) {
+        CudaGraph g = graphsByRows.get(n);
+        if (g == null) {
+            g = CudaGraph.capture(stream, () -> {
+                compute(n, SPLIT_LEN, graphSplits());
+                lmHeadDevice(n);
+            }, "decode step, " + n + " rows");
+            graphsByRows.put(n, g);
+        }
+        return g;
+    }
+
+    /** Whether decode-only calls replay captured graphs (default true). */
+    public void useGraphs(boolean on) {
+        this.graphs = on;
     }
 
     /**
@@ -497,9 +609,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
 
     /** Final norm, projection and LM head for the wanted positions; logits copied to the host. */
     private void lmHead(List<int[]> want, float[][][] out) {
-        int h = c.hiddenSize();
-        int v = c.vocabSize();
-        int p = c.wordEmbedProjDim();
         for (int from = 0; from < want.size(); from += LM_CHUNK) {
             int m = Math.min(LM_CHUNK, want.size() - from);
             int[] rows = new int[m];
@@ -507,43 +616,155 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 rows[j] = want.get(from + j)[0];
             }
             gatherRows.copyFrom(Pointer.to(rows), m * 4L, stream);
-            k.norm.gather(stream, xg, x, gatherRows, m, h);
-            if (c.finalLayerNorm()) {
-                if (c.family() == ModelFamily.LLAMA) {
-                    k.norm.rms(stream, xg, yg, finalW, c.normEps(), m, h, false);
-                } else {
-                    k.norm.layer(stream, xg, yg, finalW, finalB, c.normEps(), m, h, false);
-                }
+            lmHeadDevice(m);
+            copyLogits(want, from, m, out);
+        }
+    }
+
+    /**
+     * For the m token rows listed in gatherRows: final norm, projection, LM head into logits
+     * and the device argmax (nextIds, nextLp). No host synchronisation.
+     */
+    private void lmHeadDevice(int m) {
+        int h = c.hiddenSize();
+        int v = c.vocabSize();
+        int p = c.wordEmbedProjDim();
+        k.norm.gather(stream, xg, x, gatherRows, m, h);
+        if (c.finalLayerNorm()) {
+            if (c.family() == ModelFamily.LLAMA) {
+                k.norm.rms(stream, xg, yg, finalW, c.normEps(), m, h, false);
             } else {
-                k.norm.cast(stream, xg, yg, m, h);
+                k.norm.layer(stream, xg, yg, finalW, finalB, c.normEps(), m, h, false);
             }
-            DeviceBuffer in = yg;
-            int d = h;
-            if (projOut != null) {
-                k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, yg, h, projOut, h, null, yp, p,
-                        m, p, h);
-                in = yp;
-                d = p;
-            }
-            k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, in, d, lmHead, d, null, logits, v,
-                    m, v, d);
-            float[] host = new float[m * v];
-            logits.copyTo(Pointer.to(host), (long) m * v * 4, stream);
-            stream.synchronize();
-            for (int j = 0; j < m; j++) {
-                int[] wnt = want.get(from + j);
-                float[] row = new float[v];
-                System.arraycopy(host, j * v, row, 0, v);
-                out[wnt[1]][wnt[2]] = row;
-            }
+        } else {
+            k.norm.cast(stream, xg, yg, m, h);
+        }
+        DeviceBuffer in = yg;
+        int d = h;
+        if (projOut != null) {
+            k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, yg, h, projOut, h, null, yp, p, m,
+                    p, h);
+            in = yp;
+            d = p;
+        }
+        k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, in, d, lmHead, d, null, logits, v, m, v,
+                d);
+        k.lmHead.argmax(stream, logits, m, v, nextIds, nextLp);
+    }
+
+    /** Copies m rows of logits to the host into out at the wanted slots (synchronises). */
+    private void copyLogits(List<int[]> want, int from, int m, float[][][] out) {
+        int v = c.vocabSize();
+        float[] hostLogits = new float[m * v];
+        logits.copyTo(Pointer.to(hostLogits), (long) m * v * 4, stream);
+        stream.synchronize();
+        for (int j = 0; j < m; j++) {
+            int[] wnt = want.get(from + j);
+            float[] row = new float[v];
+            System.arraycopy(hostLogits, j * v, row, 0, v);
+            out[wnt[1]][wnt[2]] = row;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Benchmark support: decode steps of a given batch at a given context, on the device only.
+    // ---------------------------------------------------------------------------------------
+
+    /** Fills every layer's K and V cache with pseudo-random values (a "full" cache). */
+    public void fillKvRandom(long fillSeed) {
+        ctx.bind();
+        for (int l = 0; l < c.numLayers(); l++) {
+            k.init.uniformBf16(stream, kCache[l], kCache[l].bytes() / 2, fillSeed + 2L * l, 1f);
+            k.init.uniformBf16(stream, vCache[l], vCache[l].bytes() / 2, fillSeed + 2L * l + 1,
+                    1f);
         }
         stream.synchronize();
+    }
+
+    /**
+     * Times the captured decode step for {@code batch} rows whose KV caches hold
+     * {@code context - 1} tokens (each step attends to {@code context} positions and overwrites
+     * the same last position, so the context stays fixed). Returns each replay's device time in
+     * milliseconds, after {@code warmup} untimed replays.
+     */
+    public float[] benchDecode(int batch, int context, int warmup, int iters, long tokenSeed) {
+        ctx.bind();
+        List<CudaSequence> seqs = new ArrayList<>();
+        try {
+            int[] tokens = new int[batch];
+            java.util.Random r = new java.util.Random(tokenSeed);
+            int[] table = new int[batch * maxBlocksPerSeq];
+            int[] hPos = new int[batch];
+            int[] hRow = new int[batch];
+            int[] identity = new int[batch];
+            for (int i = 0; i < batch; i++) {
+                CudaSequence s = open(context);
+                if (s == null) {
+                    throw new IllegalStateException("KV cache too small for " + batch + " x "
+                            + context + " positions");
+                }
+                seqs.add(s);
+                for (int b = 0; b < s.blocks.size(); b++) {
+                    table[i * maxBlocksPerSeq + b] = s.blocks.get(b);
+                }
+                tokens[i] = r.nextInt(c.vocabSize());
+                hPos[i] = context - 1;
+                hRow[i] = i;
+                identity[i] = i;
+            }
+            ids.copyFrom(Pointer.to(tokens), batch * 4L, stream);
+            pos.copyFrom(Pointer.to(hPos), batch * 4L, stream);
+            rowOf.copyFrom(Pointer.to(hRow), batch * 4L, stream);
+            blockTable.copyFrom(Pointer.to(table), table.length * 4L, stream);
+            gatherRows.copyFrom(Pointer.to(identity), batch * 4L, stream);
+            CudaGraph g = graph(batch);
+            for (int i = 0; i < warmup; i++) {
+                g.launch(stream);
+            }
+            float[] ms = new float[iters];
+            try (CudaEvent start = new CudaEvent(); CudaEvent end = new CudaEvent()) {
+                for (int i = 0; i < iters; i++) {
+                    start.record(stream);
+                    g.launch(stream);
+                    end.record(stream);
+                    end.synchronize();
+                    ms[i] = end.elapsedSince(start);
+                }
+            }
+            return ms;
+        } finally {
+            for (CudaSequence s : seqs) {
+                close(s);
+            }
+        }
+    }
+
+    /** Bytes one decode step must read: every weight once plus the K/V it attends to. */
+    public long decodeBytes(int batch, int context) {
+        // The embedding table is read only at B rows (unless it is also the tied LM head);
+        // the learned position table likewise.
+        long weights = weightsAlloc.allocated() - (c.tieWordEmbeddings() ? 0 : embed.bytes())
+                - (posTable == null ? 0 : posTable.bytes());
+        long kv = 2L * batch * context * c.numLayers() * c.kvDim() * 2;
+        return weights + kv;
+    }
+
+    public CudaStream stream() {
+        return stream;
+    }
+
+    public KernelImage kernels() {
+        return k;
     }
 
     @Override
     public void close() {
         ctx.bind();
         stream.synchronize();
+        for (CudaGraph g : graphsByRows.values()) {
+            g.close();
+        }
+        graphsByRows.clear();
         for (DeviceBuffer b : scratch) {
             b.close();
         }

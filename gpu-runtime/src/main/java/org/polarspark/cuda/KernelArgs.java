@@ -29,6 +29,11 @@ final class KernelArgs {
         return this;
     }
 
+    KernelArgs l(long v) {
+        args.add(Pointer.to(new long[] {v}));
+        return this;
+    }
+
     KernelArgs f(float v) {
         args.add(Pointer.to(new float[] {v}));
         return this;

@@ -27,6 +27,7 @@ public final class KernelImage implements AutoCloseable {
     public final KvAppendKernel kvAppend;
     public final AttentionKernel attention;
     public final LmHeadKernel lmHead;
+    public final InitKernel init;
 
     /** Loads every family into the current context (call {@link GpuContext#bind()} first). */
     public KernelImage() {
@@ -43,6 +44,7 @@ public final class KernelImage implements AutoCloseable {
             kvAppend = new KvAppendKernel(module("kv_cache"));
             attention = new AttentionKernel(module("attention"));
             lmHead = new LmHeadKernel(module("lm_head"));
+            init = new InitKernel(module("init"));
         } catch (RuntimeException e) {
             close();
             throw e;

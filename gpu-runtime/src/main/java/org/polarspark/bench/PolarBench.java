@@ -1,0 +1,221 @@
+package org.polarspark.bench;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.ZonedDateTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import jcuda.driver.JCudaDriver;
+import org.polarspark.cuda.Cuda;
+import org.polarspark.cuda.CudaDecoder;
+import org.polarspark.cuda.CudaEvent;
+import org.polarspark.cuda.CudaStream;
+import org.polarspark.cuda.DeviceAllocator;
+import org.polarspark.cuda.DeviceBuffer;
+import org.polarspark.cuda.GemmKernel;
+import org.polarspark.cuda.GpuContext;
+import org.polarspark.cuda.KernelImage;
+
+/**
+ * polar-bench: decode-step time of synthetic models of real shapes against the memory roofline,
+ * and GEMM throughput, on one GPU. Prints a table and writes JSON and Markdown.
+ *
+ * <pre>
+ * polar-bench [--models opt-6.7b,llama-2-7b,llama-3-8b] [--iters 30] [--warmup 5]
+ *             [--out bench/results] [--gpu 0]
+ * </pre>
+ *
+ * Definitions. step ms: median device time of one captured decode step (all layers, LM head and
+ * device argmax) over {@code iters} graph replays after {@code warmup}. bytes: every weight once
+ * plus the K and V the step attends to (batch x context x layers x 2 x kvDim x 2 bytes).
+ * bandwidth: device-to-device copy of 2 GiB measured in the same run, counting bytes read plus
+ * bytes written. roofline ratio: step ms / (bytes / bandwidth): 1.0 is the memory bound.
+ */
+public final class PolarBench {
+    private PolarBench() {
+    }
+
+    public static void main(String[] args) throws IOException {
+        Map<String, String> opt = parse(args);
+        List<String> models = Arrays.asList(opt.getOrDefault("models",
+                "llama-2-7b,opt-6.7b,llama-3-8b").split(","));
+        int iters = Integer.parseInt(opt.getOrDefault("iters", "30"));
+        int warmup = Integer.parseInt(opt.getOrDefault("warmup", "5"));
+        Path out = Path.of(opt.getOrDefault("out", "bench/results"));
+        int gpu = Integer.parseInt(opt.getOrDefault("gpu", "0"));
+
+        Map<String, Object> report = new LinkedHashMap<>();
+        List<Map<String, Object>> decode = new ArrayList<>();
+        List<Map<String, Object>> gemm = new ArrayList<>();
+        try (GpuContext ctx = new GpuContext(gpu); KernelImage k = new KernelImage()) {
+            DeviceAllocator root = DeviceAllocator.root("bench", ctx.totalMemory());
+            double bw = copyBandwidth(root, iters);
+            report.put("gpu", ctx.name());
+            report.put("date", ZonedDateTime.now(ZoneOffset.UTC).toString());
+            report.put("copy_bandwidth_GBps", bw / 1e9);
+            System.out.printf(Locale.ROOT, "GPU %s, device copy bandwidth %.0f GB/s (read + "
+                    + "write)%n", ctx.name(), bw / 1e9);
+            gemm.addAll(gemmBench(root, k, iters, warmup));
+            for (String name : models) {
+                BenchShapes s = BenchShapes.byName(name.trim());
+                int maxB = s.batches().stream().mapToInt(Integer::intValue).max().orElse(1);
+                long perBlock = 2L * s.config().numLayers() * s.config().kvDim()
+                        * CudaDecoder.BLOCK_SIZE * 2;
+                long blocks = (long) maxB * ((s.context() + CudaDecoder.BLOCK_SIZE - 1)
+                        / CudaDecoder.BLOCK_SIZE);
+                try (CudaDecoder dec = CudaDecoder.synthetic(ctx, k, root, s.config(), 42,
+                        Math.max(64, maxB), maxB, blocks * perBlock)) {
+                    dec.fillKvRandom(7);
+                    for (int b : s.batches()) {
+                        float[] ms = dec.benchDecode(b, s.context(), warmup, iters, 11);
+                        double med = median(ms);
+                        long bytes = dec.decodeBytes(b, s.context());
+                        double ratio = med / 1e3 / (bytes / bw);
+                        Map<String, Object> row = new LinkedHashMap<>();
+                        row.put("model", s.name());
+                        row.put("context", s.context());
+                        row.put("batch", b);
+                        row.put("step_ms", med);
+                        row.put("tokens_per_s", b / (med / 1e3));
+                        row.put("bytes_read", bytes);
+                        row.put("roofline_ratio", ratio);
+                        row.put("target_ratio", b == 1 ? 1.25 : 1.10);
+                        decode.add(row);
+                        System.out.printf(Locale.ROOT, "%-11s N=%5d B=%3d  step %8.3f ms  %9.1f "
+                                + "tok/s  %6.2f GB  roofline x%.2f%n", s.name(), s.context(), b,
+                                med, b / (med / 1e3), bytes / 1e9, ratio);
+                    }
+                }
+            }
+            root.close();
+        }
+        report.put("decode", decode);
+        report.put("gemm", gemm);
+        write(out, report);
+    }
+
+    /** D2D copy of 2 GiB: (read + written bytes) / median time. */
+    static double copyBandwidth(DeviceAllocator root, int iters) {
+        long n = 2L << 30;
+        try (DeviceBuffer a = root.allocate("copy.src", n); DeviceBuffer b = root.allocate(
+                "copy.dst", n); CudaStream s = new CudaStream(); CudaEvent t0 = new CudaEvent();
+             CudaEvent t1 = new CudaEvent()) {
+            float[] ms = new float[iters];
+            for (int i = -2; i < iters; i++) {
+                t0.record(s);
+                Cuda.check(JCudaDriver.cuMemcpyDtoDAsync(b.ptr(), a.ptr(), n, s.handle()),
+                        "cuMemcpyDtoDAsync");
+                t1.record(s);
+                t1.synchronize();
+                if (i >= 0) {
+                    ms[i] = t1.elapsedSince(t0);
+                }
+            }
+            return 2.0 * n / (median(ms) / 1e3);
+        }
+    }
+
+    static List<Map<String, Object>> gemmBench(DeviceAllocator root, KernelImage k, int iters,
+                                               int warmup) {
+        int[][] shapes = {{4096, 4096, 4096}, {1, 4096, 4096}, {16, 4096, 4096},
+            {64, 4096, 4096}, {64, 22016, 4096}, {64, 4096, 11008}};
+        List<Map<String, Object>> rows = new ArrayList<>();
+        try (CudaStream s = new CudaStream(); CudaEvent t0 = new CudaEvent();
+             CudaEvent t1 = new CudaEvent()) {
+            for (int[] sh : shapes) {
+                int m = sh[0];
+                int n = sh[1];
+                int kk = sh[2];
+                try (DeviceBuffer a = root.allocate("gemm.a", 2L * m * kk);
+                     DeviceBuffer w = root.allocate("gemm.w", 2L * n * kk);
+                     DeviceBuffer o = root.allocate("gemm.out", 2L * m * n)) {
+                    k.init.uniformBf16(s, a, (long) m * kk, 1, 1f);
+                    k.init.uniformBf16(s, w, (long) n * kk, 2, 0.02f);
+                    float[] ms = new float[iters];
+                    for (int i = -warmup; i < iters; i++) {
+                        t0.record(s);
+                        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, s, a, kk, w, kk, null, o, n, m,
+                                n, kk);
+                        t1.record(s);
+                        t1.synchronize();
+                        if (i >= 0) {
+                            ms[i] = t1.elapsedSince(t0);
+                        }
+                    }
+                    double med = median(ms);
+                    double tflops = 2.0 * m * n * kk / (med / 1e3) / 1e12;
+                    double gbps = 2.0 * ((long) n * kk + (long) m * kk + (long) m * n)
+                            / (med / 1e3) / 1e9;
+                    Map<String, Object> row = new LinkedHashMap<>();
+                    row.put("M", m);
+                    row.put("N", n);
+                    row.put("K", kk);
+                    row.put("ms", med);
+                    row.put("TFLOPs", tflops);
+                    row.put("GBps", gbps);
+                    rows.add(row);
+                    System.out.printf(Locale.ROOT, "GEMM M=%5d N=%5d K=%5d  %8.4f ms  %7.1f "
+                            + "TFLOP/s  %7.0f GB/s%n", m, n, kk, med, tflops, gbps);
+                }
+            }
+        }
+        return rows;
+    }
+
+    static double median(float[] a) {
+        float[] c = a.clone();
+        Arrays.sort(c);
+        return c.length % 2 == 1 ? c[c.length / 2] : (c[c.length / 2 - 1] + c[c.length / 2]) / 2.0;
+    }
+
+    @SuppressWarnings("unchecked")
+    static void write(Path out, Map<String, Object> report) throws IOException {
+        Files.createDirectories(out);
+        String stamp = ((String) report.get("date")).substring(0, 10);
+        String gpuName = ((String) report.get("gpu")).replaceAll("[^A-Za-z0-9]+", "-");
+        Path json = out.resolve("decode-" + gpuName + "-" + stamp + ".json");
+        new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(),
+                report);
+        StringBuilder md = new StringBuilder();
+        md.append("# polar-bench: dense decode step vs memory roofline\n\n");
+        md.append("GPU: ").append(report.get("gpu")).append(", date: ").append(report.get("date"))
+                .append(String.format(Locale.ROOT, ", device copy bandwidth %.0f GB/s",
+                        (double) report.get("copy_bandwidth_GBps"))).append("\n\n");
+        md.append("| model | context | batch | step ms | tokens/s | GB read | roofline ratio |"
+                + " target |\n|---|---|---|---|---|---|---|---|\n");
+        for (Map<String, Object> r : (List<Map<String, Object>>) report.get("decode")) {
+            md.append(String.format(Locale.ROOT, "| %s | %d | %d | %.3f | %.1f | %.2f | %.2f | "
+                            + "<= %.2f |%n", r.get("model"), r.get("context"), r.get("batch"),
+                    r.get("step_ms"), r.get("tokens_per_s"), ((long) r.get("bytes_read")) / 1e9,
+                    r.get("roofline_ratio"), r.get("target_ratio")));
+        }
+        md.append("\n| GEMM M | N | K | ms | TFLOP/s | GB/s |\n|---|---|---|---|---|---|\n");
+        for (Map<String, Object> r : (List<Map<String, Object>>) report.get("gemm")) {
+            md.append(String.format(Locale.ROOT, "| %d | %d | %d | %.4f | %.1f | %.0f |%n",
+                    r.get("M"), r.get("N"), r.get("K"), r.get("ms"), r.get("TFLOPs"),
+                    r.get("GBps")));
+        }
+        Files.writeString(out.resolve("decode-" + gpuName + "-" + stamp + ".md"), md.toString());
+        System.out.println("wrote " + json);
+    }
+
+    private static Map<String, String> parse(String[] args) {
+        Map<String, String> m = new LinkedHashMap<>();
+        for (int i = 0; i < args.length; i++) {
+            if (!args[i].startsWith("--") || i + 1 >= args.length) {
+                throw new IllegalArgumentException("usage: polar-bench [--models a,b] [--iters N]"
+                        + " [--warmup N] [--out DIR] [--gpu N]; bad argument '" + args[i] + "'");
+            }
+            m.put(args[i].substring(2), args[++i]);
+        }
+        return m;
+    }
+}
