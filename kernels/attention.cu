@@ -2,7 +2,7 @@
 // thread block per (token, KV group, split) computes every query head of the group, so each
 // selected group's K and V are read once), with an optional Polar Sparsity group table.
 //
-// attention_decode_paged_bf16 (pass 1): for token t, group slot y and split s:
+// attention_decode_paged_g<MAXG>_c<CHUNKS>_bf16 (pass 1): for token t, group slot y, split s:
 //   g = group_idx ? group_idx[t * groups_per_token + y] : y
 //   positions [s * split_len, min(pos_of[t] + 1, (s + 1) * split_len))  (causal: <= own position)
 //   for each query head h of group g: partial softmax statistics (m, l, in base 2) and the
@@ -18,17 +18,25 @@
 // Works for any sequence, also a prompt's tokens during prefill (each token is a query at its own
 // position, reading K/V appended for the whole prompt first), so it is also the causal prefill
 // attention. Not checked here: block_table entries and group_idx values in range.
+// Preconditions (host-checked): head_dim % 4 == 0 and <= 256; G = num_heads / num_kv_heads <= 8.
 // Grid pass 1: (n, groups_per_token, num_splits), block 128, dynamic shared memory
-//   (G*D + 2*TILE*(D+1) + G*TILE + 3*G) floats, G = num_heads / num_kv_heads.
+//   4 warps * G * (head_dim + 2) floats.
 // Grid pass 2: (n, groups_per_token * G), block 128.
 #include "common.cuh"
 
-#define ATT_TILE 32
+#define ATT_TILE 32          // split lengths are multiples of this (host-checked)
 #define ATT_THREADS 128
-#define ATT_MAX_PER_THREAD 16  // G * head_dim <= 2048
+#define ATT_WARPS (ATT_THREADS / 32)
+// Instantiated for MAXG query heads per group (1, 2, 4, 8; G <= MAXG) and CHUNKS 128-dim
+// chunks of head_dim (1: <= 128, 2: <= 256), so registers scale with the real shape.
 
-extern "C" __global__ void __launch_bounds__(ATT_THREADS)
-attention_decode_paged_bf16(const bf16* __restrict__ qkv, int row_stride, float scale,
+// Warp-per-position design: each warp walks its own positions of the split (p = start + warp,
+// + 4, ...); a lane loads 4 consecutive bf16 of the K row (8 bytes: a warp reads 256 contiguous
+// bytes for head_dim 128), every query head of the group takes its dot product with a warp
+// reduction, and the same lane loads the matching 4 values of V. Each warp keeps its own online
+// softmax state; the warps are merged through shared memory at the end.
+template <int MAXG, int CHUNKS>
+__device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ qkv, int row_stride, float scale,
                             const bf16* __restrict__ k_cache, const bf16* __restrict__ v_cache,
                             const int* __restrict__ block_table, int max_blocks, int block_size,
                             const int* __restrict__ row_of, const int* __restrict__ pos_of,
@@ -36,22 +44,16 @@ attention_decode_paged_bf16(const bf16* __restrict__ qkv, int row_stride, float 
                             int num_heads, int num_kv_heads, int head_dim, int split_len,
                             int num_splits, float* __restrict__ part_o,
                             float* __restrict__ part_ml) {
-    extern __shared__ float smem[];
+    extern __shared__ float smem[];  // [ATT_WARPS][G][D + 2]: per-warp acc, m, l
+#define ATT_MAX_G MAXG
+#define ATT_MAX_CHUNKS CHUNKS
     const int t = blockIdx.x, y = blockIdx.y, s = blockIdx.z;
     const int G = num_heads / num_kv_heads, D = head_dim;
     const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
     const int len = pos_of[t] + 1;
     const int start = s * split_len;
     const int end = min(len, start + split_len);
-    float* qs = smem;                       // [G][D]
-    float* ks = qs + G * D;                 // [TILE][D + 1]
-    float* vs = ks + ATT_TILE * (D + 1);    // [TILE][D + 1]
-    float* ps = vs + ATT_TILE * (D + 1);    // [G][TILE]
-    float* m_s = ps + G * ATT_TILE;         // [G]
-    float* l_s = m_s + G;                   // [G]
-    float* a_s = l_s + G;                   // [G] rescale factor of the current tile
-    const size_t part = ((size_t)t * num_heads + g * G) * num_splits + s; // head g*G, split s
-
+    const size_t part = ((size_t)t * num_heads + g * G) * num_splits + s;  // head g*G, split s
     if (start >= end) {  // this split lies beyond the sequence: empty partial
         for (int h = threadIdx.x; h < G; h += blockDim.x) {
             size_t p = part + (size_t)h * num_splits;
@@ -60,89 +62,135 @@ attention_decode_paged_bf16(const bf16* __restrict__ qkv, int row_stride, float 
         }
         return;
     }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const float qscale = scale * 1.4426950408889634f;  // log2(e): softmax via exp2
     const bf16* q = qkv + (size_t)t * row_stride + (size_t)g * G * D;
-    for (int i = threadIdx.x; i < G * D; i += blockDim.x) qs[i] = bf2f(q[i]) * qscale;
-    for (int h = threadIdx.x; h < G; h += blockDim.x) {
-        m_s[h] = -INFINITY;
-        l_s[h] = 0.f;
+    const int chunks = (D + 127) / 128;
+    float qr[ATT_MAX_G][ATT_MAX_CHUNKS][4];
+    float acc[ATT_MAX_G][ATT_MAX_CHUNKS][4];
+    float m[ATT_MAX_G], l[ATT_MAX_G];
+#pragma unroll
+    for (int h = 0; h < ATT_MAX_G; h++) {
+        m[h] = -INFINITY;
+        l[h] = 0.f;
+#pragma unroll
+        for (int c = 0; c < ATT_MAX_CHUNKS; c++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int d = c * 128 + lane * 4 + j;
+                qr[h][c][j] = (h < G && c < chunks && d < D) ? bf2f(q[h * D + d]) * qscale : 0.f;
+                acc[h][c][j] = 0.f;
+            }
     }
-    float acc[ATT_MAX_PER_THREAD];
-#pragma unroll
-    for (int j = 0; j < ATT_MAX_PER_THREAD; j++) acc[j] = 0.f;
     const int* table = block_table + (size_t)row_of[t] * max_blocks;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-
-    for (int t0 = start; t0 < end; t0 += ATT_TILE) {
-        __syncthreads();
-        for (int i = threadIdx.x; i < ATT_TILE * D; i += blockDim.x) {
-            int r = i / D, d = i % D, p = t0 + r;
-            float kv = 0.f, vv = 0.f;
-            if (p < end) {
-                size_t off = (((size_t)table[p / block_size] * num_kv_heads + g) * block_size
-                              + p % block_size) * D + d;
-                kv = bf2f(k_cache[off]);
-                vv = bf2f(v_cache[off]);
-            }
-            ks[r * (D + 1) + d] = kv;
-            vs[r * (D + 1) + d] = vv;
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < G * ATT_TILE; i += blockDim.x) {
-            int h = i / ATT_TILE, r = i % ATT_TILE;
-            float sc = -INFINITY;
-            if (t0 + r < end) {
-                sc = 0.f;
-                const float* qh = qs + h * D;
-                const float* kr = ks + r * (D + 1);
-                for (int d = 0; d < D; d++) sc += qh[d] * kr[d];
-            }
-            ps[h * ATT_TILE + r] = sc;
-        }
-        __syncthreads();
-        // Online softmax: one warp per head (lane r holds position r of the tile).
-        for (int h = warp; h < G; h += ATT_THREADS / 32) {
-            float sc = ps[h * ATT_TILE + lane];
-            float m_old = m_s[h];
-            float m_new = fmaxf(m_old, warp_max(sc));
-            float p = exp2f(sc - m_new);  // 0 for masked (-inf) positions
-            float sum = warp_sum(p);
-            ps[h * ATT_TILE + lane] = p;
-            if (lane == 0) {
-                float alpha = exp2f(m_old - m_new);  // 0 on the first tile (m_old = -inf)
-                a_s[h] = alpha;
-                l_s[h] = l_s[h] * alpha + sum;
-                m_s[h] = m_new;
-            }
-        }
-        __syncthreads();
+#pragma unroll 2
+    for (int p = start + warp; p < end; p += ATT_WARPS) {
+        size_t base = (((size_t)table[p / block_size] * num_kv_heads + g) * block_size
+                       + p % block_size) * D;
+        float kv[ATT_MAX_CHUNKS][4], vv[ATT_MAX_CHUNKS][4];
 #pragma unroll
-        for (int j = 0; j < ATT_MAX_PER_THREAD; j++) {
-            int i = threadIdx.x + j * ATT_THREADS;
-            if (i < G * D) {
-                int h = i / D, d = i % D;
-                float o = acc[j] * a_s[h];
-                const float* ph = ps + h * ATT_TILE;
-                for (int r = 0; r < ATT_TILE; r++) o += ph[r] * vs[r * (D + 1) + d];
-                acc[j] = o;
+        for (int c = 0; c < ATT_MAX_CHUNKS; c++) {
+            int d = c * 128 + lane * 4;
+            if (c < chunks && d < D) {  // head_dim % 4 == 0 (host-checked): whole 8-byte loads
+                uint2 kb = *reinterpret_cast<const uint2*>(k_cache + base + d);
+                uint2 vb = *reinterpret_cast<const uint2*>(v_cache + base + d);
+                const bf16* kp = reinterpret_cast<const bf16*>(&kb);
+                const bf16* vp = reinterpret_cast<const bf16*>(&vb);
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    kv[c][j] = bf2f(kp[j]);
+                    vv[c][j] = bf2f(vp[j]);
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; j++) kv[c][j] = vv[c][j] = 0.f;
             }
+        }
+#pragma unroll
+        for (int h = 0; h < ATT_MAX_G; h++) {
+            if (h >= G) break;
+            float dot = 0.f;
+#pragma unroll
+            for (int c = 0; c < ATT_MAX_CHUNKS; c++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) dot += qr[h][c][j] * kv[c][j];
+            dot = warp_sum(dot);
+            float m_new = fmaxf(m[h], dot);
+            float alpha = exp2f(m[h] - m_new);  // 0 on the first position (m = -inf)
+            float pr = exp2f(dot - m_new);
+            l[h] = l[h] * alpha + pr;
+            m[h] = m_new;
+#pragma unroll
+            for (int c = 0; c < ATT_MAX_CHUNKS; c++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[h][c][j] = acc[h][c][j] * alpha + pr * vv[c][j];
+        }
+    }
+    // Merge the warps: each publishes (acc, m, l) per head; warp 0's lanes combine.
+    float* mine = smem + (size_t)warp * G * (D + 2);
+#pragma unroll
+    for (int h = 0; h < ATT_MAX_G; h++) {
+        if (h >= G) break;
+#pragma unroll
+        for (int c = 0; c < ATT_MAX_CHUNKS; c++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int d = c * 128 + lane * 4 + j;
+                if (c < chunks && d < D) mine[h * (D + 2) + d] = acc[h][c][j];
+            }
+        if (lane == 0) {
+            mine[h * (D + 2) + D] = m[h];
+            mine[h * (D + 2) + D + 1] = l[h];
         }
     }
     __syncthreads();
-#pragma unroll
-    for (int j = 0; j < ATT_MAX_PER_THREAD; j++) {
-        int i = threadIdx.x + j * ATT_THREADS;
-        if (i < G * D) {
-            int h = i / D, d = i % D;
-            part_o[(part + (size_t)h * num_splits) * D + d] = acc[j];
+    for (int i = threadIdx.x; i < G * D; i += blockDim.x) {
+        int h = i / D, d = i % D;
+        float M = -INFINITY;
+        for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, smem[(w * G + h) * (D + 2) + D]);
+        float o = 0.f, L = 0.f;
+        for (int w = 0; w < ATT_WARPS; w++) {
+            const float* wh = smem + (w * G + h) * (D + 2);
+            if (wh[D] != -INFINITY) {  // a warp with no position of this split contributes 0
+                float f = exp2f(wh[D] - M);
+                o += wh[d] * f;
+                L += wh[D + 1] * f;
+            }
+        }
+        size_t p = part + (size_t)h * num_splits;
+        part_o[p * D + d] = o;
+        if (d == 0) {
+            part_ml[p * 2] = M;
+            part_ml[p * 2 + 1] = L;
         }
     }
-    for (int h = threadIdx.x; h < G; h += blockDim.x) {
-        size_t p = part + (size_t)h * num_splits;
-        part_ml[p * 2] = m_s[h];
-        part_ml[p * 2 + 1] = l_s[h];
-    }
 }
+
+#undef ATT_MAX_G
+#undef ATT_MAX_CHUNKS
+
+#define ATT_ENTRY(G_, C_)                                                                       \
+    extern "C" __global__ void __launch_bounds__(ATT_THREADS)                                   \
+        attention_decode_paged_g##G_##_c##C_##_bf16(                                            \
+            const bf16* qkv, int row_stride, float scale, const bf16* k_cache,                  \
+            const bf16* v_cache, const int* block_table, int max_blocks, int block_size,        \
+            const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
+            int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
+            float* part_o, float* part_ml) {                                                    \
+        attention_decode_body<G_, C_>(qkv, row_stride, scale, k_cache, v_cache, block_table,    \
+                                      max_blocks, block_size, row_of, pos_of, group_idx,        \
+                                      groups_per_token, num_heads, num_kv_heads, head_dim,      \
+                                      split_len, num_splits, part_o, part_ml);                  \
+    }
+
+ATT_ENTRY(1, 1)
+ATT_ENTRY(2, 1)
+ATT_ENTRY(4, 1)
+ATT_ENTRY(8, 1)
+ATT_ENTRY(1, 2)
+ATT_ENTRY(2, 2)
+ATT_ENTRY(4, 2)
+ATT_ENTRY(8, 2)
 
 extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   const float* __restrict__ part_o,

@@ -9,8 +9,15 @@
 //   gemm_swiglu_bf16:  W holds gate and up rows interleaved (row 2j = gate_j, 2j+1 = up_j, N = 2F);
 //                      out bf16[m, j] = silu(acc[m, 2j] + bias[2j]) * (acc[m, 2j+1] + bias[2j+1])
 //   bias may be null; out has row stride ldc.
-// Tiles: 64 x 64 x 32 per block of 4 warps (2 x 2, 32 x 32 each), two-stage cp.async pipeline,
-// ldmatrix fragment loads from padded shared memory (row pitch 80 bytes: conflict-free).
+// Tiles: 64 x 64 x 32 per block of 4 warps (2 x 2, 32 x 32 each), a four-stage cp.async
+// pipeline, ldmatrix fragment loads from padded shared memory (row pitch 80 bytes: conflict-free).
+// K is summed in chunks of k_chunk (chosen by the host from N and K only): each chunk's products
+// are accumulated from zero and the chunk sums are added in order. With a workspace (decode
+// shapes, where M is small and the output has too few tiles to keep every SM streaming weights),
+// block z computes chunk z and writes it to work[z][M][N], and gemm_reduce_<epilogue> adds the
+// chunks in the same order and applies the epilogue; without one (work == null) a block walks
+// every chunk itself. Both give the same bits, and a row's result never depends on M or on the
+// other rows: batch-invariant and deterministic (no atomics).
 // Preconditions (checked by the Java launcher): K % 8 == 0, lda % 8 == 0, ldw % 8 == 0 and
 // 16-byte aligned A and W (16-byte vector loads); N even. M, N, K need not be tile multiples.
 #include "common.cuh"
@@ -20,6 +27,7 @@
 #define BK 32
 #define PAD 8
 #define GEMM_THREADS 128
+#define STAGES 4
 
 enum Epi { STORE_BF16 = 0, RELU_BF16 = 1, ACCUM_F32 = 2, STORE_F32 = 3, SWIGLU_BF16 = 4 };
 
@@ -49,48 +57,91 @@ POLAR_DEVICE void mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1
 }
 
 template <int EPI>
+POLAR_DEVICE void epilogue(void* __restrict__ out, int ldc, int row, int col, float v0, float v1,
+                           const bf16* __restrict__ bias) {
+    if (bias) {
+        v0 += bf2f(bias[col]);
+        v1 += bf2f(bias[col + 1]);
+    }
+    if (EPI == STORE_BF16 || EPI == RELU_BF16) {
+        if (EPI == RELU_BF16) {
+            v0 = fmaxf(v0, 0.f);
+            v1 = fmaxf(v1, 0.f);
+        }
+        bf16* o = (bf16*)out + (size_t)row * ldc + col;
+        o[0] = f2bf(v0);
+        o[1] = f2bf(v1);
+    } else if (EPI == ACCUM_F32) {
+        float* o = (float*)out + (size_t)row * ldc + col;
+        o[0] += v0;
+        o[1] += v1;
+    } else if (EPI == STORE_F32) {
+        float* o = (float*)out + (size_t)row * ldc + col;
+        o[0] = v0;
+        o[1] = v1;
+    } else {  // SWIGLU_BF16: v0 = gate_j, v1 = up_j with j = col / 2
+        float silu = v0 / (1.f + __expf(-v0));
+        ((bf16*)out)[(size_t)row * ldc + col / 2] = f2bf(silu * v1);
+    }
+}
+
+template <int EPI>
 __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __restrict__ W, int ldw,
                           const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
-                          int N, int K) {
-    __shared__ __align__(16) bf16 As[2][BM][BK + PAD];
-    __shared__ __align__(16) bf16 Bs[2][BN][BK + PAD];
+                          int N, int K, int k_chunk, float* __restrict__ work) {
+    __shared__ __align__(16) bf16 As[STAGES][BM][BK + PAD];
+    __shared__ __align__(16) bf16 Bs[STAGES][BN][BK + PAD];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 1, wn = warp & 1;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    const int KT = (K + BK - 1) / BK;
+    const bool split = work != nullptr;
+    const int k_begin = split ? blockIdx.z * k_chunk : 0;
+    const int k_end = split ? min(K, k_begin + k_chunk) : K;
+    const int KT = (k_end - k_begin + BK - 1) / BK;
 
-    float acc[2][4][4];
+    float acc[2][4][4], total[2][4][4];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int j = 0; j < 4; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+            for (int e = 0; e < 4; e++) acc[i][j][e] = total[i][j][e] = 0.f;
+    const int tiles_per_chunk = k_chunk / BK;
 
     auto load = [&](int stage, int kt) {
+        if (kt < KT) {
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
-            int c = tid + i * GEMM_THREADS;  // 256 chunks of 8 bf16 per 64 x 32 tile
-            int r = c >> 2, kc = (c & 3) * 8;
-            int k = kt * BK + kc;
-            int gm = m0 + r, gn = n0 + r;
-            bool va = gm < M && k < K, vb = gn < N && k < K;
-            cp_async16(&As[stage][r][kc], va ? A + (size_t)gm * lda + k : A, va);
-            cp_async16(&Bs[stage][r][kc], vb ? W + (size_t)gn * ldw + k : W, vb);
+            for (int i = 0; i < 2; i++) {
+                int c = tid + i * GEMM_THREADS;  // 256 chunks of 8 bf16 per 64 x 32 tile
+                int r = c >> 2, kc = (c & 3) * 8;
+                int k = k_begin + kt * BK + kc;
+                int gm = m0 + r, gn = n0 + r;
+                bool va = gm < M && k < k_end, vb = gn < N && k < k_end;
+                cp_async16(&As[stage][r][kc], va ? A + (size_t)gm * lda + k : A, va);
+                cp_async16(&Bs[stage][r][kc], vb ? W + (size_t)gn * ldw + k : W, vb);
+            }
         }
-        asm volatile("cp.async.commit_group;\n" ::);
+        asm volatile("cp.async.commit_group;\n" ::);  // always: keeps the group count uniform
     };
 
-    load(0, 0);
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; st++) load(st, st);
     for (int kt = 0; kt < KT; kt++) {
-        const int st = kt & 1;
-        if (kt + 1 < KT) {
-            load(st ^ 1, kt + 1);
-            asm volatile("cp.async.wait_group 1;\n" ::);
-        } else {
-            asm volatile("cp.async.wait_group 0;\n" ::);
+        const int st = kt % STAGES;
+        if (!split && kt > 0 && kt % tiles_per_chunk == 0) {  // chunk boundary: fold in order
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        total[i][j][e] += acc[i][j][e];
+                        acc[i][j][e] = 0.f;
+                    }
         }
-        __syncthreads();
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+        __syncthreads();  // stage st is complete, and everyone is done with stage kt - 1
+        load((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
             uint32_t a[2][4], b[4][2];
@@ -112,7 +163,15 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
 #pragma unroll
                 for (int ni = 0; ni < 4; ni++) mma_bf16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
         }
-        __syncthreads();
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    if (!split) {
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc[i][j][e] += total[i][j][e];
     }
 
 #pragma unroll
@@ -121,44 +180,52 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
         for (int ni = 0; ni < 4; ni++) {
             int col = n0 + wn * 32 + ni * 8 + (lane & 3) * 2;
             if (col >= N) continue;  // N even, so col + 1 < N too
-            float b0 = bias ? bf2f(bias[col]) : 0.f;
-            float b1 = bias ? bf2f(bias[col + 1]) : 0.f;
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 int row = m0 + wm * 32 + mi * 16 + (lane >> 2) + half * 8;
                 if (row >= M) continue;
-                float v0 = acc[mi][ni][half * 2] + b0;
-                float v1 = acc[mi][ni][half * 2 + 1] + b1;
-                if (EPI == STORE_BF16 || EPI == RELU_BF16) {
-                    if (EPI == RELU_BF16) {
-                        v0 = fmaxf(v0, 0.f);
-                        v1 = fmaxf(v1, 0.f);
-                    }
-                    bf16* o = (bf16*)out + (size_t)row * ldc + col;
-                    o[0] = f2bf(v0);
-                    o[1] = f2bf(v1);
-                } else if (EPI == ACCUM_F32) {
-                    float* o = (float*)out + (size_t)row * ldc + col;
-                    o[0] += v0;
-                    o[1] += v1;
-                } else if (EPI == STORE_F32) {
-                    float* o = (float*)out + (size_t)row * ldc + col;
-                    o[0] = v0;
-                    o[1] = v1;
-                } else {  // SWIGLU_BF16: v0 = gate_j, v1 = up_j with j = col / 2
-                    float silu = v0 / (1.f + __expf(-v0));
-                    ((bf16*)out)[(size_t)row * ldc + col / 2] = f2bf(silu * v1);
+                float v0 = acc[mi][ni][half * 2];
+                float v1 = acc[mi][ni][half * 2 + 1];
+                if (work) {
+                    float* w = work + ((size_t)blockIdx.z * M + row) * N + col;
+                    w[0] = v0;
+                    w[1] = v1;
+                } else {
+                    epilogue<EPI>(out, ldc, row, col, v0, v1, bias);
                 }
             }
         }
     }
 }
 
+// Sums the split-K partials work[z][M][N] over z in order, then applies the epilogue.
+// Grid: ceil(M * N / 2 / 256), block 256: one thread per adjacent column pair.
+template <int EPI>
+__device__ void gemm_reduce(const float* __restrict__ work, int splits,
+                            const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
+                            int N) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    size_t pairs = (size_t)M * N / 2;
+    if (i >= pairs) return;
+    int row = (int)(2 * i / N), col = (int)(2 * i % N);
+    float v0 = 0.f, v1 = 0.f;
+    for (int z = 0; z < splits; z++) {
+        const float* w = work + ((size_t)z * M + row) * N + col;
+        v0 += w[0];
+        v1 += w[1];
+    }
+    epilogue<EPI>(out, ldc, row, col, v0, v1, bias);
+}
+
 #define GEMM_ENTRY(name, epi)                                                                   \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                  \
         name(const bf16* A, int lda, const bf16* W, int ldw, const bf16* bias, void* out,       \
-             int ldc, int M, int N, int K) {                                                    \
-        gemm_body<epi>(A, lda, W, ldw, bias, out, ldc, M, N, K);                                \
+             int ldc, int M, int N, int K, int k_chunk, float* work) {                          \
+        gemm_body<epi>(A, lda, W, ldw, bias, out, ldc, M, N, K, k_chunk, work);                 \
+    }                                                                                           \
+    extern "C" __global__ void name##_reduce(const float* work, int splits, const bf16* bias,  \
+                                             void* out, int ldc, int M, int N) {                \
+        gemm_reduce<epi>(work, splits, bias, out, ldc, M, N);                                   \
     }
 
 GEMM_ENTRY(gemm_store_bf16, STORE_BF16)

@@ -134,7 +134,8 @@ public final class PolarBench {
                 int m = sh[0];
                 int n = sh[1];
                 int kk = sh[2];
-                try (DeviceBuffer a = root.allocate("gemm.a", 2L * m * kk);
+                try (DeviceBuffer ws = root.allocate("gemm.work", 64L << 20);
+                     DeviceBuffer a = root.allocate("gemm.a", 2L * m * kk);
                      DeviceBuffer w = root.allocate("gemm.w", 2L * n * kk);
                      DeviceBuffer o = root.allocate("gemm.out", 2L * m * n)) {
                     k.init.uniformBf16(s, a, (long) m * kk, 1, 1f);
@@ -143,7 +144,7 @@ public final class PolarBench {
                     for (int i = -warmup; i < iters; i++) {
                         t0.record(s);
                         k.gemm.run(GemmKernel.Epilogue.STORE_BF16, s, a, kk, w, kk, null, o, n, m,
-                                n, kk);
+                                n, kk, ws);
                         t1.record(s);
                         t1.synchronize();
                         if (i >= 0) {

@@ -22,20 +22,25 @@ import jcuda.driver.JCudaDriver;
 public final class AttentionKernel {
     static final int TILE = 32;
     private static final int THREADS = 128;
-    private static final int MAX_GROUP_WIDTH = 16 * THREADS; // G * headDim per block
-    private final CUfunction decode;
+    private static final int MAX_GROUP = 8;      // query heads per KV group (registers)
+    private static final int MAX_HEAD_DIM = 256;
+    private final CUfunction[][] decode = new CUfunction[4][2]; // [log2 MAXG][chunks - 1]
     private final CUfunction combine;
     private int sharedOptIn; // dynamic shared memory bytes enabled so far
 
     AttentionKernel(CudaModule m) {
-        decode = m.function("attention_decode_paged_bf16");
+        for (int gi = 0; gi < 4; gi++) {
+            for (int c = 1; c <= 2; c++) {
+                decode[gi][c - 1] = m.function("attention_decode_paged_g" + (1 << gi) + "_c" + c
+                        + "_bf16");
+            }
+        }
         combine = m.function("attention_combine_bf16");
     }
 
-    /** Dynamic shared memory of the decode kernel for a group of G heads of headDim. */
+    /** Dynamic shared memory of the decode kernel: per warp, G heads of (acc, m, l). */
     static int sharedBytes(int groupSize, int headDim) {
-        return 4 * (groupSize * headDim + 2 * TILE * (headDim + 1) + groupSize * TILE
-                + 3 * groupSize);
+        return 4 * (THREADS / 32) * groupSize * (headDim + 2);
     }
 
     public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
@@ -44,14 +49,21 @@ public final class AttentionKernel {
                        DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
                        int headDim, int splitLen, int numSplits, DeviceBuffer partO,
                        DeviceBuffer partMl, int n) {
-        String k = "attention_decode_paged_bf16";
+        int gi = 0;
+        while ((1 << gi) < heads / Math.max(1, kvHeads) && gi < 3) {
+            gi++;
+        }
+        int chunks = headDim <= 128 ? 1 : 2;
+        String k = "attention_decode_paged_g" + (1 << gi) + "_c" + chunks + "_bf16";
         String shapes = "n=" + n + " heads=" + heads + " kv_heads=" + kvHeads + " head_dim="
                 + headDim + " splits=" + numSplits + "x" + splitLen;
         Check.positive(k, "n", n);
         Check.that(heads % kvHeads == 0, k, "heads must be a multiple of kv_heads (" + shapes + ")");
         int g = heads / kvHeads;
-        Check.that(g * headDim <= MAX_GROUP_WIDTH, k, "group width G*head_dim = " + g * headDim
-                + " exceeds " + MAX_GROUP_WIDTH);
+        Check.that(g <= MAX_GROUP, k, "at most " + MAX_GROUP + " query heads per KV group, got "
+                + g + " (" + shapes + ")");
+        Check.that(headDim % 4 == 0 && headDim <= MAX_HEAD_DIM, k, "head_dim must be a multiple"
+                + " of 4 and at most " + MAX_HEAD_DIM + " (" + shapes + ")");
         Check.that(splitLen > 0 && splitLen % TILE == 0, k, "split length must be a positive "
                 + "multiple of " + TILE + " (" + shapes + ")");
         Check.that(groupsPerToken >= 1 && groupsPerToken <= kvHeads, k, "groups per token "
@@ -63,8 +75,9 @@ public final class AttentionKernel {
         Check.fits(k, "part_ml", partMl, (long) n * heads * numSplits * 2, 4);
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
         int smem = sharedBytes(g, headDim);
+        CUfunction fn = decode[gi][chunks - 1];
         if (smem > 48 * 1024 && smem > sharedOptIn) {
-            Cuda.check(JCudaDriver.cuFuncSetAttribute(decode,
+            Cuda.check(JCudaDriver.cuFuncSetAttribute(fn,
                     CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem),
                     "cuFuncSetAttribute(" + k + ", " + smem + " bytes of shared memory)");
             sharedOptIn = smem;
@@ -72,7 +85,7 @@ public final class AttentionKernel {
         new KernelArgs().ptr(qkv).i(rowStride).f(scale).ptr(kCache).ptr(vCache).ptr(blockTable)
                 .i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf).ptr(groupIdx).i(groupsPerToken)
                 .i(heads).i(kvHeads).i(headDim).i(splitLen).i(numSplits).ptr(partO).ptr(partMl)
-                .launch(decode, k, n, groupsPerToken, numSplits, THREADS, smem, s, shapes);
+                .launch(fn, k, n, groupsPerToken, numSplits, THREADS, smem, s, shapes);
     }
 
     public void combine(CudaStream s, DeviceBuffer att, DeviceBuffer partO, DeviceBuffer partMl,

@@ -81,6 +81,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer yg;         // bf16 [LM_CHUNK, max(hidden, proj)]
     private final DeviceBuffer yp;         // bf16 [LM_CHUNK, proj] or null
     private final DeviceBuffer logits;     // fp32 [LM_CHUNK, vocab]
+    private final DeviceBuffer gemmWork;   // fp32 split-K partials
     private final DeviceBuffer nextIds;    // int32 [LM_CHUNK]: device argmax of each row
     private final DeviceBuffer nextLp;     // fp32 [LM_CHUNK]: its log-probability
     private static final int PART_SPLITS = 4;
@@ -248,6 +249,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.yp = projOut == null ? null : scratchBuf("yp", (long) lm * proj * 2);
         this.logits = scratchBuf("logits", (long) lm * c.vocabSize() * 4);
         this.nextIds = scratchBuf("next_ids", lm * 4L);
+        // Split-K partials: splits * M * N floats with splits * tiles ~ 4 blocks per SM, so
+        // about 4 * SMs * 64 * 64 floats; twice that for slack.
+        this.gemmWork = scratchBuf("gemm_work", 2L * 4 * ctx.multiprocessors() * 64 * 64 * 4);
         this.nextLp = scratchBuf("next_logprob", lm * 4L);
         stream.synchronize();
     }
@@ -541,7 +545,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             int p = c.wordEmbedProjDim();
             k.embedding.tokensBf16(stream, e, ids, embed, n, p);
             x.zero(0, (long) n * h * 4, stream);
-            k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, e, p, projIn, p, null, x, h, n, h, p);
+            k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, e, p, projIn, p, null, x, h, n, h, p, gemmWork);
         } else {
             k.embedding.tokensF32(stream, x, ids, embed, n, h);
         }
@@ -569,7 +573,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             k.norm.cast(stream, x, y, n, h);
         }
         k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, B.wqkv, h, B.bqkv, qkv, qkvDim,
-                n, qkvDim, h);
+                n, qkvDim, h, gemmWork);
         int kOff = c.qDim();
         int vOff = c.qDim() + c.kvDim();
         if (invFreq != null) {
@@ -585,7 +589,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         k.attention.combine(stream, att, partO, partMl, null, c.numKvHeads(), c.numHeads(),
                 c.numKvHeads(), c.headDim(), splits, n);
         k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, att, c.qDim(), B.wo, c.qDim(), B.bo, x,
-                h, n, h, c.qDim());
+                h, n, h, c.qDim(), gemmWork);
         if (!pre) {
             norm(B.attnW, B.attnB, n, true);
         }
@@ -597,11 +601,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         int f = c.ffnDim();
         if (c.gatedMlp()) {
             k.gemm.run(GemmKernel.Epilogue.SWIGLU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n,
-                    2 * f, h);
+                    2 * f, h, gemmWork);
         } else {
-            k.gemm.run(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n, f, h);
+            k.gemm.run(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n, f, h, gemmWork);
         }
-        k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, f, B.b2, x, h, n, h, f);
+        k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, f, B.b2, x, h, n, h, f, gemmWork);
         if (!pre) {
             norm(B.mlpW, B.mlpB, n, true);
         }
@@ -643,12 +647,12 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         int d = h;
         if (projOut != null) {
             k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, yg, h, projOut, h, null, yp, p, m,
-                    p, h);
+                    p, h, gemmWork);
             in = yp;
             d = p;
         }
         k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, in, d, lmHead, d, null, logits, v, m, v,
-                d);
+                d, gemmWork);
         k.lmHead.argmax(stream, logits, m, v, nextIds, nextLp);
     }
 

@@ -15,12 +15,22 @@ import jcuda.driver.CUfunction;
  * bias bf16 [N] or null; out row stride ldc.
  * </pre>
  * Preconditions (checked here): K, lda, ldw multiples of 8 (16-byte vector loads); N even.
+ *
+ * <p>Split-K: when a workspace is given and the output has too few 64 x 64 tiles to keep every
+ * SM streaming weights (decode shapes), K is split so that about {@link #TARGET_BLOCKS_PER_SM}
+ * blocks per SM run; partials go to the workspace (fp32 [splits, M, N]) and a reduce kernel adds
+ * them in a fixed order and applies the epilogue. Results are deterministic either way, but the
+ * split changes the summation order, so the same M, N, K always uses the same split.
  */
 public final class GemmKernel {
     /** Output tile of one block (rows of A x rows of W). */
     static final int BM = 64;
     static final int BN = 64;
     private static final int THREADS = 128;
+    /** Blocks per SM to aim for with split-K: enough loads in flight to saturate HBM. */
+    static final int TARGET_BLOCKS_PER_SM = 4;
+    /** Smallest K range per split (8 pipeline steps of 32). */
+    static final int MIN_SPLIT_K = 256;
 
     public enum Epilogue {
         STORE_BF16("gemm_store_bf16", 2), RELU_BF16("gemm_relu_bf16", 2),
@@ -37,15 +47,50 @@ public final class GemmKernel {
     }
 
     private final CUfunction[] fns = new CUfunction[Epilogue.values().length];
+    private final CUfunction[] reduce = new CUfunction[Epilogue.values().length];
+    private final int sms;
 
     GemmKernel(CudaModule m) {
         for (Epilogue e : Epilogue.values()) {
             fns[e.ordinal()] = m.function(e.symbol);
+            reduce[e.ordinal()] = m.function(e.symbol + "_reduce");
         }
+        jcuda.driver.CUdevice dev = new jcuda.driver.CUdevice();
+        Cuda.check(jcuda.driver.JCudaDriver.cuCtxGetDevice(dev), "cuCtxGetDevice");
+        int[] v = new int[1];
+        Cuda.check(jcuda.driver.JCudaDriver.cuDeviceGetAttribute(v,
+                jcuda.driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev),
+                "cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)");
+        sms = v[0];
     }
 
+    /**
+     * K chunk for an output of N columns and depth K: a function of N and K only (never of M),
+     * so that every row is summed in the same order whatever the batch. Chosen so that a
+     * one-tile-high output (decode) split into chunks runs about {@link #TARGET_BLOCKS_PER_SM}
+     * blocks per SM.
+     */
+    int chunkFor(int n, int k) {
+        long tiles = (n + BN - 1) / BN;
+        long target = (long) TARGET_BLOCKS_PER_SM * sms;
+        int splits = (int) Math.max(1, Math.min((target + tiles - 1) / tiles, k / MIN_SPLIT_K));
+        int chunk = ((k + splits - 1) / splits + 31) / 32 * 32;
+        return Math.min(((k + 31) / 32) * 32, chunk);
+    }
+
+    /** As {@link #run(Epilogue, CudaStream, DeviceBuffer, int, DeviceBuffer, int, DeviceBuffer,
+     *  DeviceBuffer, int, int, int, int, DeviceBuffer)} without split-K. */
     public void run(Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w, int ldw,
                     DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n, int k) {
+        run(epi, s, a, lda, w, ldw, bias, out, ldc, m, n, k, null);
+    }
+
+    /**
+     * @param workspace fp32 scratch for split-K partials, or null for no split
+     */
+    public void run(Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w, int ldw,
+                    DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n, int k,
+                    DeviceBuffer workspace) {
         String name = epi.symbol;
         String shapes = "M=" + m + " N=" + n + " K=" + k + " lda=" + lda + " ldw=" + ldw
                 + " ldc=" + ldc;
@@ -62,8 +107,25 @@ public final class GemmKernel {
         Check.fits(name, "W", w, (long) (n - 1) * ldw + k, 2);
         Check.fitsOrNull(name, "bias", bias, n, 2);
         Check.fits(name, "out", out, (long) (m - 1) * ldc + outCols, epi.outBytes);
+        int chunk = chunkFor(n, k);
+        int splits = (k + chunk - 1) / chunk;
+        // Split across blocks only for one-tile-high outputs whose partials fit the workspace;
+        // otherwise each block walks the chunks itself (same bits either way).
+        boolean split = splits > 1 && m <= BM && workspace != null
+                && (long) splits * m * n * 4 <= workspace.bytes();
+        DeviceBuffer work = split ? workspace : null;
+        if (!split) {
+            splits = 1;
+        }
         new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
-                .launch(fns[epi.ordinal()], name, (n + BN - 1) / BN, (m + BM - 1) / BM, 1,
-                        THREADS, 0, s, shapes);
+                .i(chunk).ptr(work)
+                .launch(fns[epi.ordinal()], name, (n + BN - 1) / BN, (m + BM - 1) / BM, splits,
+                        THREADS, 0, s, shapes + " splits=" + splits);
+        if (work != null) {
+            long pairs = (long) m * n / 2;
+            new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(out).i(ldc).i(m).i(n)
+                    .launch(reduce[epi.ordinal()], name + "_reduce", (int) ((pairs + 255) / 256),
+                            1, 1, 256, 0, s, shapes + " splits=" + splits);
+        }
     }
 }
