@@ -9,8 +9,13 @@
 //   gemm_swiglu_bf16:  W holds gate and up rows interleaved (row 2j = gate_j, 2j+1 = up_j, N = 2F);
 //                      out bf16[m, j] = silu(acc[m, 2j] + bias[2j]) * (acc[m, 2j+1] + bias[2j+1])
 //   bias may be null; out has row stride ldc.
-// Tiles: 64 x 64 x 32 per block of 4 warps (2 x 2, 32 x 32 each), a four-stage cp.async
-// pipeline, ldmatrix fragment loads from padded shared memory (row pitch 80 bytes: conflict-free).
+// Two tile shapes, both 4 warps with a four-stage cp.async pipeline and ldmatrix fragment loads
+// from padded shared memory (row pitch BK + 8 elements: conflict-free):
+//   gemm_<epi>       64 x 64 x 32 (warps 2 x 2, 32 x 32 each): prefill and batches over 16 rows;
+//   gemm_<epi>_m16   16 x 128 x 64 (warps 1 x 4, 16 x 32 each): decode, M <= 16. It reads each
+//                    weight row in 128-byte runs per stage and wastes no MMA rows.
+// Every output element is the same sequence of m16n8k16 steps in increasing k in both shapes,
+// so they give identical bits.
 // K is summed in chunks of k_chunk (chosen by the host from N and K only): each chunk's products
 // are accumulated from zero and the chunk sums are added in order. With a workspace (decode
 // shapes, where M is small and the output has too few tiles to keep every SM streaming weights),
@@ -19,12 +24,10 @@
 // every chunk itself. Both give the same bits, and a row's result never depends on M or on the
 // other rows: batch-invariant and deterministic (no atomics).
 // Preconditions (checked by the Java launcher): K % 8 == 0, lda % 8 == 0, ldw % 8 == 0 and
-// 16-byte aligned A and W (16-byte vector loads); N even. M, N, K need not be tile multiples.
+// 16-byte aligned A and W (16-byte vector loads); N even; k_chunk a multiple of 64. M, N, K need
+// not be tile multiples. Shared memory is dynamic: STAGES * (BM + BN) * (BK + 8) * 2 bytes.
 #include "common.cuh"
 
-#define BM 64
-#define BN 64
-#define BK 32
 #define PAD 8
 #define GEMM_THREADS 128
 #define STAGES 4
@@ -85,40 +88,53 @@ POLAR_DEVICE void epilogue(void* __restrict__ out, int ldc, int row, int col, fl
     }
 }
 
-template <int EPI>
+// BM x BN x BK tile, WM x WN warps; each warp computes (BM/WM) x (BN/WN) = MI m16 x NI n8 tiles.
+template <int EPI, int BM, int BN, int BK, int WM, int WN>
 __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __restrict__ W, int ldw,
                           const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
                           int N, int K, int k_chunk, float* __restrict__ work) {
-    __shared__ __align__(16) bf16 As[STAGES][BM][BK + PAD];
-    __shared__ __align__(16) bf16 Bs[STAGES][BN][BK + PAD];
+    constexpr int MI = BM / WM / 16;
+    constexpr int NI = BN / WN / 8;
+    constexpr int LDS = BK + PAD;
+    static_assert(WM * WN * 32 == GEMM_THREADS, "4 warps");
+    static_assert(NI % 2 == 0, "B fragments load two n8 tiles at a time");
+    extern __shared__ __align__(16) unsigned char gemm_smem[];
+    bf16* As = reinterpret_cast<bf16*>(gemm_smem);  // [STAGES][BM][LDS]
+    bf16* Bs = As + STAGES * BM * LDS;               // [STAGES][BN][LDS]
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = warp >> 1, wn = warp & 1;
+    const int wm = warp / WN, wn = warp % WN;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const bool split = work != nullptr;
     const int k_begin = split ? blockIdx.z * k_chunk : 0;
     const int k_end = split ? min(K, k_begin + k_chunk) : K;
     const int KT = (k_end - k_begin + BK - 1) / BK;
+    const int tiles_per_chunk = k_chunk / BK;
 
-    float acc[2][4][4], total[2][4][4];
+    float acc[MI][NI][4], total[MI][NI][4];
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < NI; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = total[i][j][e] = 0.f;
-    const int tiles_per_chunk = k_chunk / BK;
 
     auto load = [&](int stage, int kt) {
         if (kt < KT) {
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                int c = tid + i * GEMM_THREADS;  // 256 chunks of 8 bf16 per 64 x 32 tile
-                int r = c >> 2, kc = (c & 3) * 8;
+            constexpr int CPR = BK / 8;  // 16-byte chunks per tile row
+            for (int c = tid; c < (BM + BN) * CPR; c += GEMM_THREADS) {
+                int r = c / CPR, kc = (c % CPR) * 8;
                 int k = k_begin + kt * BK + kc;
-                int gm = m0 + r, gn = n0 + r;
-                bool va = gm < M && k < k_end, vb = gn < N && k < k_end;
-                cp_async16(&As[stage][r][kc], va ? A + (size_t)gm * lda + k : A, va);
-                cp_async16(&Bs[stage][r][kc], vb ? W + (size_t)gn * ldw + k : W, vb);
+                if (r < BM) {
+                    int gm = m0 + r;
+                    bool v = gm < M && k < k_end;
+                    cp_async16(As + (stage * BM + r) * LDS + kc, v ? A + (size_t)gm * lda + k : A,
+                               v);
+                } else {
+                    int gn = n0 + r - BM;
+                    bool v = gn < N && k < k_end;
+                    cp_async16(Bs + (stage * BN + r - BM) * LDS + kc,
+                               v ? W + (size_t)gn * ldw + k : W, v);
+                }
             }
         }
         asm volatile("cp.async.commit_group;\n" ::);  // always: keeps the group count uniform
@@ -130,9 +146,9 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
         const int st = kt % STAGES;
         if (!split && kt > 0 && kt % tiles_per_chunk == 0) {  // chunk boundary: fold in order
 #pragma unroll
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < MI; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++)
+                for (int j = 0; j < NI; j++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         total[i][j][e] += acc[i][j][e];
@@ -142,51 +158,53 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
         asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
         __syncthreads();  // stage st is complete, and everyone is done with stage kt - 1
         load((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
+        const bf16* as = As + st * BM * LDS;
+        const bf16* bs = Bs + st * BN * LDS;
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
-            uint32_t a[2][4], b[4][2];
+            uint32_t a[MI][4], b[NI][2];
 #pragma unroll
-            for (int mi = 0; mi < 2; mi++) {
-                int row = wm * 32 + mi * 16 + (lane & 15);
+            for (int mi = 0; mi < MI; mi++) {
+                int row = wm * (BM / WM) + mi * 16 + (lane & 15);
                 int col = kk + (lane >> 4) * 8;
-                ldmatrix_x4(a[mi][0], a[mi][1], a[mi][2], a[mi][3], &As[st][row][col]);
+                ldmatrix_x4(a[mi][0], a[mi][1], a[mi][2], a[mi][3], as + row * LDS + col);
             }
 #pragma unroll
-            for (int nj = 0; nj < 2; nj++) {
-                int row = wn * 32 + nj * 16 + (lane & 7) + (lane >> 4) * 8;
+            for (int nj = 0; nj < NI / 2; nj++) {
+                int row = wn * (BN / WN) + nj * 16 + (lane & 7) + (lane >> 4) * 8;
                 int col = kk + ((lane >> 3) & 1) * 8;
                 ldmatrix_x4(b[nj * 2][0], b[nj * 2][1], b[nj * 2 + 1][0], b[nj * 2 + 1][1],
-                            &Bs[st][row][col]);
+                            bs + row * LDS + col);
             }
 #pragma unroll
-            for (int mi = 0; mi < 2; mi++)
+            for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) mma_bf16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+                for (int ni = 0; ni < NI; ni++) mma_bf16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
         }
     }
     asm volatile("cp.async.wait_group 0;\n" ::);
     if (!split) {
 #pragma unroll
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < MI; i++)
 #pragma unroll
-            for (int j = 0; j < 4; j++)
+            for (int j = 0; j < NI; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) acc[i][j][e] += total[i][j][e];
     }
 
 #pragma unroll
-    for (int mi = 0; mi < 2; mi++) {
+    for (int mi = 0; mi < MI; mi++) {
 #pragma unroll
-        for (int ni = 0; ni < 4; ni++) {
-            int col = n0 + wn * 32 + ni * 8 + (lane & 3) * 2;
+        for (int ni = 0; ni < NI; ni++) {
+            int col = n0 + wn * (BN / WN) + ni * 8 + (lane & 3) * 2;
             if (col >= N) continue;  // N even, so col + 1 < N too
 #pragma unroll
             for (int half = 0; half < 2; half++) {
-                int row = m0 + wm * 32 + mi * 16 + (lane >> 2) + half * 8;
+                int row = m0 + wm * (BM / WM) + mi * 16 + (lane >> 2) + half * 8;
                 if (row >= M) continue;
                 float v0 = acc[mi][ni][half * 2];
                 float v1 = acc[mi][ni][half * 2 + 1];
-                if (work) {
+                if (split) {
                     float* w = work + ((size_t)blockIdx.z * M + row) * N + col;
                     w[0] = v0;
                     w[1] = v1;
@@ -217,11 +235,17 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
     epilogue<EPI>(out, ldc, row, col, v0, v1, bias);
 }
 
+#define GEMM_ARGS                                                                               \
+    const bf16 *A, int lda, const bf16 *W, int ldw, const bf16 *bias, void *out, int ldc, int M, \
+        int N, int K, int k_chunk, float *work
+#define GEMM_PASS A, lda, W, ldw, bias, out, ldc, M, N, K, k_chunk, work
+
 #define GEMM_ENTRY(name, epi)                                                                   \
-    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                  \
-        name(const bf16* A, int lda, const bf16* W, int ldw, const bf16* bias, void* out,       \
-             int ldc, int M, int N, int K, int k_chunk, float* work) {                          \
-        gemm_body<epi>(A, lda, W, ldw, bias, out, ldc, M, N, K, k_chunk, work);                 \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name(GEMM_ARGS) {                \
+        gemm_body<epi, 64, 64, 32, 2, 2>(GEMM_PASS);                                            \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name##_m16(GEMM_ARGS) {          \
+        gemm_body<epi, 16, 128, 64, 1, 4>(GEMM_PASS);                                           \
     }                                                                                           \
     extern "C" __global__ void name##_reduce(const float* work, int splits, const bf16* bias,  \
                                              void* out, int ldc, int M, int N) {                \

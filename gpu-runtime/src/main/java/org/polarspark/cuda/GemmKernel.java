@@ -23,9 +23,16 @@ import jcuda.driver.CUfunction;
  * split changes the summation order, so the same M, N, K always uses the same split.
  */
 public final class GemmKernel {
-    /** Output tile of one block (rows of A x rows of W). */
+    /** Output tile of one block (rows of A x rows of W): the general shape... */
     static final int BM = 64;
     static final int BN = 64;
+    private static final int BK = 32;
+    /** ...and the decode shape, for M <= 16 (same bits: see kernels/gemm.cu). */
+    static final int BM_DECODE = 16;
+    static final int BN_DECODE = 128;
+    private static final int BK_DECODE = 64;
+    private static final int STAGES = 4;
+    private static final int PAD = 8;
     private static final int THREADS = 128;
     /** Blocks per SM to aim for with split-K: enough loads in flight to saturate HBM. */
     static final int TARGET_BLOCKS_PER_SM = 4;
@@ -47,13 +54,20 @@ public final class GemmKernel {
     }
 
     private final CUfunction[] fns = new CUfunction[Epilogue.values().length];
+    private final CUfunction[] decode = new CUfunction[Epilogue.values().length];
     private final CUfunction[] reduce = new CUfunction[Epilogue.values().length];
     private final int sms;
 
     GemmKernel(CudaModule m) {
         for (Epilogue e : Epilogue.values()) {
             fns[e.ordinal()] = m.function(e.symbol);
+            decode[e.ordinal()] = m.function(e.symbol + "_m16");
             reduce[e.ordinal()] = m.function(e.symbol + "_reduce");
+            // The decode shape's four stages need more than the default 48 KiB of shared memory.
+            Cuda.check(jcuda.driver.JCudaDriver.cuFuncSetAttribute(decode[e.ordinal()],
+                    jcuda.driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    smem(BM_DECODE, BN_DECODE, BK_DECODE)), "cuFuncSetAttribute(" + e.symbol
+                    + "_m16, shared memory)");
         }
         jcuda.driver.CUdevice dev = new jcuda.driver.CUdevice();
         Cuda.check(jcuda.driver.JCudaDriver.cuCtxGetDevice(dev), "cuCtxGetDevice");
@@ -70,12 +84,17 @@ public final class GemmKernel {
      * one-tile-high output (decode) split into chunks runs about {@link #TARGET_BLOCKS_PER_SM}
      * blocks per SM.
      */
+    private static int smem(int bm, int bn, int bk) {
+        return STAGES * (bm + bn) * (bk + PAD) * 2;
+    }
+
     int chunkFor(int n, int k) {
         long tiles = (n + BN - 1) / BN;
         long target = (long) TARGET_BLOCKS_PER_SM * sms;
         int splits = (int) Math.max(1, Math.min((target + tiles - 1) / tiles, k / MIN_SPLIT_K));
-        int chunk = ((k + splits - 1) / splits + 31) / 32 * 32;
-        return Math.min(((k + 31) / 32) * 32, chunk);
+        // A multiple of 64: whole K tiles of both shapes.
+        int chunk = ((k + splits - 1) / splits + 63) / 64 * 64;
+        return Math.min(((k + 63) / 64) * 64, chunk);
     }
 
     /** As {@link #run(Epilogue, CudaStream, DeviceBuffer, int, DeviceBuffer, int, DeviceBuffer,
@@ -117,10 +136,15 @@ public final class GemmKernel {
         if (!split) {
             splits = 1;
         }
+        boolean small = m <= BM_DECODE;
+        int bm = small ? BM_DECODE : BM;
+        int bn = small ? BN_DECODE : BN;
         new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
                 .i(chunk).ptr(work)
-                .launch(fns[epi.ordinal()], name, (n + BN - 1) / BN, (m + BM - 1) / BM, splits,
-                        THREADS, 0, s, shapes + " splits=" + splits);
+                .launch(small ? decode[epi.ordinal()] : fns[epi.ordinal()],
+                        small ? name + "_m16" : name, (n + bn - 1) / bn, (m + bm - 1) / bm,
+                        splits, THREADS, small ? smem(BM_DECODE, BN_DECODE, BK_DECODE)
+                                : smem(BM, BN, BK), s, shapes + " splits=" + splits);
         if (work != null) {
             long pairs = (long) m * n / 2;
             new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(out).i(ldc).i(m).i(n)

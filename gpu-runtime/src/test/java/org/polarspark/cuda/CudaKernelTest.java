@@ -29,7 +29,8 @@ class CudaKernelTest extends GpuTest {
     static Stream<Arguments> gemmShapes() {
         int[][] shapes = {{1, 64, 64, 64}, {3, 130, 72, 80}, {17, 96, 200, 200},
             {64, 256, 128, 136}, {65, 66, 40, 40}, {130, 514, 264, 264}, {512, 512, 256, 256},
-            {5, 96, 1024, 1024}, {1, 128, 2056, 2056}, {70, 200, 1536, 1536}};
+            {5, 96, 1024, 1024}, {1, 128, 2056, 2056}, {70, 200, 1536, 1536}, {16, 4096, 4096, 4096},
+            {17, 300, 640, 648}};
         List<Arguments> out = new ArrayList<>();
         for (int[] s : shapes) {
             for (Epilogue e : Epilogue.values()) {
@@ -96,6 +97,35 @@ class CudaKernelTest extends GpuTest {
         kernels.gemm.run(epi, stream, da, lda, dw, k, db, out2, outCols, m, n, k, work);
         float[] got2 = f32 ? readF32(out2, m * outCols) : readBf16(out2, m * outCols);
         assertClose(epi + " split-K M=" + m + " N=" + n + " K=" + k, got, got2, 0, 0);
+    }
+
+    /**
+     * Batch invariance: a row's GEMM result is the same bits whether it runs alone (decode tile,
+     * maybe split-K), in a small batch, or inside a large prefill batch (64-row tile, no split).
+     */
+    @Test
+    void gemmRowResultsDoNotDependOnTheBatch() {
+        Random r = new Random(99);
+        int n = 1536;
+        int k = 2048;
+        int big = 150;
+        float[] a = Bf16.round(random(r, big * k, 1.0));
+        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
+        DeviceBuffer da = bf16(a);
+        DeviceBuffer dw = bf16(w);
+        DeviceBuffer work = zeros(64L << 20);
+        float[] reference = null;
+        for (int m : new int[] {1, 3, 16, 17, 64, big}) {
+            DeviceBuffer out = zeros((long) m * n * 4);
+            kernels.gemm.run(Epilogue.STORE_F32, stream, da, k, dw, k, null, out, n, m, n, k,
+                    work);
+            float[] row0 = readF32(out, n);
+            if (reference == null) {
+                reference = row0;
+            } else {
+                assertArrayEquals(reference, row0, "row 0 of a batch of " + m);
+            }
+        }
     }
 
     @Test
