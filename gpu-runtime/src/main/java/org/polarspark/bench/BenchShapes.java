@@ -10,8 +10,11 @@ import org.polarspark.model.RopeScaling;
  * Real model shapes for synthetic benchmarks (weights are generated on the GPU), with the
  * contexts and batch sizes the issues set targets at. Dimensions are those of the public
  * Hugging Face configs of facebook/opt-6.7b, meta-llama/Llama-2-7b-hf and Meta-Llama-3-8B.
+ * {@code polarDensity} is the head (KV-group) density the Polar issue sets its targets at
+ * (0.5; 5 of 8 groups for LLaMA-3).
  */
-public record BenchShapes(String name, ModelConfig config, int context, List<Integer> batches) {
+public record BenchShapes(String name, ModelConfig config, int context, List<Integer> batches,
+                          double polarDensity) {
 
     public static BenchShapes byName(String name) {
         for (BenchShapes s : all()) {
@@ -35,8 +38,8 @@ public record BenchShapes(String name, ModelConfig config, int context, List<Int
                 500000.0, new RopeScaling(RopeScaling.Type.LLAMA3, 8.0, 1.0, 4.0, 8192), false,
                 false, 128000, List.of(128001), -1);
         return List.of(
-                new BenchShapes("llama-2-7b", llama2, 3968, List.of(1, 8, 16, 32)),
-                new BenchShapes("opt-6.7b", opt, 1920, List.of(1, 16, 32, 64)),
-                new BenchShapes("llama-3-8b", llama3, 8192, List.of(1, 16, 48)));
+                new BenchShapes("llama-2-7b", llama2, 3968, List.of(1, 8, 16, 32), 0.5),
+                new BenchShapes("opt-6.7b", opt, 1920, List.of(1, 16, 32, 64), 0.5),
+                new BenchShapes("llama-3-8b", llama3, 8192, List.of(1, 16, 48), 0.625));
     }
 }

@@ -20,6 +20,7 @@ import org.polarspark.cuda.CudaEvent;
 import org.polarspark.cuda.CudaStream;
 import org.polarspark.cuda.DeviceAllocator;
 import org.polarspark.cuda.DeviceBuffer;
+import org.polarspark.cuda.DeviceRouters;
 import org.polarspark.cuda.GemmKernel;
 import org.polarspark.cuda.GpuContext;
 import org.polarspark.cuda.KernelImage;
@@ -30,13 +31,17 @@ import org.polarspark.cuda.KernelImage;
  *
  * <pre>
  * polar-bench [--models opt-6.7b,llama-2-7b,llama-3-8b] [--iters 30] [--warmup 5]
- *             [--out bench/results] [--gpu 0] [--only all|gemm|decode]
+ *             [--out bench/results] [--gpu 0] [--only all|gemm|decode] [--polar true]
  * </pre>
  *
  * Definitions. GEMM ms: mean of {@code iters} back-to-back launches (median of 5 repeats), so
  * that host launch cost is hidden as in a graph. step ms: median device time of one captured decode step (all layers, LM head and
  * device argmax) over {@code iters} graph replays after {@code warmup}. bytes: every weight once
  * plus the K and V the step attends to (batch x context x layers x 2 x kvDim x 2 bytes).
+ * With --polar: the same step with random head routers at the shape's density (layer 0 dense;
+ * MLP dense), its speedup, its own roofline ratio (bytes it reads: weights, router weights and the
+ * K/V of the selected groups only), router time (router GEMMs and top-k alone) as a fraction of
+ * the step, and one layer's attention alone at densities 1.0, 0.5 and 0.3 against dense.
  * bandwidth: device-to-device copy of 2 GiB measured in the same run, counting bytes read plus
  * bytes written. roofline ratio: step ms / (bytes / bandwidth): 1.0 is the memory bound.
  */
@@ -53,10 +58,12 @@ public final class PolarBench {
         Path out = Path.of(opt.getOrDefault("out", "bench/results"));
         int gpu = Integer.parseInt(opt.getOrDefault("gpu", "0"));
         String only = opt.getOrDefault("only", "all"); // all, gemm or decode
+        boolean polar = Boolean.parseBoolean(opt.getOrDefault("polar", "false"));
 
         Map<String, Object> report = new LinkedHashMap<>();
         List<Map<String, Object>> decode = new ArrayList<>();
         List<Map<String, Object>> gemm = new ArrayList<>();
+        List<Map<String, Object>> attention = new ArrayList<>();
         try (GpuContext ctx = new GpuContext(gpu); KernelImage k = new KernelImage()) {
             DeviceAllocator root = DeviceAllocator.root("bench", ctx.totalMemory());
             double bw = copyBandwidth(root, iters);
@@ -79,7 +86,7 @@ public final class PolarBench {
                         Math.max(64, maxB), maxB, blocks * perBlock)) {
                     dec.fillKvRandom(7);
                     for (int b : s.batches()) {
-                        float[] ms = dec.benchDecode(b, s.context(), warmup, iters, 11);
+                        float[] ms = dec.benchDecode(b, s.context(), warmup, iters, 11, null);
                         double med = median(ms);
                         long bytes = dec.decodeBytes(b, s.context());
                         double ratio = med / 1e3 / (bytes / bw);
@@ -92,10 +99,51 @@ public final class PolarBench {
                         row.put("bytes_read", bytes);
                         row.put("roofline_ratio", ratio);
                         row.put("target_ratio", b == 1 ? 1.25 : 1.10);
-                        decode.add(row);
                         System.out.printf(Locale.ROOT, "%-11s N=%5d B=%3d  step %8.3f ms  %9.1f "
                                 + "tok/s  %6.2f GB  roofline x%.2f%n", s.name(), s.context(), b,
                                 med, b / (med / 1e3), bytes / 1e9, ratio);
+                        if (polar) {
+                            try (DeviceRouters routers = DeviceRouters.random(dec,
+                                    s.polarDensity(), 99)) {
+                                double pm = median(dec.benchDecode(b, s.context(), warmup, iters,
+                                        11, routers));
+                                double rm = median(dec.benchRouters(b, routers, warmup, iters));
+                                long pbytes = dec.polarDecodeBytes(b, s.context(), routers);
+                                row.put("polar_head_density", s.polarDensity());
+                                row.put("polar_step_ms", pm);
+                                row.put("polar_speedup", med / pm);
+                                row.put("polar_bytes_read", pbytes);
+                                row.put("polar_roofline_ratio", pm / 1e3 / (pbytes / bw));
+                                row.put("router_ms", rm);
+                                row.put("router_fraction", rm / pm);
+                                System.out.printf(Locale.ROOT, "%-11s N=%5d B=%3d  polar(heads %.3f)"
+                                        + " %8.3f ms  speedup x%.2f  %6.2f GB  roofline x%.2f  "
+                                        + "routers %.1f%%%n", s.name(), s.context(), b,
+                                        s.polarDensity(), pm, med / pm, pbytes / 1e9,
+                                        pm / 1e3 / (pbytes / bw), 100 * rm / pm);
+                            }
+                        }
+                        decode.add(row);
+                    }
+                    if (polar) {
+                        int b = s.batches().get(s.batches().size() - 1);
+                        double dense = median(dec.benchAttention(b, s.context(), 1.0, warmup,
+                                iters, 3));
+                        for (double d : new double[] {1.0, 0.5, 0.3}) {
+                            double am = median(dec.benchAttention(b, s.context(), d, warmup, iters,
+                                    3));
+                            Map<String, Object> row = new LinkedHashMap<>();
+                            row.put("model", s.name());
+                            row.put("context", s.context());
+                            row.put("batch", b);
+                            row.put("density", d);
+                            row.put("attention_ms", am);
+                            row.put("vs_dense", am / dense);
+                            attention.add(row);
+                            System.out.printf(Locale.ROOT, "%-11s N=%5d B=%3d  attention (one "
+                                    + "layer) density %.1f: %.4f ms = x%.2f of dense%n", s.name(),
+                                    s.context(), b, d, am, am / dense);
+                        }
                     }
                 }
             }
@@ -103,6 +151,7 @@ public final class PolarBench {
         }
         report.put("decode", decode);
         report.put("gemm", gemm);
+        report.put("attention", attention);
         write(out, report);
     }
 
@@ -207,6 +256,27 @@ public final class PolarBench {
                             + "<= %.2f |%n", r.get("model"), r.get("context"), r.get("batch"),
                     r.get("step_ms"), r.get("tokens_per_s"), ((long) r.get("bytes_read")) / 1e9,
                     r.get("roofline_ratio"), r.get("target_ratio")));
+        }
+        List<Map<String, Object>> dec = (List<Map<String, Object>>) report.get("decode");
+        if (!dec.isEmpty() && dec.get(0).containsKey("polar_step_ms")) {
+            md.append("\n| model | context | batch | head density | dense ms | Polar ms | speedup "
+                    + "| Polar GB | Polar roofline | routers % of step |\n"
+                    + "|---|---|---|---|---|---|---|---|---|---|\n");
+            for (Map<String, Object> r : dec) {
+                md.append(String.format(Locale.ROOT, "| %s | %d | %d | %.3f | %.3f | %.3f | %.2f |"
+                                + " %.2f | %.2f | %.1f |%n", r.get("model"), r.get("context"),
+                        r.get("batch"), r.get("polar_head_density"), r.get("step_ms"),
+                        r.get("polar_step_ms"), r.get("polar_speedup"),
+                        ((long) r.get("polar_bytes_read")) / 1e9, r.get("polar_roofline_ratio"),
+                        100 * (double) r.get("router_fraction")));
+            }
+            md.append("\n| attention (one layer) | context | batch | density | ms | vs dense |\n"
+                    + "|---|---|---|---|---|---|\n");
+            for (Map<String, Object> r : (List<Map<String, Object>>) report.get("attention")) {
+                md.append(String.format(Locale.ROOT, "| %s | %d | %d | %.1f | %.4f | %.2f |%n",
+                        r.get("model"), r.get("context"), r.get("batch"), r.get("density"),
+                        r.get("attention_ms"), r.get("vs_dense")));
+            }
         }
         md.append("\n| GEMM M | N | K | ms | TFLOP/s | GB/s |\n|---|---|---|---|---|---|\n");
         for (Map<String, Object> r : (List<Map<String, Object>>) report.get("gemm")) {

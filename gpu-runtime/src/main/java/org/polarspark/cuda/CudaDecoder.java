@@ -90,7 +90,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     /** Floats of partial outputs: every decode row's splits, or 4 splits of a full piece. */
     private final long partCapacity;
     private final List<DeviceBuffer> scratch = new ArrayList<>();
-    private final java.util.Map<Integer, CudaGraph> graphsByRows = new java.util.HashMap<>();
+    private final java.util.Map<String, CudaGraph> graphsByRows = new java.util.HashMap<>();
+    private final DeviceAllocator routerAlloc;
+    private final DeviceBuffer routerLogits; // fp32 [T, G]
+    private final DeviceBuffer[] groupIdx;   // per layer int32 [T, G]: selected groups per token
+    private DeviceRouters routers;           // of the forward in progress, or null (dense)
     private boolean graphs = true;
 
     private static final class LayerBuffers {
@@ -143,6 +147,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.weightsAlloc = root.child("weights", Long.MAX_VALUE);
         this.kvAlloc = root.child("kv-cache", Long.MAX_VALUE);
         this.scratchAlloc = root.child("scratch", Long.MAX_VALUE);
+        this.routerAlloc = root.child("routers", Long.MAX_VALUE);
         this.maxBlocksPerSeq = (c.maxPositions() + BLOCK_SIZE - 1) / BLOCK_SIZE;
         long perBlock = 2L * c.numLayers() * c.numKvHeads() * BLOCK_SIZE * c.headDim() * 2;
         this.numBlocks = (int) Math.min(Integer.MAX_VALUE / 2, kvBytes / perBlock);
@@ -249,6 +254,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.yp = projOut == null ? null : scratchBuf("yp", (long) lm * proj * 2);
         this.logits = scratchBuf("logits", (long) lm * c.vocabSize() * 4);
         this.nextIds = scratchBuf("next_ids", lm * 4L);
+        this.routerLogits = scratchBuf("router_logits", t * c.numKvHeads() * 4);
+        this.groupIdx = new DeviceBuffer[c.numLayers()];
+        for (int l = 0; l < c.numLayers(); l++) {
+            groupIdx[l] = scratchBuf("group_idx" + l, t * c.numKvHeads() * 4);
+        }
         // Split-K partials: splits * M * N floats with splits * tiles ~ 4 blocks per SM, so
         // about 4 * SMs * 64 * 64 floats; twice that for slack.
         this.gemmWork = scratchBuf("gemm_work", 2L * 4 * ctx.multiprocessors() * 64 * 64 * 4);
@@ -373,9 +383,14 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     @Override
     public float[][][] forward(List<CudaSequence> seqs, int[][] tokens, int[] logitsLast,
                                SparsityPolicy policy) {
-        if (policy != SparsityPolicy.DENSE) {
-            throw new UnsupportedOperationException("the CUDA decoder runs dense only so far; "
-                    + "Polar Sparsity on the GPU is not implemented yet");
+        if (policy instanceof DeviceRouters) {
+            routers = (DeviceRouters) policy;
+        } else if (policy == SparsityPolicy.DENSE) {
+            routers = null;
+        } else {
+            throw new UnsupportedOperationException("the CUDA decoder applies Polar Sparsity "
+                    + "with routers on the device (DeviceRouters); got " + policy.getClass()
+                    .getName());
         }
         int rows = seqs.size();
         if (tokens.length != rows || logitsLast.length != rows) {
@@ -509,13 +524,14 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      * contents change between replays.
      */
     private CudaGraph graph(int n) {
-        CudaGraph g = graphsByRows.get(n);
+        String key = n + (routers == null ? "" : "|" + System.identityHashCode(routers));
+        CudaGraph g = graphsByRows.get(key);
         if (g == null) {
             g = CudaGraph.capture(stream, () -> {
                 compute(n, SPLIT_LEN, graphSplits());
                 lmHeadDevice(n);
-            }, "decode step, " + n + " rows");
-            graphsByRows.put(n, g);
+            }, "decode step, " + n + " rows" + (routers == null ? "" : ", Polar"));
+            graphsByRows.put(key, g);
         }
         return g;
     }
@@ -583,10 +599,22 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         k.kvAppend.run(stream, kCache[l], vCache[l], qkv, rowOf, pos, blockTable, maxBlocksPerSeq,
                 BLOCK_SIZE, n, qkvDim, kOff, vOff, c.numKvHeads(), c.headDim());
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
+        int groups = c.numKvHeads();
+        DeviceBuffer table = null;
+        if (routers != null && routers.kept[l] < groups) {
+            // Polar: the router picks each token's KV groups from the same normed input; the
+            // heads of the other groups stay zero, so o_proj (dense) sees zeros for them.
+            groups = routers.kept[l];
+            table = groupIdx[l];
+            k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, y, h, routers.weight[l], h,
+                    routers.bias[l], routerLogits, c.numKvHeads(), n, c.numKvHeads(), h, gemmWork);
+            k.router.topk(stream, routerLogits, n, c.numKvHeads(), groups, table);
+            att.zero(0, (long) n * c.qDim() * 2, stream);
+        }
         k.attention.decode(stream, qkv, qkvDim, scale, kCache[l], vCache[l], blockTable,
-                maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, null, c.numKvHeads(), c.numHeads(),
+                maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(),
                 c.numKvHeads(), c.headDim(), splitLen, splits, partO, partMl, n);
-        k.attention.combine(stream, att, partO, partMl, null, c.numKvHeads(), c.numHeads(),
+        k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
                 c.numKvHeads(), c.headDim(), splits, n);
         k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, att, c.qDim(), B.wo, c.qDim(), B.bo, x,
                 h, n, h, c.qDim(), gemmWork);
@@ -691,9 +719,83 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      * the same last position, so the context stays fixed). Returns each replay's device time in
      * milliseconds, after {@code warmup} untimed replays.
      */
-    public float[] benchDecode(int batch, int context, int warmup, int iters, long tokenSeed) {
+    public float[] benchDecode(int batch, int context, int warmup, int iters, long tokenSeed,
+                               DeviceRouters polar) {
+        return benchGraph(batch, context, warmup, iters, tokenSeed, polar, () -> graph(batch));
+    }
+
+    /**
+     * Times only the attention of one layer (decode and split merge) for {@code batch} rows at
+     * {@code context}, dense (density 1.0) or with a random group table keeping
+     * max(1, floor(density * G)) groups per row: the selective-attention kernel against the
+     * dense one.
+     */
+    public float[] benchAttention(int batch, int context, double density, int warmup, int iters,
+                                  long seed) {
+        int g = c.numKvHeads();
+        int keep = Math.max(1, (int) Math.floor(density * g));
+        return benchGraph(batch, context, warmup, iters, seed, null, () -> {
+            java.util.Random r = new java.util.Random(seed);
+            int[] table = new int[batch * keep];
+            for (int t = 0; t < batch; t++) {
+                List<Integer> all = new ArrayList<>();
+                for (int q = 0; q < g; q++) {
+                    all.add(q);
+                }
+                java.util.Collections.shuffle(all, r);
+                for (int j = 0; j < keep; j++) {
+                    table[t * keep + j] = all.get(j);
+                }
+            }
+            groupIdx[0].copyFrom(Pointer.to(table), table.length * 4L, stream);
+            k.init.uniformBf16(stream, qkv, (long) batch * qkvDim, seed, 1f);
+            stream.synchronize();
+            DeviceBuffer tab = keep < g ? groupIdx[0] : null;
+            int groups = keep < g ? keep : g;
+            float scale = (float) (1.0 / Math.sqrt(c.headDim()));
+            return CudaGraph.capture(stream, () -> {
+                if (tab != null) {
+                    att.zero(0, (long) batch * c.qDim() * 2, stream);
+                }
+                k.attention.decode(stream, qkv, qkvDim, scale, kCache[0], vCache[0], blockTable,
+                        maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, tab, groups, c.numHeads(),
+                        c.numKvHeads(), c.headDim(), SPLIT_LEN, graphSplits(), partO, partMl,
+                        batch);
+                k.attention.combine(stream, att, partO, partMl, tab, groups, c.numHeads(),
+                        c.numKvHeads(), c.headDim(), graphSplits(), batch);
+            }, "attention, " + batch + " rows, density " + density);
+        });
+    }
+
+    /** Times the routers alone (router GEMM and top-k of every sparse layer) for batch rows. */
+    public float[] benchRouters(int batch, DeviceRouters polar, int warmup, int iters) {
+        return benchGraph(batch, 2, warmup, iters, 1, null, () -> {
+            k.init.uniformBf16(stream, y, (long) batch * c.hiddenSize(), 5, 1f);
+            return CudaGraph.capture(stream, () -> {
+                int h = c.hiddenSize();
+                for (int l = 0; l < c.numLayers(); l++) {
+                    if (polar.kept[l] < c.numKvHeads()) {
+                        k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, y, h, polar.weight[l], h,
+                                polar.bias[l], routerLogits, c.numKvHeads(), batch,
+                                c.numKvHeads(), h, gemmWork);
+                        k.router.topk(stream, routerLogits, batch, c.numKvHeads(),
+                                polar.kept[l], groupIdx[l]);
+                    }
+                }
+            }, "routers, " + batch + " rows");
+        });
+    }
+
+    /**
+     * Sets up batch rows at a context (KV blocks, decode metadata), then times replays of the
+     * graph that {@code graphFor} returns (captured after the setup).
+     */
+    private float[] benchGraph(int batch, int context, int warmup, int iters, long tokenSeed,
+                               DeviceRouters polar, java.util.function.Supplier<CudaGraph> graphFor) {
         ctx.bind();
         List<CudaSequence> seqs = new ArrayList<>();
+        routers = polar;
+        CudaGraph owned = null;
         try {
             int[] tokens = new int[batch];
             java.util.Random r = new java.util.Random(tokenSeed);
@@ -721,7 +823,10 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             rowOf.copyFrom(Pointer.to(hRow), batch * 4L, stream);
             blockTable.copyFrom(Pointer.to(table), table.length * 4L, stream);
             gatherRows.copyFrom(Pointer.to(identity), batch * 4L, stream);
-            CudaGraph g = graph(batch);
+            CudaGraph g = graphFor.get();
+            if (!graphsByRows.containsValue(g)) {
+                owned = g; // a one-off graph: closed below
+            }
             for (int i = 0; i < warmup; i++) {
                 g.launch(stream);
             }
@@ -737,6 +842,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             }
             return ms;
         } finally {
+            if (owned != null) {
+                stream.synchronize();
+                owned.close();
+            }
+            routers = null;
             for (CudaSequence s : seqs) {
                 close(s);
             }
@@ -751,6 +861,45 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 - (posTable == null ? 0 : posTable.bytes());
         long kv = 2L * batch * context * c.numLayers() * c.kvDim() * 2;
         return weights + kv;
+    }
+
+    /** Device memory for router weights (owned by the caller, freed before this decoder). */
+    DeviceBuffer routerBuffer(String name, long elems) {
+        return routerAlloc.allocate(name, elems * 2);
+    }
+
+    DeviceBuffer uploadRouter(String name, float[] values) {
+        java.nio.ByteBuffer b = Bf16.pack(values);
+        DeviceBuffer d = routerAlloc.allocate(name, b.capacity());
+        d.copyFrom(Pointer.to(b), b.capacity(), stream);
+        stream.synchronize();
+        return d;
+    }
+
+    /**
+     * The KV groups the routers chose at a layer in the last forward call: [tokens][kept], in
+     * the order of the call's tokens (for tests that replay them on the CPU reference).
+     */
+    public int[][] lastGroupTable(int layer, int tokens, int kept) {
+        int[] flat = new int[tokens * kept];
+        groupIdx[layer].copyTo(Pointer.to(flat), flat.length * 4L, stream);
+        stream.synchronize();
+        int[][] out = new int[tokens][kept];
+        for (int t = 0; t < tokens; t++) {
+            System.arraycopy(flat, t * kept, out[t], 0, kept);
+        }
+        return out;
+    }
+
+    /** Bytes a Polar decode step reads: weights, router weights, the selected groups' K/V. */
+    public long polarDecodeBytes(int batch, int context, DeviceRouters polar) {
+        long weights = decodeBytes(batch, 0) + polar.weightBytes();
+        double kvLayer = 2.0 * batch * context * c.kvDim() * 2;
+        double kv = 0;
+        for (int l = 0; l < c.numLayers(); l++) {
+            kv += kvLayer * polar.kept(l) / c.numKvHeads();
+        }
+        return weights + (long) kv;
     }
 
     public CudaStream stream() {
@@ -780,6 +929,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             b.close();
         }
         kvAlloc.close();
+        routerAlloc.close();
         closeWeights();
         stream.close();
     }

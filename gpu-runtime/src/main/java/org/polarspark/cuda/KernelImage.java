@@ -28,6 +28,7 @@ public final class KernelImage implements AutoCloseable {
     public final AttentionKernel attention;
     public final LmHeadKernel lmHead;
     public final InitKernel init;
+    public final RouterKernel router;
 
     /** Loads every family into the current context (call {@link GpuContext#bind()} first). */
     public KernelImage() {
@@ -45,6 +46,7 @@ public final class KernelImage implements AutoCloseable {
             attention = new AttentionKernel(module("attention"));
             lmHead = new LmHeadKernel(module("lm_head"));
             init = new InitKernel(module("init"));
+            router = new RouterKernel(module("router"));
         } catch (RuntimeException e) {
             close();
             throw e;

@@ -58,9 +58,24 @@ public final class Generator<S> {
         }
     }
 
-    /** Generates one sequence per request. Invalid prompts come back as error results. */
+    /** Generates one sequence per request with one policy for prefill and decode. */
     public Engine.Result<GenerationResult> generate(List<GenerationRequest> requests,
                                                     SparsityPolicy policy) {
+        return generate(requests, policy, policy);
+    }
+
+    /**
+     * Generates one sequence per request. Invalid prompts come back as error results.
+     *
+     * <p>Each iteration runs two forward calls: the newly admitted rows' prompts (prefill, under
+     * {@code prefillPolicy}), then one decode step for the running rows (under
+     * {@code decodePolicy}). Keeping them apart means a decode row's computation never depends on
+     * whether prompts were being prefilled at the same time (Polar Sparsity's MLP selection is
+     * shared by the batch), and every decode call is the same graph-captured step.
+     */
+    public Engine.Result<GenerationResult> generate(List<GenerationRequest> requests,
+                                                    SparsityPolicy prefillPolicy,
+                                                    SparsityPolicy decodePolicy) {
         ModelConfig c = decoder.config();
         GenerationResult[] results = new GenerationResult[requests.size()];
         Deque<Row> waiting = new ArrayDeque<>();
@@ -88,20 +103,17 @@ public final class Generator<S> {
             waiting.add(new Row(i, p, q.params(), q.seed(), capacity));
         }
         List<Row> active = new ArrayList<>();
-        long prefillTokens = 0;
-        long decodeTokens = 0;
-        long prefillNs = 0;
-        long decodeNs = 0;
-        long calls = 0;
+        long[] counters = new long[5]; // prefill tokens, decode tokens, prefill ns, decode ns, calls
         int maxRows = 0;
         try {
             while (!waiting.isEmpty() || !active.isEmpty()) {
                 long now = System.nanoTime();
-                while (active.size() < maxBatch && !waiting.isEmpty()) {
+                List<Row> admitted = new ArrayList<>();
+                while (active.size() + admitted.size() < maxBatch && !waiting.isEmpty()) {
                     Row r = waiting.peek();
                     S seq = decoder.open(r.capacity);
                     if (seq == null) {
-                        if (active.isEmpty()) {
+                        if (active.isEmpty() && admitted.isEmpty()) {
                             throw new IllegalStateException("KV cache has no room for "
                                     + r.capacity + " positions with no sequence running");
                         }
@@ -110,48 +122,17 @@ public final class Generator<S> {
                     waiting.poll();
                     r.seq = seq;
                     r.startNs = now;
-                    active.add(r);
+                    admitted.add(r);
                 }
-                List<S> seqs = new ArrayList<>(active.size());
-                int[][] tokens = new int[active.size()][];
-                int[] last = new int[active.size()];
-                boolean prefill = false;
-                for (int i = 0; i < active.size(); i++) {
-                    Row r = active.get(i);
-                    seqs.add(r.seq);
-                    last[i] = 1;
-                    if (r.out.isEmpty()) {
-                        tokens[i] = r.prompt;
-                        prefill = true;
-                        prefillTokens += r.prompt.length;
-                    } else {
-                        tokens[i] = new int[] {r.out.get(r.out.size() - 1)};
-                    }
+                maxRows = Math.max(maxRows, active.size() + admitted.size());
+                List<Row> running = new ArrayList<>();
+                if (!admitted.isEmpty()) {
+                    running.addAll(step(admitted, true, prefillPolicy, c, results, counters));
                 }
-                float[][][] logits = decoder.forward(seqs, tokens, last, policy);
-                long t = System.nanoTime();
-                if (prefill) {
-                    prefillNs += t - now;
-                } else {
-                    decodeNs += t - now;
+                if (!active.isEmpty()) {
+                    running.addAll(step(active, false, decodePolicy, c, results, counters));
                 }
-                calls++;
-                maxRows = Math.max(maxRows, active.size());
-                List<Row> still = new ArrayList<>();
-                for (int i = 0; i < active.size(); i++) {
-                    Row r = active.get(i);
-                    int before = r.out.size();
-                    boolean done = step(r, logits[i][0], c, t);
-                    decodeTokens += r.out.size() - before;
-                    if (done) {
-                        results[r.index] = finish(r, t);
-                        decoder.close(r.seq);
-                        r.seq = null;
-                    } else {
-                        still.add(r);
-                    }
-                }
-                active = still;
+                active = running;
             }
         } finally {
             for (Row r : active) {
@@ -160,8 +141,45 @@ public final class Generator<S> {
                 }
             }
         }
-        return new Engine.Result<>(Arrays.asList(results), new EngineStats(prefillTokens,
-                decodeTokens, prefillNs, decodeNs, calls, maxRows));
+        return new Engine.Result<>(Arrays.asList(results), new EngineStats(counters[0],
+                counters[1], counters[2], counters[3], counters[4], maxRows));
+    }
+
+    /** One forward call for rows (prompts, or one token each); returns the unfinished rows. */
+    private List<Row> step(List<Row> rows, boolean prefill, SparsityPolicy policy, ModelConfig c,
+                           GenerationResult[] results, long[] counters) {
+        long t0 = System.nanoTime();
+        List<S> seqs = new ArrayList<>(rows.size());
+        int[][] tokens = new int[rows.size()][];
+        int[] last = new int[rows.size()];
+        for (int i = 0; i < rows.size(); i++) {
+            Row r = rows.get(i);
+            seqs.add(r.seq);
+            last[i] = 1;
+            tokens[i] = prefill ? r.prompt : new int[] {r.out.get(r.out.size() - 1)};
+            if (prefill) {
+                counters[0] += r.prompt.length;
+            }
+        }
+        float[][][] logits = decoder.forward(seqs, tokens, last, policy);
+        long t = System.nanoTime();
+        counters[prefill ? 2 : 3] += t - t0;
+        counters[4]++;
+        List<Row> still = new ArrayList<>();
+        for (int i = 0; i < rows.size(); i++) {
+            Row r = rows.get(i);
+            int before = r.out.size();
+            boolean done = sample(r, logits[i][0], c, t);
+            counters[1] += r.out.size() - before;
+            if (done) {
+                results[r.index] = finish(r, t);
+                decoder.close(r.seq);
+                r.seq = null;
+            } else {
+                still.add(r);
+            }
+        }
+        return still;
     }
 
     private static int firstInvalidToken(int[] p, int vocab) {
@@ -174,7 +192,7 @@ public final class Generator<S> {
     }
 
     /** Samples one token for a row; returns true when the row is finished. */
-    private boolean step(Row r, float[] logits, ModelConfig c, long now) {
+    private boolean sample(Row r, float[] logits, ModelConfig c, long now) {
         SamplingParams p = r.params;
         int token = Sampler.sample(logits, p, r.seed, r.out.size());
         if (r.out.isEmpty()) {

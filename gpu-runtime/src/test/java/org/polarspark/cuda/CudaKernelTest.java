@@ -412,8 +412,9 @@ class CudaKernelTest extends GpuTest {
         assertClose("attention heads=" + heads + " kv=" + kvHeads + " D=" + headDim, expected,
                 dense, 1e-2, BF16_OUT_RTOL);
 
-        // Polar: a per-token table of selected groups (unsorted); other heads stay zero.
-        int sel = Math.max(1, kvHeads / 2);
+        // Polar: a per-token table of selected groups (unsorted); other heads stay zero. With
+        // every group in the table the result is the dense one, bit for bit.
+        for (int sel : new int[] {Math.max(1, kvHeads / 2), kvHeads}) {
         int[] groupIdx = new int[n * sel];
         boolean[][] chosen = new boolean[n][kvHeads];
         for (int t = 0; t < n; t++) {
@@ -444,6 +445,39 @@ class CudaKernelTest extends GpuTest {
                 }
             }
         }
+        }
+    }
+
+    /** Router top-k on the device equals a stable descending sort, ties included. */
+    @ParameterizedTest(name = "G={0} k={1}")
+    @MethodSource("topkShapes")
+    void routerTopkEqualsASort(int groups, int k) {
+        Random r = new Random(groups * 100 + k);
+        int n = 37;
+        float[] logits = new float[n * groups];
+        for (int i = 0; i < logits.length; i++) {
+            logits[i] = r.nextInt(7) - 3; // few distinct values: many ties
+        }
+        DeviceBuffer idx = zeros((long) n * k * 4);
+        kernels.router.topk(stream, f32(logits), n, groups, k, idx);
+        int[] got = readI32(idx, n * k);
+        for (int t = 0; t < n; t++) {
+            Integer[] order = new Integer[groups];
+            for (int g = 0; g < groups; g++) {
+                order[g] = g;
+            }
+            final int tt = t;
+            java.util.Arrays.sort(order, (a, b) -> Float.compare(logits[tt * groups + b],
+                    logits[tt * groups + a])); // stable: equal scores keep the lower index first
+            for (int j = 0; j < k; j++) {
+                assertEquals((int) order[j], got[t * k + j], "token " + t + " rank " + j);
+            }
+        }
+    }
+
+    static Stream<Arguments> topkShapes() {
+        return Stream.of(Arguments.of(2, 1), Arguments.of(8, 4), Arguments.of(8, 5),
+                Arguments.of(32, 16), Arguments.of(40, 13), Arguments.of(64, 64));
     }
 
     @Test

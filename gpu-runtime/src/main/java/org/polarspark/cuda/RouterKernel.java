@@ -1,0 +1,33 @@
+package org.polarspark.cuda;
+
+import jcuda.driver.CUfunction;
+
+/**
+ * Launcher for kernels/router.cu.
+ * <pre>
+ * topk: idx[t, 0..k) = indices of the k largest logits[t, 0..G), most likely first, ties by the
+ *       lower index.   logits fp32 [n, G]; idx int32 [n, k]; G <= 64; 1 <= k <= G
+ * </pre>
+ */
+public final class RouterKernel {
+    static final int MAX_UNITS = 64;
+    private final CUfunction topk;
+
+    RouterKernel(CudaModule m) {
+        topk = m.function("router_topk_f32");
+    }
+
+    public void topk(CudaStream s, DeviceBuffer logits, int n, int units, int k,
+                     DeviceBuffer idx) {
+        String name = "router_topk_f32";
+        Check.positive(name, "n", n);
+        Check.that(units >= 1 && units <= MAX_UNITS, name, "selection units (KV groups) must be in"
+                + " [1, " + MAX_UNITS + "], got " + units);
+        Check.that(k >= 1 && k <= units, name, "k must be in [1, " + units + "], got " + k);
+        Check.fits(name, "logits", logits, (long) n * units, 4);
+        Check.fits(name, "idx", idx, (long) n * k, 4);
+        new KernelArgs().ptr(logits).i(n).i(units).i(k).ptr(idx)
+                .launch(topk, name, (n + 3) / 4, 1, 1, 128, 0, s, "n=" + n + " G=" + units
+                        + " k=" + k);
+    }
+}
