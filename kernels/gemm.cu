@@ -12,7 +12,7 @@
 // Two tile shapes, both 4 warps with a four-stage cp.async pipeline and ldmatrix fragment loads
 // from padded shared memory (row pitch BK + 8 elements: conflict-free):
 //   gemm_<epi>       64 x 64 x 32 (warps 2 x 2, 32 x 32 each): prefill and batches over 16 rows;
-//   gemm_<epi>_m16   16 x 128 x 64 (warps 1 x 4, 16 x 32 each): decode, M <= 16. It reads each
+//   gemm_<epi>_m16   16 x 64 x 64 (warps 1 x 4, 16 x 16 each): decode, M <= 16. It reads each
 //                    weight row in 128-byte runs per stage and wastes no MMA rows.
 // Every output element is the same sequence of m16n8k16 steps in increasing k in both shapes,
 // so they give identical bits.
@@ -30,7 +30,9 @@
 
 #define PAD 8
 #define GEMM_THREADS 128
+#ifndef STAGES
 #define STAGES 4
+#endif
 
 enum Epi { STORE_BF16 = 0, RELU_BF16 = 1, ACCUM_F32 = 2, STORE_F32 = 3, SWIGLU_BF16 = 4 };
 
@@ -245,7 +247,7 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
         gemm_body<epi, 64, 64, 32, 2, 2>(GEMM_PASS);                                            \
     }                                                                                           \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name##_m16(GEMM_ARGS) {          \
-        gemm_body<epi, 16, 128, 64, 1, 4>(GEMM_PASS);                                           \
+        gemm_body<epi, 16, 64, 64, 1, 4>(GEMM_PASS);                                           \
     }                                                                                           \
     extern "C" __global__ void name##_reduce(const float* work, int splits, const bf16* bias,  \
                                              void* out, int ldc, int M, int N) {                \

@@ -125,6 +125,12 @@ public final class PolarBench {
                         }
                         decode.add(row);
                     }
+                    {
+                        double a1 = median(dec.benchAttention(1, s.context(), 1.0, warmup, iters,
+                                3));
+                        System.out.printf(Locale.ROOT, "%-11s N=%5d B=  1  attention (one layer,"
+                                + " dense): %.4f ms%n", s.name(), s.context(), a1);
+                    }
                     if (polar) {
                         int b = s.batches().get(s.batches().size() - 1);
                         double dense = median(dec.benchAttention(b, s.context(), 1.0, warmup,

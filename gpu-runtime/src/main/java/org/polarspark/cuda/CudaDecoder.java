@@ -86,7 +86,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer nextLp;     // fp32 [LM_CHUNK]: its log-probability
     private static final int PART_SPLITS = 4;
     /** Positions per flash-decoding split (a multiple of the kernel's 32-position tile). */
-    static final int SPLIT_LEN = 512;
+    static final int SPLIT_LEN = 256;
     /** Floats of partial outputs: every decode row's splits, or 4 splits of a full piece. */
     private final long partCapacity;
     private final List<DeviceBuffer> scratch = new ArrayList<>();
@@ -542,7 +542,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     }
 
     /**
-     * Split length of the flash-decoding pass. A fixed 512 positions, so that a token's partial
+     * Split length of the flash-decoding pass. A fixed 256 positions, so that a token's partial
      * sums (and hence its result, bit for bit) do not depend on which other rows share its batch;
      * grown only when a very large prefill piece would overflow the partial buffers.
      */

@@ -29,7 +29,7 @@ public final class GemmKernel {
     private static final int BK = 32;
     /** ...and the decode shape, for M <= 16 (same bits: see kernels/gemm.cu). */
     static final int BM_DECODE = 16;
-    static final int BN_DECODE = 128;
+    static final int BN_DECODE = 64;
     private static final int BK_DECODE = 64;
     private static final int STAGES = 4;
     private static final int PAD = 8;
