@@ -1,0 +1,136 @@
+package org.polarspark.job;
+
+import java.io.Serializable;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.polarspark.generate.Backend;
+import org.polarspark.generate.SamplingParams;
+
+/**
+ * The job's settings, immutable and validated; built from {@link JobOptions} (see
+ * {@link #fromArgs}). Serializable: executors receive it with the partition function.
+ */
+public record JobConfig(
+        Mode mode, String input, String inputFormat, String idColumn, String promptColumn,
+        String textColumn, String contextColumn, String choicesColumn, String labelColumn,
+        List<String> passthrough, int partitions, boolean truncateLeft,
+        String output, boolean overwrite, int progressIntervalS,
+        String model, Backend backend, int maxBatch, int batchRows, String modelCacheDir,
+        double temperature, double topP, int topK, int maxTokens, List<String> stop, long seed,
+        int n, Integer logprobs,
+        String testFailOnceMarker, int testFailPartition, int testRowDelayMs)
+        implements Serializable {
+
+    public JobConfig {
+        passthrough = List.copyOf(passthrough);
+        stop = List.copyOf(stop);
+        if (mode != Mode.GENERATE) {
+            n = 1;
+        }
+        // Cross-option checks; single options were checked by their parsers.
+        if (idColumn != null && idColumn.isEmpty()) {
+            idColumn = null;
+        }
+        if (testFailOnceMarker != null && testFailOnceMarker.isEmpty()) {
+            testFailOnceMarker = null;
+        }
+        if (modelCacheDir != null && modelCacheDir.isEmpty()) {
+            modelCacheDir = null;
+        }
+        if (passthrough.stream().distinct().count() != passthrough.size()) {
+            throw new JobConfigException("option 'passthrough' names a column twice: "
+                    + passthrough);
+        }
+        try { // SamplingParams validates its own ranges once more (fields are not set yet)
+            new SamplingParams(temperature, topP, topK, maxTokens, stop, seed, n, logprobs);
+        } catch (IllegalArgumentException e) {
+            throw new JobConfigException("sampling options: " + e.getMessage(), e);
+        }
+    }
+
+    /** Parses a command line plus Spark's {@code spark.polar.*} settings. */
+    public static JobConfig fromArgs(List<String> args, Map<String, String> sparkPolar) {
+        return from(RawOptions.collect(args, sparkPolar));
+    }
+
+    static JobConfig from(RawOptions o) {
+        Mode mode = Mode.parse(o.get(JobOptions.MODE));
+        return new JobConfig(mode,
+                o.require(JobOptions.INPUT_PATH), o.get(JobOptions.INPUT_FORMAT),
+                o.get(JobOptions.ID_COLUMN), o.get(JobOptions.PROMPT_COLUMN),
+                o.get(JobOptions.TEXT_COLUMN), o.get(JobOptions.CONTEXT_COLUMN),
+                o.get(JobOptions.CHOICES_COLUMN), o.get(JobOptions.LABEL_COLUMN),
+                o.get(JobOptions.PASSTHROUGH), o.get(JobOptions.PARTITIONS),
+                o.get(JobOptions.LONG_PROMPT_POLICY).equals("truncate_left"),
+                o.require(JobOptions.OUTPUT), o.get(JobOptions.OUTPUT_MODE).equals("overwrite"),
+                o.get(JobOptions.PROGRESS_INTERVAL),
+                o.require(JobOptions.MODEL_PATH), Backend.parse(o.get(JobOptions.BACKEND)),
+                o.get(JobOptions.MAX_BATCH), o.get(JobOptions.BATCH_ROWS),
+                o.get(JobOptions.MODEL_CACHE_DIR),
+                o.get(JobOptions.TEMPERATURE), o.get(JobOptions.TOP_P), o.get(JobOptions.TOP_K),
+                o.get(JobOptions.MAX_TOKENS), o.get(JobOptions.STOP), o.get(JobOptions.SEED),
+                o.get(JobOptions.N), o.get(JobOptions.LOGPROBS),
+                o.get(JobOptions.TEST_FAIL_ONCE_MARKER), o.get(JobOptions.TEST_FAIL_PARTITION),
+                o.get(JobOptions.TEST_ROW_DELAY_MS));
+    }
+
+    /** The sampling settings handed to the engine (generate mode). */
+    public SamplingParams sampling() {
+        return new SamplingParams(temperature, topP, topK, maxTokens, stop, seed, n, logprobs);
+    }
+
+    /** The input columns each row needs, by mode. */
+    public List<String> requiredColumns() {
+        return switch (mode) {
+            case GENERATE -> List.of(promptColumn);
+            case SCORE -> List.of(textColumn);
+            case MC -> List.of(contextColumn, choicesColumn, labelColumn);
+        };
+    }
+
+    /** Sampling settings in vLLM's names, as recorded in the Parquet metadata and summary. */
+    public Map<String, Object> samplingSettings() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        if (mode != Mode.GENERATE) {
+            return m;
+        }
+        m.put("temperature", temperature);
+        m.put("top_p", topP);
+        m.put("top_k", topK);
+        m.put("max_tokens", maxTokens);
+        m.put("stop", stop);
+        m.put("seed", seed);
+        m.put("n", n);
+        m.put("logprobs", logprobs);
+        return m;
+    }
+
+    /** The effective options that describe the result (test hooks left out). */
+    public Map<String, Object> describe() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("mode", mode.wire());
+        m.put("input", input);
+        m.put("input-format", inputFormat);
+        m.put("id-column", idColumn);
+        switch (mode) {
+            case GENERATE -> m.put("prompt-column", promptColumn);
+            case SCORE -> m.put("text-column", textColumn);
+            case MC -> {
+                m.put("context-column", contextColumn);
+                m.put("choices-column", choicesColumn);
+                m.put("label-column", labelColumn);
+            }
+            default -> throw new AssertionError(mode);
+        }
+        m.put("passthrough", passthrough);
+        m.put("long-prompt-policy", truncateLeft ? "truncate_left" : "error");
+        m.put("output", output);
+        m.put("model", model);
+        m.put("backend", backend.wire());
+        m.put("max-batch", maxBatch);
+        m.put("batch-rows", batchRows);
+        m.putAll(samplingSettings());
+        return m;
+    }
+}

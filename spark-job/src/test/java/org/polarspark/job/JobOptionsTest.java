@@ -1,0 +1,145 @@
+package org.polarspark.job;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.polarspark.generate.Backend;
+
+/** The option registry: sources, precedence, validation messages, --help. */
+class JobOptionsTest {
+    static final List<String> REQUIRED = List.of("--input", "in.jsonl", "--output", "out",
+            "--model", "m");
+
+    static JobConfig parse(Map<String, String> spark, String... args) {
+        List<String> all = new java.util.ArrayList<>(REQUIRED);
+        all.addAll(List.of(args));
+        return JobConfig.fromArgs(all, spark);
+    }
+
+    static String error(Map<String, String> spark, String... args) {
+        return assertThrows(JobConfigException.class, () -> parse(spark, args)).getMessage();
+    }
+
+    @Test
+    void defaultsAreVllmsAndTheJobsOwn() {
+        JobConfig c = parse(Map.of());
+        assertEquals(Mode.GENERATE, c.mode());
+        assertEquals(1.0, c.temperature());
+        assertEquals(1.0, c.topP());
+        assertEquals(-1, c.topK());
+        assertEquals(16, c.maxTokens());
+        assertEquals(List.of(), c.stop());
+        assertEquals(1, c.n());
+        assertNull(c.logprobs());
+        assertEquals(Backend.AUTO, c.backend());
+        assertFalse(c.truncateLeft());
+        assertFalse(c.overwrite());
+        assertNull(c.idColumn());
+        assertEquals("prompt", c.promptColumn());
+        assertEquals("auto", c.inputFormat());
+    }
+
+    @Test
+    void precedenceIsDefaultThenConfFileThenSparkSettingsThenCommandLine(@TempDir Path dir)
+            throws IOException {
+        Path file = dir.resolve("job.properties");
+        Files.writeString(file, "max-tokens=5\nspark.polar.top-k=7\ntemperature=0.5\nn=3\n");
+        JobConfig c = parse(Map.of("spark.polar.temperature", "0.25", "spark.polar.n", "2"),
+                "--conf-file", file.toString(), "--n", "4");
+        assertEquals(5, c.maxTokens());       // file over default
+        assertEquals(7, c.topK());            // file, with the spark.polar. prefix
+        assertEquals(0.25, c.temperature());  // Spark setting over file
+        assertEquals(4, c.n());               // command line over everything
+        assertEquals(0.0, parse(Map.of(), "--temperature=0").temperature());
+    }
+
+    @Test
+    void errorsNameTheKeyTheSourceAndTheAllowedRange() {
+        String e = error(Map.of(), "--top-p", "1.5");
+        assertTrue(e.contains("'top-p'") && e.contains("command line") && e.contains("(0, 1]")
+                && e.contains("'1.5'"), e);
+        e = error(Map.of("spark.polar.max-batch", "0"));
+        assertTrue(e.contains("'max-batch'") && e.contains("spark.polar.max-batch")
+                && e.contains("[1, 4096]"), e);
+        e = error(Map.of(), "--backend", "tpu");
+        assertTrue(e.contains("one of cpu, cuda, auto"), e);
+        e = error(Map.of(), "--logprobs", "21");
+        assertTrue(e.contains("'logprobs'") && e.contains("[0, 20]"), e);
+        e = error(Map.of(), "--max-tokns", "3");
+        assertTrue(e.contains("unknown option 'max-tokns'") && e.contains("'max-tokens'"), e);
+        e = error(Map.of(), "--temperature", "-1");
+        assertTrue(e.contains("'temperature'") && e.contains("[0, inf)"), e);
+        e = assertThrows(JobConfigException.class, () -> JobConfig.fromArgs(
+                List.of("--input", "x"), Map.of())).getMessage();
+        assertTrue(e.contains("'output' is required") && e.contains("spark.polar.output"), e);
+    }
+
+    @Test
+    void aConfFileWithAnUnknownKeyIsAnErrorNamingTheFile(@TempDir Path dir) throws IOException {
+        Path file = dir.resolve("bad.properties");
+        Files.writeString(file, "max_tokens=5\n");
+        String e = error(Map.of(), "--conf-file", file.toString());
+        assertTrue(e.contains("max_tokens") && e.contains(file.toString())
+                && e.contains("'max-tokens'"), e);
+    }
+
+    @Test
+    void stopStringsRepeatOrSplitOnCommasWithEscapes() {
+        JobConfig c = parse(Map.of(), "--stop", "a,b", "--stop", "\\n", "--stop", "x\\,y");
+        assertEquals(List.of("a", "b", "\n", "x,y"), c.stop());
+        assertEquals(List.of("a", "b", "\n", "x,y"), c.sampling().stop());
+        // a later source replaces a list, it does not add to it
+        assertEquals(List.of("z"), parse(Map.of("spark.polar.stop", "q"), "--stop", "z").stop());
+    }
+
+    @Test
+    void logprobsIsOffWhenEmpty() {
+        assertNull(parse(Map.of(), "--logprobs", "").logprobs());
+        assertEquals(3, parse(Map.of(), "--logprobs", "3").logprobs());
+        assertEquals(0, parse(Map.of(), "--logprobs", "0").sampling().logprobs());
+    }
+
+    @Test
+    void helpListsEveryOptionButTheTestHooks() {
+        String help = JobOptions.help();
+        String md = JobOptions.markdown();
+        for (JobOption<?> o : JobOptions.ALL) {
+            assertEquals(!o.hidden(), help.contains("--" + o.name() + " "), o.name());
+            assertEquals(!o.hidden(), md.contains("| `" + o.name() + "` |"), o.name());
+            assertFalse(o.doc().isEmpty());
+        }
+        assertTrue(help.contains("spark.polar."));
+        for (String name : List.of("mode", "input", "input-format", "prompt-column",
+                "id-column", "context-column", "choices-column", "label-column", "text-column",
+                "output", "output-mode", "model", "backend", "max-batch", "temperature", "top-p",
+                "top-k", "max-tokens", "stop", "seed", "n", "logprobs", "long-prompt-policy",
+                "passthrough", "partitions")) {
+            assertTrue(JobOptions.find(name) != null, name);
+        }
+    }
+
+    @Test
+    void modeSpecificColumnsAndPassthroughAreChecked() {
+        JobConfig mc = parse(Map.of(), "--mode", "mc", "--context-column", "ctx");
+        assertEquals(List.of("ctx", "choices", "label"), mc.requiredColumns());
+        assertEquals(1, parse(Map.of(), "--mode", "score", "--n", "3").n());
+        String e = error(Map.of(), "--passthrough", "a,a");
+        assertTrue(e.contains("passthrough") && e.contains("twice"), e);
+    }
+
+    @Test
+    void positionalArgumentsAreRejected() {
+        String e = error(Map.of(), "stray");
+        assertTrue(e.contains("'stray'"), e);
+    }
+}
