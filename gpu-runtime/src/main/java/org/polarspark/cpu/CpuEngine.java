@@ -14,6 +14,12 @@ import org.polarspark.generate.Sampler;
 import org.polarspark.model.Checkpoint;
 import org.polarspark.model.ModelConfig;
 import org.polarspark.model.TextTokenizer;
+import org.polarspark.polar.PolarConfig;
+import org.polarspark.polar.PolarPolicy;
+import org.polarspark.polar.PolarSettings;
+import org.polarspark.polar.PolarStats;
+import org.polarspark.polar.RouterPolicy;
+import org.polarspark.polar.RouterWeights;
 import org.polarspark.polar.SparsityPolicy;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -29,10 +35,20 @@ public final class CpuEngine implements Engine {
     private final CpuDecoder decoder;
     private final TextTokenizer tokenizer;
     private final int maxBatch;
-    private final SparsityPolicy policy;
+    private final PolarConfig polarConfig;   // null: dense
+    private final RouterWeights routers;
+    private final boolean everyToken;
 
+    public CpuEngine(CpuDecoder decoder, TextTokenizer tokenizer, int maxBatch) {
+        this(decoder, tokenizer, maxBatch, null, null, false);
+    }
+
+    /**
+     * @param polarConfig null for dense; else the routers' settings (density override applied)
+     * @param everyToken  Polar on prompt tokens too (else prefill is dense, as deployed)
+     */
     public CpuEngine(CpuDecoder decoder, TextTokenizer tokenizer, int maxBatch,
-                     SparsityPolicy policy) {
+                     PolarConfig polarConfig, RouterWeights routers, boolean everyToken) {
         if (maxBatch < 1) {
             throw new IllegalArgumentException("maxBatch must be >= 1, got " + maxBatch);
         }
@@ -40,11 +56,28 @@ public final class CpuEngine implements Engine {
         this.config = decoder.config();
         this.tokenizer = tokenizer;
         this.maxBatch = maxBatch;
-        this.policy = policy;
+        this.polarConfig = polarConfig;
+        this.routers = routers;
+        this.everyToken = everyToken;
     }
 
-    /** Loads a checkpoint directory (config.json, safetensors, tokenizer.json). */
+    /** A fresh policy per call, so its counters are exactly that call's selections. */
+    private SparsityPolicy newPolicy() {
+        return polarConfig == null ? SparsityPolicy.DENSE
+                : new RouterPolicy(polarConfig, routers, config);
+    }
+
+    private static PolarStats statsOf(SparsityPolicy p) {
+        return p instanceof PolarPolicy ? ((PolarPolicy) p).stats() : PolarStats.ZERO;
+    }
+
+    /** Loads a checkpoint directory (config.json, safetensors, tokenizer.json), dense. */
     public static CpuEngine load(Path modelDir, int maxBatch) {
+        return load(modelDir, maxBatch, PolarSettings.OFF);
+    }
+
+    /** Loads a checkpoint and, when Polar is enabled, its routers (validated against it). */
+    public static CpuEngine load(Path modelDir, int maxBatch, PolarSettings polar) {
         long t0 = System.nanoTime();
         Checkpoint ckpt = Checkpoint.open(modelDir);
         CpuDecoder dec = new CpuDecoder(CpuWeights.load(ckpt));
@@ -53,7 +86,17 @@ public final class CpuEngine implements Engine {
                         + " in {} ms", modelDir, ckpt.config().numLayers(),
                 ckpt.config().hiddenSize(), ckpt.config().numHeads(), ckpt.config().numKvHeads(),
                 (System.nanoTime() - t0) / 1_000_000);
-        return new CpuEngine(dec, tok, maxBatch, SparsityPolicy.DENSE);
+        if (!polar.enabled()) {
+            return new CpuEngine(dec, tok, maxBatch);
+        }
+        Path dir = polar.dir(modelDir);
+        PolarConfig pc = PolarConfig.load(dir, ckpt.config());
+        if (polar.density() != null) {
+            pc = pc.withDensity(polar.density());
+        }
+        RouterWeights rw = RouterWeights.load(dir, pc);
+        LOG.info("Polar Sparsity on the CPU backend: {} from {}", polar.describe(), dir);
+        return new CpuEngine(dec, tok, maxBatch, pc, rw, polar.everyToken());
     }
 
     @Override
@@ -82,23 +125,21 @@ public final class CpuEngine implements Engine {
 
     @Override
     public Result<GenerationResult> generate(List<GenerationRequest> requests) {
-        return new Generator<>(new CpuBatchDecoder(decoder), tokenizer, maxBatch)
-                .generate(requests, policy);
+        SparsityPolicy policy = newPolicy();
+        Result<GenerationResult> r = new Generator<>(new CpuBatchDecoder(decoder), tokenizer,
+                maxBatch).generate(requests, everyToken ? policy : SparsityPolicy.DENSE, policy);
+        return new Result<>(r.results(), r.stats().withPolar(statsOf(policy)));
     }
 
     @Override
     public Result<LoglikelihoodResult> loglikelihood(List<LoglikelihoodRequest> requests) {
+        SparsityPolicy policy = newPolicy();
         List<LoglikelihoodResult> out = new ArrayList<>(requests.size());
         EngineStats stats = EngineStats.ZERO;
         for (int from = 0; from < requests.size(); from += maxBatch) {
             List<LoglikelihoodRequest> batch =
                     requests.subList(from, Math.min(requests.size(), from + maxBatch));
-            int rows = batch.size();
-            CpuKvCache[] caches = new CpuKvCache[rows];
-            int[][] tokens = new int[rows][];
-            int[] last = new int[rows];
-            long prefill = 0;
-            for (int r = 0; r < rows; r++) {
+            for (int r = 0; r < batch.size(); r++) {
                 LoglikelihoodRequest q = batch.get(r);
                 int n = q.context().length + q.continuation().length - 1;
                 if (n > config.maxPositions()) {
@@ -106,20 +147,15 @@ public final class CpuEngine implements Engine {
                             + " needs " + n + " positions; the context is "
                             + config.maxPositions());
                 }
-                tokens[r] = new int[n];
-                System.arraycopy(q.context(), 0, tokens[r], 0, q.context().length);
-                System.arraycopy(q.continuation(), 0, tokens[r], q.context().length,
-                        q.continuation().length - 1);
-                caches[r] = decoder.newCache(n);
-                last[r] = q.continuation().length;
-                prefill += n;
             }
-            long t0 = System.nanoTime();
-            float[][][] logits = decoder.forward(caches, tokens, policy, last,
-                    DecoderObserver.NONE);
-            long dt = System.nanoTime() - t0;
-            for (int r = 0; r < rows; r++) {
+            boolean stepwise = polarConfig != null && !everyToken;
+            long[] nanos = new long[1];
+            float[][][] logits = stepwise ? decodeContinuations(batch, policy, nanos)
+                    : forwardWhole(batch, policy, nanos);
+            long prefill = 0;
+            for (int r = 0; r < batch.size(); r++) {
                 int[] cont = batch.get(r).continuation();
+                prefill += batch.get(r).context().length + cont.length - 1;
                 double ll = 0;
                 boolean greedy = true;
                 for (int i = 0; i < cont.length; i++) {
@@ -128,9 +164,79 @@ public final class CpuEngine implements Engine {
                 }
                 out.add(new LoglikelihoodResult(ll, greedy, cont.length));
             }
-            stats = stats.plus(new EngineStats(prefill, 0, dt, 0, 1, rows));
+            stats = stats.plus(new EngineStats(prefill, 0, nanos[0], 0, 1, batch.size()));
         }
-        return new Result<>(out, stats);
+        return new Result<>(out, stats.withPolar(statsOf(policy)));
+    }
+
+    /** One forward over context + continuation[:-1] (dense, or Polar at every token). */
+    private float[][][] forwardWhole(List<LoglikelihoodRequest> batch, SparsityPolicy policy,
+                                     long[] nanos) {
+        int rows = batch.size();
+        CpuKvCache[] caches = new CpuKvCache[rows];
+        int[][] tokens = new int[rows][];
+        int[] last = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            LoglikelihoodRequest q = batch.get(r);
+            int n = q.context().length + q.continuation().length - 1;
+            tokens[r] = new int[n];
+            System.arraycopy(q.context(), 0, tokens[r], 0, q.context().length);
+            System.arraycopy(q.continuation(), 0, tokens[r], q.context().length,
+                    q.continuation().length - 1);
+            caches[r] = decoder.newCache(n);
+            last[r] = q.continuation().length;
+        }
+        long t0 = System.nanoTime();
+        float[][][] logits = decoder.forward(caches, tokens, polarConfig != null ? policy
+                : SparsityPolicy.DENSE, last, DecoderObserver.NONE);
+        nanos[0] = System.nanoTime() - t0;
+        return logits;
+    }
+
+    /**
+     * Polar as deployed: the context is prefilled dense, then the continuation is fed one token
+     * per step (teacher forcing) as decode steps under the policy, all rows together.
+     */
+    private float[][][] decodeContinuations(List<LoglikelihoodRequest> batch,
+                                            SparsityPolicy policy, long[] nanos) {
+        int rows = batch.size();
+        long t0 = System.nanoTime();
+        CpuKvCache[] caches = new CpuKvCache[rows];
+        int[][] ctx = new int[rows][];
+        float[][][] out = new float[rows][][];
+        int maxCont = 0;
+        for (int r = 0; r < rows; r++) {
+            LoglikelihoodRequest q = batch.get(r);
+            caches[r] = decoder.newCache(q.context().length + q.continuation().length - 1);
+            ctx[r] = q.context();
+            out[r] = new float[q.continuation().length][];
+            maxCont = Math.max(maxCont, q.continuation().length);
+        }
+        float[][][] first = decoder.forward(caches, ctx, SparsityPolicy.DENSE, false);
+        for (int r = 0; r < rows; r++) {
+            out[r][0] = first[r][0];
+        }
+        for (int step = 1; step < maxCont; step++) {
+            List<Integer> live = new ArrayList<>();
+            for (int r = 0; r < rows; r++) {
+                if (step < batch.get(r).continuation().length) {
+                    live.add(r);
+                }
+            }
+            CpuKvCache[] c = new CpuKvCache[live.size()];
+            int[][] t = new int[live.size()][];
+            for (int i = 0; i < live.size(); i++) {
+                int r = live.get(i);
+                c[i] = caches[r];
+                t[i] = new int[] {batch.get(r).continuation()[step - 1]};
+            }
+            float[][][] l = decoder.forward(c, t, policy, false);
+            for (int i = 0; i < live.size(); i++) {
+                out[live.get(i)][step] = l[i][0];
+            }
+        }
+        nanos[0] = System.nanoTime() - t0;
+        return out;
     }
 
     @Override

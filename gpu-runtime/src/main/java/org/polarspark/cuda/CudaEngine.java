@@ -14,6 +14,10 @@ import org.polarspark.generate.Sampler;
 import org.polarspark.model.Checkpoint;
 import org.polarspark.model.ModelConfig;
 import org.polarspark.model.TextTokenizer;
+import org.polarspark.polar.PolarConfig;
+import org.polarspark.polar.PolarSettings;
+import org.polarspark.polar.PolarStats;
+import org.polarspark.polar.RouterWeights;
 import org.polarspark.polar.SparsityPolicy;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -33,15 +37,24 @@ public final class CudaEngine implements Engine {
     private final CudaDecoder decoder;
     private final TextTokenizer tokenizer;
     private final int maxBatch;
+    private final DeviceRouters routers; // null: dense
+    private final boolean everyToken;
 
     private CudaEngine(GpuContext ctx, KernelImage kernels, DeviceAllocator root,
-                       CudaDecoder decoder, TextTokenizer tokenizer, int maxBatch) {
+                       CudaDecoder decoder, TextTokenizer tokenizer, int maxBatch,
+                       DeviceRouters routers, boolean everyToken) {
         this.ctx = ctx;
         this.kernels = kernels;
         this.root = root;
         this.decoder = decoder;
         this.tokenizer = tokenizer;
         this.maxBatch = maxBatch;
+        this.routers = routers;
+        this.everyToken = everyToken;
+    }
+
+    public static CudaEngine load(Path modelDir, int ordinal, int maxBatch) {
+        return load(modelDir, ordinal, maxBatch, PolarSettings.OFF);
     }
 
     /**
@@ -49,7 +62,8 @@ public final class CudaEngine implements Engine {
      * {@code maxBatch} full-context sequences, or 60% of the memory left after the weights and
      * scratch, whichever is smaller.
      */
-    public static CudaEngine load(Path modelDir, int ordinal, int maxBatch) {
+    public static CudaEngine load(Path modelDir, int ordinal, int maxBatch,
+                                  PolarSettings polar) {
         long t0 = System.nanoTime();
         Checkpoint ckpt = Checkpoint.open(modelDir);
         ModelConfig c = ckpt.config();
@@ -70,10 +84,25 @@ public final class CudaEngine implements Engine {
             int piece = Math.max(PIECE_TOKENS, maxBatch);
             decoder = new CudaDecoder(ctx, kernels, root, ckpt, piece, maxBatch, kvBytes);
             TextTokenizer tok = TextTokenizer.load(modelDir, c);
+            DeviceRouters routers = null;
+            if (polar.enabled()) {
+                Path dir = polar.dir(modelDir);
+                PolarConfig pc = PolarConfig.load(dir, c);
+                if (polar.density() != null) {
+                    pc = pc.withDensity(polar.density());
+                }
+                routers = DeviceRouters.fromConfig(decoder, pc, RouterWeights.load(dir, pc));
+                if (pc.mlp() != null) {
+                    LOG.warn("{}: MLP sparsity is not implemented on the CUDA backend yet; the "
+                            + "MLP runs dense (heads are sparse)", dir);
+                }
+                LOG.info("Polar Sparsity on {}: {} from {}", ctx.name(), polar.describe(), dir);
+            }
             LOG.info("Loaded {} on {} in {} ms: {} KV blocks of {} tokens, batch {}", modelDir,
                     ctx.name(), (System.nanoTime() - t0) / 1_000_000, decoder.numBlocks(),
                     CudaDecoder.BLOCK_SIZE, maxBatch);
-            return new CudaEngine(ctx, kernels, root, decoder, tok, maxBatch);
+            return new CudaEngine(ctx, kernels, root, decoder, tok, maxBatch, routers,
+                    polar.everyToken());
         } catch (RuntimeException e) {
             if (decoder != null) {
                 decoder.close();
@@ -113,8 +142,28 @@ public final class CudaEngine implements Engine {
     @Override
     public synchronized Result<GenerationResult> generate(List<GenerationRequest> requests) {
         ctx.bind();
-        return new Generator<>(decoder, tokenizer, maxBatch).generate(requests,
-                SparsityPolicy.DENSE);
+        SparsityPolicy decode = routers == null ? SparsityPolicy.DENSE : routers;
+        Result<GenerationResult> r = new Generator<>(decoder, tokenizer, maxBatch).generate(
+                requests, everyToken ? decode : SparsityPolicy.DENSE, decode);
+        long sparseTokens = r.stats().decodeTokens() + (everyToken ? r.stats().prefillTokens() : 0);
+        return new Result<>(r.results(), r.stats().withPolar(polarStats(sparseTokens)));
+    }
+
+    /**
+     * Selections of n routed tokens: each keeps routers.kept(l) of G groups at layer l (the
+     * device selects exactly that many). Router time is not measured per call on the device.
+     */
+    private PolarStats polarStats(long n) {
+        if (routers == null || n == 0) {
+            return PolarStats.ZERO;
+        }
+        var c = decoder.config();
+        long kept = 0;
+        for (int l = 0; l < c.numLayers(); l++) {
+            kept += routers.kept(l);
+        }
+        return new PolarStats(n * c.numLayers(), n * c.numLayers() * c.numKvHeads(), n * kept,
+                0, 0, 0, 0);
     }
 
     @Override
@@ -123,6 +172,7 @@ public final class CudaEngine implements Engine {
         ctx.bind();
         List<LoglikelihoodResult> out = new ArrayList<>(requests.size());
         EngineStats stats = EngineStats.ZERO;
+        long sparse = 0; // tokens that went through the routers
         int from = 0;
         while (from < requests.size()) {
             List<CudaSequence> seqs = new ArrayList<>();
@@ -150,13 +200,24 @@ public final class CudaEngine implements Engine {
                     prefill += n;
                 }
                 int rows = seqs.size();
-                int[] last = new int[rows];
-                for (int r = 0; r < rows; r++) {
-                    last[r] = requests.get(from + r).continuation().length;
-                }
                 long t0 = System.nanoTime();
-                float[][][] logits = decoder.forward(seqs, toks.toArray(new int[0][]), last,
-                        SparsityPolicy.DENSE);
+                float[][][] logits;
+                if (routers != null && !everyToken) {
+                    logits = decodeContinuations(seqs, requests.subList(from, from + rows));
+                    for (int r = 0; r < rows; r++) {
+                        sparse += requests.get(from + r).continuation().length - 1;
+                    }
+                } else {
+                    int[] last = new int[rows];
+                    for (int r = 0; r < rows; r++) {
+                        last[r] = requests.get(from + r).continuation().length;
+                    }
+                    logits = decoder.forward(seqs, toks.toArray(new int[0][]), last,
+                            routers == null ? SparsityPolicy.DENSE : routers);
+                    if (routers != null) {
+                        sparse += prefill;
+                    }
+                }
                 long dt = System.nanoTime() - t0;
                 for (int r = 0; r < rows; r++) {
                     int[] cont = requests.get(from + r).continuation();
@@ -176,7 +237,52 @@ public final class CudaEngine implements Engine {
                 }
             }
         }
-        return new Result<>(out, stats);
+        return new Result<>(out, stats.withPolar(polarStats(sparse)));
+    }
+
+    /**
+     * Polar as deployed: contexts prefilled dense, then the continuation fed one token per step
+     * (teacher forcing) as decode steps through the routers. Sequences must be fresh (empty).
+     */
+    private float[][][] decodeContinuations(List<CudaSequence> seqs,
+                                            List<LoglikelihoodRequest> reqs) {
+        int rows = seqs.size();
+        float[][][] out = new float[rows][][];
+        int[][] ctxTokens = new int[rows][];
+        int[] ones = new int[rows];
+        int maxCont = 0;
+        for (int r = 0; r < rows; r++) {
+            ctxTokens[r] = reqs.get(r).context();
+            ones[r] = 1;
+            out[r] = new float[reqs.get(r).continuation().length][];
+            maxCont = Math.max(maxCont, reqs.get(r).continuation().length);
+        }
+        float[][][] first = decoder.forward(seqs, ctxTokens, ones, SparsityPolicy.DENSE);
+        for (int r = 0; r < rows; r++) {
+            out[r][0] = first[r][0];
+        }
+        for (int step = 1; step < maxCont; step++) {
+            List<Integer> live = new ArrayList<>();
+            for (int r = 0; r < rows; r++) {
+                if (step < reqs.get(r).continuation().length) {
+                    live.add(r);
+                }
+            }
+            List<CudaSequence> ls = new ArrayList<>();
+            int[][] t = new int[live.size()][];
+            int[] one = new int[live.size()];
+            for (int i = 0; i < live.size(); i++) {
+                int r = live.get(i);
+                ls.add(seqs.get(r));
+                t[i] = new int[] {reqs.get(r).continuation()[step - 1]};
+                one[i] = 1;
+            }
+            float[][][] l = decoder.forward(ls, t, one, routers);
+            for (int i = 0; i < live.size(); i++) {
+                out[live.get(i)][step] = l[i][0];
+            }
+        }
+        return out;
     }
 
     /** Bytes of device memory still allocated (weights, KV cache, scratch). */
@@ -188,6 +294,9 @@ public final class CudaEngine implements Engine {
     public synchronized void close() {
         ctx.bind();
         try {
+            if (routers != null) {
+                routers.close();
+            }
             decoder.close();
             kernels.close();
             tokenizer.close();

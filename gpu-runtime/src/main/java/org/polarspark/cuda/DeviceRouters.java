@@ -38,7 +38,8 @@ public final class DeviceRouters implements SparsityPolicy, AutoCloseable {
     public static DeviceRouters random(CudaDecoder dec, double density, long seed) {
         var c = dec.config();
         DeviceRouters r = new DeviceRouters(c.numLayers(), c.numKvHeads());
-        int keep = Math.max(1, (int) Math.floor(density * c.numKvHeads()));
+        // floor(density * G) with the same tolerance as PolarConfig.groupsKept
+        int keep = Math.max(1, (int) Math.floor(density * c.numKvHeads() + 1e-9));
         for (int l = 0; l < c.numLayers(); l++) {
             r.kept[l] = l == 0 ? c.numKvHeads() : keep;
             if (r.kept[l] < c.numKvHeads()) {
@@ -78,6 +79,24 @@ public final class DeviceRouters implements SparsityPolicy, AutoCloseable {
             }
         }
         return r;
+    }
+
+    /**
+     * The head routers of a {@link org.polarspark.polar.PolarConfig} on the device: each layer
+     * keeps {@code cfg.groupsKept(layer)} groups (dense where that is every group).
+     */
+    public static DeviceRouters fromConfig(CudaDecoder dec, org.polarspark.polar.PolarConfig cfg,
+                                           org.polarspark.polar.RouterWeights w) {
+        var c = dec.config();
+        float[][] weights = new float[c.numLayers()][];
+        float[][] biases = new float[c.numLayers()][];
+        int[] kept = new int[c.numLayers()];
+        for (int l = 0; l < c.numLayers(); l++) {
+            kept[l] = cfg.groupsKept(l);
+            weights[l] = w.headWeight(l);
+            biases[l] = w.headBias(l);
+        }
+        return upload(dec, weights, biases, kept);
     }
 
     /** Device bytes of the router weights (what a step reads for them). */

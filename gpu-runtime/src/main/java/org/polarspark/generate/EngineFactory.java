@@ -4,6 +4,7 @@ import java.nio.file.Path;
 import org.polarspark.cpu.CpuEngine;
 import org.polarspark.cuda.CudaEngine;
 import org.polarspark.cuda.GpuContext;
+import org.polarspark.polar.PolarSettings;
 
 /** Opens an {@link Engine} for a model directory on a backend. */
 public final class EngineFactory {
@@ -17,9 +18,20 @@ public final class EngineFactory {
      * @param maxBatch   rows decoded together
      */
     public static Engine open(Path modelDir, Backend backend, String gpuAddress, int maxBatch) {
+        return open(modelDir, backend, gpuAddress, maxBatch, PolarSettings.OFF);
+    }
+
+    /**
+     * As {@link #open(Path, Backend, String, int)}, with Polar Sparsity settings: when enabled,
+     * the routers ({@code polar/polar.json} and its router file, beside the model or in
+     * {@code polar.routerDir()}) are loaded and validated against the model, and missing or
+     * mismatched routers are an error naming the file, never a silent dense run.
+     */
+    public static Engine open(Path modelDir, Backend backend, String gpuAddress, int maxBatch,
+                              PolarSettings polar) {
         switch (backend) {
             case CPU:
-                return CpuEngine.load(modelDir, maxBatch);
+                return CpuEngine.load(modelDir, maxBatch, polar);
             case CUDA: {
                 int ordinal;
                 try {
@@ -34,7 +46,7 @@ public final class EngineFactory {
                             + ordinal + ") but no CUDA device or driver is usable here; there "
                             + "is no silent fallback: use backend 'cpu' or run on a GPU host");
                 }
-                return CudaEngine.load(modelDir, ordinal, maxBatch);
+                return CudaEngine.load(modelDir, ordinal, maxBatch, polar);
             }
             case AUTO:
             default:
