@@ -290,6 +290,69 @@ class CudaDecoderTest extends GpuTest {
         }
     }
 
+    /**
+     * The CUDA engine with Polar settings read from files beside the model, against the CPU
+     * engine with the same files: routers whose bias fixes the choice (so bf16 and fp32 router
+     * logits choose alike) give continuation log-likelihoods within the bf16 tolerance, in
+     * decode-only and every-token modes, and both report the same active head fraction.
+     */
+    @Test
+    void polarEngineMatchesTheCpuEngineWithTheSameRouterFiles(@org.junit.jupiter.api.io.TempDir
+                                                              java.nio.file.Path tmp)
+            throws java.io.IOException {
+        java.nio.file.Path src = Golden.load("tiny-llama").modelDir();
+        java.nio.file.Path dir = tmp.resolve("tiny-llama");
+        java.nio.file.Files.createDirectories(dir);
+        try (var files = java.nio.file.Files.list(src)) {
+            for (java.nio.file.Path f : (Iterable<java.nio.file.Path>) files::iterator) {
+                java.nio.file.Files.copy(f, dir.resolve(f.getFileName()));
+            }
+        }
+        var c = Checkpoint.open(dir).config();
+        var pc = org.polarspark.polar.PolarConfig.uniform(c, 0.5);
+        pc.write(dir);
+        int g = c.numKvHeads();
+        float[][] hw = new float[c.numLayers()][];
+        float[][] hb = new float[c.numLayers()][];
+        for (int l = 0; l < c.numLayers(); l++) {
+            hw[l] = new float[g * c.hiddenSize()]; // zero weights: the bias decides
+            hb[l] = new float[g];
+            for (int q = 0; q < g; q++) {
+                hb[l][q] = (q + l) % g * 4f;
+            }
+        }
+        new org.polarspark.polar.RouterWeights(pc, hw, hb, null, null).write(dir, pc);
+        for (boolean every : new boolean[] {false, true}) {
+            var settings = new org.polarspark.polar.PolarSettings(true, null, null, every);
+            try (CudaEngine gpu = CudaEngine.load(dir, 0, 4, settings);
+                 org.polarspark.cpu.CpuEngine cpu = org.polarspark.cpu.CpuEngine.load(dir, 4,
+                         settings)) {
+                List<org.polarspark.generate.LoglikelihoodRequest> reqs = new ArrayList<>();
+                for (Golden.Case gc : Golden.load("tiny-llama").cases()) {
+                    int[] ids = gc.inputIds();
+                    int cut = Math.max(1, ids.length / 2);
+                    reqs.add(new org.polarspark.generate.LoglikelihoodRequest(
+                            java.util.Arrays.copyOf(ids, cut), gc.greedyIds()));
+                }
+                var a = gpu.loglikelihood(reqs);
+                var b = cpu.loglikelihood(reqs);
+                for (int i = 0; i < reqs.size(); i++) {
+                    double x = a.results().get(i).loglikelihood();
+                    double y = b.results().get(i).loglikelihood();
+                    assertTrue(Math.abs(x - y) <= 2e-2 * Math.abs(y) + 0.05, "every-token " + every
+                            + " row " + i + ": gpu " + x + " cpu " + y);
+                }
+                assertEquals(b.stats().polar().headFraction(), a.stats().polar().headFraction(),
+                        1e-12);
+                assertEquals(b.stats().polar().headSelections(),
+                        a.stats().polar().headSelections());
+                System.out.printf("[gpu] Polar engine (every token %s): head fraction %.3f, "
+                        + "ll gpu %.4f cpu %.4f%n", every, a.stats().polar().headFraction(),
+                        a.results().get(0).loglikelihood(), b.results().get(0).loglikelihood());
+            }
+        }
+    }
+
     /** The engine frees everything it allocated: close() would throw listing leaks. */
     @Test
     void engineClosesWithoutLeaks() {
