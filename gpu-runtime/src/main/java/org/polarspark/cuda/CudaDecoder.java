@@ -82,6 +82,12 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer yp;         // bf16 [LM_CHUNK, proj] or null
     private final DeviceBuffer logits;     // fp32 [LM_CHUNK, vocab]
     private final DeviceBuffer gemmWork;   // fp32 split-K partials
+    private final DeviceBuffer sampleQ;    // fp32 [maxRows, vocab]: sampling scratch
+    private final DeviceBuffer sampleTemp; // fp32 [maxRows]
+    private final DeviceBuffer sampleTopK; // int32 [maxRows]
+    private final DeviceBuffer sampleTopP; // fp32 [maxRows]
+    private final DeviceBuffer sampleSeed; // uint64 [maxRows]
+    private final DeviceBuffer sampleStep; // int32 [maxRows]
     private final DeviceBuffer nextIds;    // int32 [LM_CHUNK]: device argmax of each row
     private final DeviceBuffer nextLp;     // fp32 [LM_CHUNK]: its log-probability
     private static final int PART_SPLITS = 4;
@@ -255,6 +261,12 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.logits = scratchBuf("logits", (long) lm * c.vocabSize() * 4);
         this.nextIds = scratchBuf("next_ids", lm * 4L);
         this.routerLogits = scratchBuf("router_logits", t * c.numKvHeads() * 4);
+        this.sampleQ = scratchBuf("sample_q", (long) maxRows * c.vocabSize() * 4);
+        this.sampleTemp = scratchBuf("sample_temperature", maxRows * 4L);
+        this.sampleTopK = scratchBuf("sample_top_k", maxRows * 4L);
+        this.sampleTopP = scratchBuf("sample_top_p", maxRows * 4L);
+        this.sampleSeed = scratchBuf("sample_seed", maxRows * 8L);
+        this.sampleStep = scratchBuf("sample_step", maxRows * 4L);
         this.groupIdx = new DeviceBuffer[c.numLayers()];
         for (int l = 0; l < c.numLayers(); l++) {
             groupIdx[l] = scratchBuf("group_idx" + l, t * c.numKvHeads() * 4);
@@ -383,41 +395,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     @Override
     public float[][][] forward(List<CudaSequence> seqs, int[][] tokens, int[] logitsLast,
                                SparsityPolicy policy) {
-        if (policy instanceof DeviceRouters) {
-            routers = (DeviceRouters) policy;
-        } else if (policy == SparsityPolicy.DENSE) {
-            routers = null;
-        } else {
-            throw new UnsupportedOperationException("the CUDA decoder applies Polar Sparsity "
-                    + "with routers on the device (DeviceRouters); got " + policy.getClass()
-                    .getName());
-        }
+        setPolicy(policy);
+        validate(seqs, tokens, logitsLast);
         int rows = seqs.size();
-        if (tokens.length != rows || logitsLast.length != rows) {
-            throw new IllegalArgumentException("forward: " + rows + " sequences, "
-                    + tokens.length + " token rows, " + logitsLast.length + " logit counts");
-        }
-        for (int r = 0; r < rows; r++) {
-            CudaSequence s = seqs.get(r);
-            int n = tokens[r].length;
-            if (s.closed) {
-                throw new IllegalArgumentException("forward: row " + r + " is closed");
-            }
-            if (n == 0 || logitsLast[r] < 1 || logitsLast[r] > n) {
-                throw new IllegalArgumentException("forward: row " + r + " has " + n
-                        + " tokens and asks for logits at " + logitsLast[r]);
-            }
-            if (s.length + n > s.capacity) {
-                throw new IllegalArgumentException("forward: row " + r + " needs "
-                        + (s.length + n) + " positions, its capacity is " + s.capacity);
-            }
-            for (int t : tokens[r]) {
-                if (t < 0 || t >= c.vocabSize()) {
-                    throw new IllegalArgumentException("forward: row " + r + " has token id " + t
-                            + " outside the vocabulary [0, " + c.vocabSize() + ")");
-                }
-            }
-        }
         ctx.bind();
         float[][][] out = new float[rows][][];
         for (int r = 0; r < rows; r++) {
@@ -502,6 +482,110 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         for (int[] sg : segs) {
             seqs.get(sg[0]).length += sg[2] - sg[1];
         }
+    }
+
+    private void setPolicy(SparsityPolicy policy) {
+        if (policy instanceof DeviceRouters) {
+            routers = (DeviceRouters) policy;
+        } else if (policy == SparsityPolicy.DENSE) {
+            routers = null;
+        } else {
+            throw new UnsupportedOperationException("the CUDA decoder applies Polar Sparsity "
+                    + "with routers on the device (DeviceRouters); got " + policy.getClass()
+                    .getName());
+        }
+    }
+
+    private void validate(List<CudaSequence> seqs, int[][] tokens, int[] logitsLast) {
+        int rows = seqs.size();
+        if (tokens.length != rows || logitsLast.length != rows) {
+            throw new IllegalArgumentException("forward: " + rows + " sequences, "
+                    + tokens.length + " token rows, " + logitsLast.length + " logit counts");
+        }
+        for (int r = 0; r < rows; r++) {
+            CudaSequence s = seqs.get(r);
+            int n = tokens[r].length;
+            if (s.closed) {
+                throw new IllegalArgumentException("forward: row " + r + " is closed");
+            }
+            if (n == 0 || logitsLast[r] < 1 || logitsLast[r] > n) {
+                throw new IllegalArgumentException("forward: row " + r + " has " + n
+                        + " tokens and asks for logits at " + logitsLast[r]);
+            }
+            if (s.length + n > s.capacity) {
+                throw new IllegalArgumentException("forward: row " + r + " needs "
+                        + (s.length + n) + " positions, its capacity is " + s.capacity);
+            }
+            for (int t : tokens[r]) {
+                if (t < 0 || t >= c.vocabSize()) {
+                    throw new IllegalArgumentException("forward: row " + r + " has token id " + t
+                            + " outside the vocabulary [0, " + c.vocabSize() + ")");
+                }
+            }
+        }
+    }
+
+    /**
+     * One decode step sampled on the device: the captured step (logits stay on the device),
+     * then the sampling kernel; only the ids and their log-probabilities come back.
+     */
+    @Override
+    public int[] decodeSample(List<CudaSequence> seqs, int[] tokens, SparsityPolicy policy,
+                              org.polarspark.generate.SamplingParams[] params, long[] seeds,
+                              int[] steps, double[] logprobs) {
+        int n = seqs.size();
+        if (n > maxRows || !graphs) {
+            return null;
+        }
+        int[][] tok = new int[n][];
+        int[] ones = new int[n];
+        for (int i = 0; i < n; i++) {
+            tok[i] = new int[] {tokens[i]};
+            ones[i] = 1;
+        }
+        validate(seqs, tok, ones);
+        setPolicy(policy);
+        ctx.bind();
+        int[] hPos = new int[n];
+        int[] hRow = new int[n];
+        int[] table = new int[n * maxBlocksPerSeq];
+        float[] temp = new float[n];
+        int[] topK = new int[n];
+        float[] topP = new float[n];
+        for (int i = 0; i < n; i++) {
+            CudaSequence s = seqs.get(i);
+            for (int b = 0; b < s.blocks.size(); b++) {
+                table[i * maxBlocksPerSeq + b] = s.blocks.get(b);
+            }
+            hPos[i] = s.length;
+            hRow[i] = i;
+            temp[i] = (float) params[i].temperature();
+            topK[i] = params[i].topK();
+            topP[i] = (float) params[i].topP();
+        }
+        ids.copyFrom(Pointer.to(tokens), n * 4L, stream);
+        pos.copyFrom(Pointer.to(hPos), n * 4L, stream);
+        rowOf.copyFrom(Pointer.to(hRow), n * 4L, stream);
+        blockTable.copyFrom(Pointer.to(table), table.length * 4L, stream);
+        gatherRows.copyFrom(Pointer.to(hRow), n * 4L, stream); // identity
+        sampleTemp.copyFrom(Pointer.to(temp), n * 4L, stream);
+        sampleTopK.copyFrom(Pointer.to(topK), n * 4L, stream);
+        sampleTopP.copyFrom(Pointer.to(topP), n * 4L, stream);
+        sampleSeed.copyFrom(Pointer.to(seeds), n * 8L, stream);
+        sampleStep.copyFrom(Pointer.to(steps), n * 4L, stream);
+        graph(n).launch(stream);
+        k.sampling.sample(stream, logits, n, c.vocabSize(), sampleTemp, sampleTopK, sampleTopP,
+                sampleSeed, sampleStep, sampleQ, nextIds, nextLp);
+        int[] out = new int[n];
+        float[] lp = new float[n];
+        nextIds.copyTo(Pointer.to(out), n * 4L, stream);
+        nextLp.copyTo(Pointer.to(lp), n * 4L, stream);
+        stream.synchronize();
+        for (int i = 0; i < n; i++) {
+            logprobs[i] = lp[i];
+            seqs.get(i).length++;
+        }
+        return out;
     }
 
     /** Embedding and every layer for n tokens whose metadata is on the device. */

@@ -29,6 +29,7 @@ public final class KernelImage implements AutoCloseable {
     public final LmHeadKernel lmHead;
     public final InitKernel init;
     public final RouterKernel router;
+    public final SamplingKernel sampling;
 
     /** Loads every family into the current context (call {@link GpuContext#bind()} first). */
     public KernelImage() {
@@ -47,6 +48,7 @@ public final class KernelImage implements AutoCloseable {
             lmHead = new LmHeadKernel(module("lm_head"));
             init = new InitKernel(module("init"));
             router = new RouterKernel(module("router"));
+            sampling = new SamplingKernel(module("sampling"));
         } catch (RuntimeException e) {
             close();
             throw e;

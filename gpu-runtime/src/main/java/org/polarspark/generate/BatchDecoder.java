@@ -28,6 +28,20 @@ public interface BatchDecoder<S> {
      */
     float[][][] forward(List<S> seqs, int[][] tokens, int[] logitsLast, SparsityPolicy policy);
 
+    /**
+     * Optional: one decode step (one token per sequence) with the next token sampled on the
+     * backend, so no logits leave the device. Returns the sampled ids and writes each one's
+     * log-probability (raw distribution) into {@code logprobs}; returns null if the backend
+     * cannot (the caller then samples from {@link #forward}'s logits).
+     *
+     * @param steps index of the token being sampled in each row's output (the sampler counter)
+     */
+    default int[] decodeSample(List<S> seqs, int[] tokens, SparsityPolicy policy,
+                               SamplingParams[] params, long[] seeds, int[] steps,
+                               double[] logprobs) {
+        return null;
+    }
+
     /** Releases a sequence's KV storage. */
     void close(S seq);
 }

@@ -149,6 +149,13 @@ public final class Generator<S> {
     private List<Row> step(List<Row> rows, boolean prefill, SparsityPolicy policy, ModelConfig c,
                            GenerationResult[] results, long[] counters) {
         long t0 = System.nanoTime();
+        if (!prefill && rows.stream().allMatch(r -> r.params.logprobs() == null
+                || r.params.logprobs() == 0)) {
+            List<Row> still = deviceStep(rows, policy, c, results, counters, t0);
+            if (still != null) {
+                return still;
+            }
+        }
         List<S> seqs = new ArrayList<>(rows.size());
         int[][] tokens = new int[rows.size()][];
         int[] last = new int[rows.size()];
@@ -191,10 +198,62 @@ public final class Generator<S> {
         return -1;
     }
 
+    /** A decode step sampled by the backend; null if it cannot sample. */
+    private List<Row> deviceStep(List<Row> rows, SparsityPolicy policy, ModelConfig c,
+                                 GenerationResult[] results, long[] counters, long t0) {
+        int n = rows.size();
+        List<S> seqs = new ArrayList<>(n);
+        int[] tokens = new int[n];
+        SamplingParams[] params = new SamplingParams[n];
+        long[] seeds = new long[n];
+        int[] steps = new int[n];
+        for (int i = 0; i < n; i++) {
+            Row r = rows.get(i);
+            seqs.add(r.seq);
+            tokens[i] = r.out.get(r.out.size() - 1);
+            params[i] = r.params;
+            seeds[i] = r.seed;
+            steps[i] = r.out.size();
+        }
+        double[] lps = new double[n];
+        int[] ids = decoder.decodeSample(seqs, tokens, policy, params, seeds, steps, lps);
+        if (ids == null) {
+            return null;
+        }
+        long t = System.nanoTime();
+        counters[3] += t - t0;
+        counters[4]++;
+        List<Row> still = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            Row r = rows.get(i);
+            int before = r.out.size();
+            boolean done = accept(r, ids[i], lps[i], null, c, t);
+            counters[1] += r.out.size() - before;
+            if (done) {
+                results[r.index] = finish(r, t);
+                decoder.close(r.seq);
+                r.seq = null;
+            } else {
+                still.add(r);
+            }
+        }
+        return still;
+    }
+
     /** Samples one token for a row; returns true when the row is finished. */
     private boolean sample(Row r, float[] logits, ModelConfig c, long now) {
+        int token = Sampler.sample(logits, r.params, r.seed, r.out.size());
+        return accept(r, token, Sampler.logProb(logits, token), logits, c, now);
+    }
+
+    /**
+     * Takes a sampled token (and its log-probability) into a row: EOS, stop strings and
+     * length end it; returns true when the row is finished. {@code logits} (may be null when
+     * the backend sampled) serve the top-logprob alternatives.
+     */
+    private boolean accept(Row r, int token, double lp, float[] logits, ModelConfig c,
+                           long now) {
         SamplingParams p = r.params;
-        int token = Sampler.sample(logits, p, r.seed, r.out.size());
         if (r.out.isEmpty()) {
             r.firstNs = now;
         }
@@ -202,8 +261,7 @@ public final class Generator<S> {
             r.finish = FinishReason.EOS;
             return true;
         }
-        double lp = Sampler.logProb(logits, token);
-        if (p.logprobs() != null && p.logprobs() > 0) {
+        if (p.logprobs() != null && p.logprobs() > 0 && logits != null) {
             int[] ids = Sampler.topK(logits, p.logprobs());
             double[] lps = new double[ids.length];
             double shift = lp - logits[token]; // log-probability = logit - logsumexp

@@ -3,6 +3,7 @@ package org.polarspark.cuda;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
 import java.util.Collections;
@@ -478,6 +479,114 @@ class CudaKernelTest extends GpuTest {
     static Stream<Arguments> topkShapes() {
         return Stream.of(Arguments.of(2, 1), Arguments.of(8, 4), Arguments.of(8, 5),
                 Arguments.of(32, 16), Arguments.of(40, 13), Arguments.of(64, 64));
+    }
+
+    /**
+     * Device sampling: greedy and top-k = 1 give the argmax; the empirical distribution over
+     * many seeds matches softmax(l / T) restricted by top-k and top-p; same seeds, same tokens;
+     * log-probabilities are the raw log-softmax of the chosen token.
+     */
+    @Test
+    void deviceSamplingFollowsTheDistribution() {
+        float[] base = {1.0f, 2.5f, 0.3f, 2.0f, -1.0f, 0.9f};
+        int v = base.length;
+        int rows = 4000;
+        float[] logits = new float[rows * v];
+        for (int r = 0; r < rows; r++) {
+            System.arraycopy(base, 0, logits, r * v, v);
+        }
+        DeviceBuffer dl = f32(logits);
+        DeviceBuffer q = zeros((long) rows * v * 4);
+        DeviceBuffer ids = zeros(rows * 4L);
+        DeviceBuffer lp = zeros(rows * 4L);
+        long[] seeds = new long[rows];
+        int[] steps = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            seeds[r] = 1000 + r;
+            steps[r] = r % 7;
+        }
+        DeviceBuffer dSeeds = alloc.allocate("seeds", rows * 8L);
+        buffers.add(dSeeds);
+        dSeeds.copyFrom(jcuda.Pointer.to(seeds), rows * 8L, stream);
+        DeviceBuffer dSteps = i32(steps);
+        double lse = 0;
+        double max = Double.NEGATIVE_INFINITY;
+        for (float b : base) {
+            max = Math.max(max, b);
+        }
+        for (float b : base) {
+            lse += Math.exp(b - max);
+        }
+        lse = max + Math.log(lse);
+        // (temperature, top_k, top_p) -> allowed tokens and their expected probabilities
+        Object[][] cases = {{0.0f, -1, 1.0f}, {1.0f, 1, 1.0f}, {1.0f, -1, 1.0f},
+            {0.7f, -1, 1.0f}, {1.0f, 2, 1.0f}, {1.0f, -1, 0.6f}};
+        for (Object[] cs : cases) {
+            float t = (float) cs[0];
+            int k = (int) cs[1];
+            float p = (float) cs[2];
+            float[] temp = new float[rows];
+            int[] topK = new int[rows];
+            float[] topP = new float[rows];
+            java.util.Arrays.fill(temp, t);
+            java.util.Arrays.fill(topK, k);
+            java.util.Arrays.fill(topP, p);
+            kernels.sampling.sample(stream, dl, rows, v, f32(temp), i32(topK), f32(topP), dSeeds,
+                    dSteps, q, ids, lp);
+            int[] got = readI32(ids, rows);
+            float[] gotLp = readF32(lp, rows);
+            // expected distribution, computed independently on the host
+            double[] w = new double[v];
+            Integer[] order = {0, 1, 2, 3, 4, 5};
+            java.util.Arrays.sort(order, (a, b) -> Float.compare(base[b], base[a]));
+            if (t == 0f || k == 1) {
+                w[order[0]] = 1;
+            } else {
+                double z = 0;
+                for (int i = 0; i < v; i++) {
+                    w[i] = Math.exp((base[i] - max) / t);
+                }
+                if (k > 0) {
+                    for (int j = k; j < v; j++) {
+                        w[order[j]] = 0;
+                    }
+                }
+                for (double x : w) {
+                    z += x;
+                }
+                if (p < 1f) { // smallest top set with mass >= p
+                    double cum = 0;
+                    int keep = v;
+                    for (int j = 0; j < v; j++) {
+                        cum += w[order[j]] / z;
+                        if (cum >= p) {
+                            keep = j + 1;
+                            break;
+                        }
+                    }
+                    for (int j = keep; j < v; j++) {
+                        w[order[j]] = 0;
+                    }
+                }
+            }
+            double z = java.util.Arrays.stream(w).sum();
+            int[] counts = new int[v];
+            for (int r = 0; r < rows; r++) {
+                counts[got[r]]++;
+                assertEquals(base[got[r]] - lse, gotLp[r], 1e-5, "raw log-probability");
+            }
+            for (int i = 0; i < v; i++) {
+                double pi = w[i] / z;
+                double sigma = Math.sqrt(rows * pi * (1 - pi));
+                assertTrue(Math.abs(counts[i] - rows * pi) <= 5 * sigma + 1e-9, String.format(
+                        "T=%s k=%d p=%s token %d: %d draws, expected %.1f", t, k, p, i,
+                        counts[i], rows * pi));
+            }
+            // deterministic: the same seeds and steps draw the same tokens again
+            kernels.sampling.sample(stream, dl, rows, v, f32(temp), i32(topK), f32(topP), dSeeds,
+                    dSteps, q, ids, lp);
+            assertArrayEquals(got, readI32(ids, rows));
+        }
     }
 
     @Test
