@@ -53,6 +53,13 @@ POLAR_DEVICE void ldmatrix_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t
                  : "r"(smem_addr(p)));
 }
 
+POLAR_DEVICE void ldmatrix_x4_trans(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
+                                    const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(smem_addr(p)));
+}
+
 POLAR_DEVICE void mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
@@ -61,13 +68,21 @@ POLAR_DEVICE void mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Bias of output columns col and col + 1 (gathered through w_idx for row-gathered weights).
+POLAR_DEVICE void bias_pair(const bf16* __restrict__ bias, const int* __restrict__ w_idx, int col,
+                            float& b0, float& b1) {
+    b0 = b1 = 0.f;
+    if (bias) {
+        b0 = bf2f(bias[w_idx ? w_idx[col] : col]);
+        b1 = bf2f(bias[w_idx ? w_idx[col + 1] : col + 1]);
+    }
+}
+
 template <int EPI>
 POLAR_DEVICE void epilogue(void* __restrict__ out, int ldc, int row, int col, float v0, float v1,
-                           const bf16* __restrict__ bias) {
-    if (bias) {
-        v0 += bf2f(bias[col]);
-        v1 += bf2f(bias[col + 1]);
-    }
+                           float b0, float b1) {
+    v0 += b0;
+    v1 += b1;
     if (EPI == STORE_BF16 || EPI == RELU_BF16) {
         if (EPI == RELU_BF16) {
             v0 = fmaxf(v0, 0.f);
@@ -91,18 +106,25 @@ POLAR_DEVICE void epilogue(void* __restrict__ out, int ldc, int row, int col, fl
 }
 
 // BM x BN x BK tile, WM x WN warps; each warp computes (BM/WM) x (BN/WN) = MI m16 x NI n8 tiles.
-template <int EPI, int BM, int BN, int BK, int WM, int WN>
+// KN = false: W is [N, K] (K contiguous); w_idx (or null) maps output column n to W's row
+//             (and bias entry): the row-gather of Polar's fc1.
+// KN = true:  W is [K, N] (N contiguous, row stride ldw); w_idx (or null) maps k to W's row:
+//             the neuron-major fc2 of Polar's sparse MLP, gathering the selected neurons' rows.
+template <int EPI, int BM, int BN, int BK, int WM, int WN, bool KN>
 __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __restrict__ W, int ldw,
                           const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
-                          int N, int K, int k_chunk, float* __restrict__ work) {
+                          int N, int K, int k_chunk, float* __restrict__ work,
+                          const int* __restrict__ w_idx) {
     constexpr int MI = BM / WM / 16;
     constexpr int NI = BN / WN / 8;
     constexpr int LDS = BK + PAD;
+    constexpr int LDB = KN ? BN + PAD : BK + PAD;  // Bs row pitch
+    constexpr int BROWS = KN ? BK : BN;
     static_assert(WM * WN * 32 == GEMM_THREADS, "4 warps");
     static_assert(NI % 2 == 0, "B fragments load two n8 tiles at a time");
     extern __shared__ __align__(16) unsigned char gemm_smem[];
     bf16* As = reinterpret_cast<bf16*>(gemm_smem);  // [STAGES][BM][LDS]
-    bf16* Bs = As + STAGES * BM * LDS;               // [STAGES][BN][LDS]
+    bf16* Bs = As + STAGES * BM * LDS;  // [STAGES][BN][LDS], or [STAGES][BK][BN + PAD] for KN
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / WN, wn = warp % WN;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
@@ -122,20 +144,32 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
 
     auto load = [&](int stage, int kt) {
         if (kt < KT) {
-            constexpr int CPR = BK / 8;  // 16-byte chunks per tile row
-            for (int c = tid; c < (BM + BN) * CPR; c += GEMM_THREADS) {
+            constexpr int CPR = BK / 8;  // 16-byte chunks per A row
+            for (int c = tid; c < BM * CPR; c += GEMM_THREADS) {
                 int r = c / CPR, kc = (c % CPR) * 8;
                 int k = k_begin + kt * BK + kc;
-                if (r < BM) {
-                    int gm = m0 + r;
-                    bool v = gm < M && k < k_end;
-                    cp_async16(As + (stage * BM + r) * LDS + kc, v ? A + (size_t)gm * lda + k : A,
-                               v);
-                } else {
-                    int gn = n0 + r - BM;
+                int gm = m0 + r;
+                bool v = gm < M && k < k_end;
+                cp_async16(As + (stage * BM + r) * LDS + kc, v ? A + (size_t)gm * lda + k : A, v);
+            }
+            if (!KN) {
+                for (int c = tid; c < BN * CPR; c += GEMM_THREADS) {
+                    int r = c / CPR, kc = (c % CPR) * 8;
+                    int k = k_begin + kt * BK + kc;
+                    int gn = n0 + r;
                     bool v = gn < N && k < k_end;
-                    cp_async16(Bs + (stage * BN + r - BM) * LDS + kc,
-                               v ? W + (size_t)gn * ldw + k : W, v);
+                    size_t wr = v ? (size_t)(w_idx ? w_idx[gn] : gn) : 0;
+                    cp_async16(Bs + (stage * BROWS + r) * LDB + kc, v ? W + wr * ldw + k : W, v);
+                }
+            } else {
+                constexpr int CPN = BN / 8;  // 16-byte chunks per k row of the tile
+                for (int c = tid; c < BK * CPN; c += GEMM_THREADS) {
+                    int r = c / CPN, nc = (c % CPN) * 8;
+                    int k = k_begin + kt * BK + r;
+                    int gn = n0 + nc;
+                    bool v = k < k_end && gn < N;
+                    size_t wr = v ? (size_t)(w_idx ? w_idx[k] : k) : 0;
+                    cp_async16(Bs + (stage * BROWS + r) * LDB + nc, v ? W + wr * ldw + gn : W, v);
                 }
             }
         }
@@ -161,7 +195,7 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
         __syncthreads();  // stage st is complete, and everyone is done with stage kt - 1
         load((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
         const bf16* as = As + st * BM * LDS;
-        const bf16* bs = Bs + st * BN * LDS;
+        const bf16* bs = Bs + st * BROWS * LDB;
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
             uint32_t a[MI][4], b[NI][2];
@@ -173,10 +207,17 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
             }
 #pragma unroll
             for (int nj = 0; nj < NI / 2; nj++) {
-                int row = wn * (BN / WN) + nj * 16 + (lane & 7) + (lane >> 4) * 8;
-                int col = kk + ((lane >> 3) & 1) * 8;
-                ldmatrix_x4(b[nj * 2][0], b[nj * 2][1], b[nj * 2 + 1][0], b[nj * 2 + 1][1],
-                            bs + row * LDS + col);
+                if (!KN) {
+                    int row = wn * (BN / WN) + nj * 16 + (lane & 7) + (lane >> 4) * 8;
+                    int col = kk + ((lane >> 3) & 1) * 8;
+                    ldmatrix_x4(b[nj * 2][0], b[nj * 2][1], b[nj * 2 + 1][0], b[nj * 2 + 1][1],
+                                bs + row * LDB + col);
+                } else {  // [k][n] tile: transposing loads give the column-major B fragments
+                    int krow = kk + (lane & 7) + ((lane >> 3) & 1) * 8;
+                    int ncol = wn * (BN / WN) + nj * 16 + (lane >> 4) * 8;
+                    ldmatrix_x4_trans(b[nj * 2][0], b[nj * 2][1], b[nj * 2 + 1][0],
+                                      b[nj * 2 + 1][1], bs + krow * LDB + ncol);
+                }
             }
 #pragma unroll
             for (int mi = 0; mi < MI; mi++)
@@ -211,7 +252,9 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
                     w[0] = v0;
                     w[1] = v1;
                 } else {
-                    epilogue<EPI>(out, ldc, row, col, v0, v1, bias);
+                    float b0, b1;
+                    bias_pair(bias, KN ? nullptr : w_idx, col, b0, b1);
+                    epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
                 }
             }
         }
@@ -223,7 +266,7 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
 template <int EPI>
 __device__ void gemm_reduce(const float* __restrict__ work, int splits,
                             const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
-                            int N) {
+                            int N, const int* __restrict__ bias_idx) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t pairs = (size_t)M * N / 2;
     if (i >= pairs) return;
@@ -234,24 +277,33 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
         v0 += w[0];
         v1 += w[1];
     }
-    epilogue<EPI>(out, ldc, row, col, v0, v1, bias);
+    float b0, b1;
+    bias_pair(bias, bias_idx, col, b0, b1);
+    epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
 }
 
 #define GEMM_ARGS                                                                               \
     const bf16 *A, int lda, const bf16 *W, int ldw, const bf16 *bias, void *out, int ldc, int M, \
-        int N, int K, int k_chunk, float *work
-#define GEMM_PASS A, lda, W, ldw, bias, out, ldc, M, N, K, k_chunk, work
+        int N, int K, int k_chunk, float *work, const int *w_idx
+#define GEMM_PASS A, lda, W, ldw, bias, out, ldc, M, N, K, k_chunk, work, w_idx
 
 #define GEMM_ENTRY(name, epi)                                                                   \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name(GEMM_ARGS) {                \
-        gemm_body<epi, 64, 64, 32, 2, 2>(GEMM_PASS);                                            \
+        gemm_body<epi, 64, 64, 32, 2, 2, false>(GEMM_PASS);                                     \
     }                                                                                           \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name##_m16(GEMM_ARGS) {          \
-        gemm_body<epi, 16, 64, 64, 1, 4>(GEMM_PASS);                                           \
+        gemm_body<epi, 16, 64, 64, 1, 4, false>(GEMM_PASS);                                     \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name##_kn(GEMM_ARGS) {           \
+        gemm_body<epi, 64, 64, 32, 2, 2, true>(GEMM_PASS);                                      \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name##_kn_m16(GEMM_ARGS) {       \
+        gemm_body<epi, 16, 64, 64, 1, 4, true>(GEMM_PASS);                                      \
     }                                                                                           \
     extern "C" __global__ void name##_reduce(const float* work, int splits, const bf16* bias,  \
-                                             void* out, int ldc, int M, int N) {                \
-        gemm_reduce<epi>(work, splits, bias, out, ldc, M, N);                                   \
+                                             void* out, int ldc, int M, int N,                  \
+                                             const int* bias_idx) {                             \
+        gemm_reduce<epi>(work, splits, bias, out, ldc, M, N, bias_idx);                         \
     }
 
 GEMM_ENTRY(gemm_store_bf16, STORE_BF16)

@@ -42,3 +42,73 @@ extern "C" __global__ void router_topk_f32(const float* __restrict__ logits, int
         if (bi == lane + 32) taken1 = true;
     }
 }
+
+// router_union_scores_f32: score[j] = sum over the n rows of max(0, logits[r, j]) (the batch
+// union of the MLP router, as the paper defines it), summed in row order. logits fp32 [n, F].
+// Grid: ceil(F / 256), block 256.
+extern "C" __global__ void router_union_scores_f32(const float* __restrict__ logits, int n, int F,
+                                                   float* __restrict__ score) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= F) return;
+    float s = 0.f;
+    for (int r = 0; r < n; r++) s += fmaxf(0.f, logits[(size_t)r * F + j]);
+    score[j] = s;
+}
+
+// router_select_topk_f32: idx[0..k) = the indices of the k largest scores (scores >= 0), in
+// increasing index order; among scores equal to the k-th largest, the lowest indices are taken.
+// One block of 1024 threads: a 32-step bisection on the float bit patterns finds the k-th
+// largest value t, then each thread compacts its contiguous segment (all > t, then = t while
+// the ties budget lasts) at offsets from a scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F.
+extern "C" __global__ void __launch_bounds__(1024)
+router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx) {
+    __shared__ float scratch[32];
+    __shared__ int gt_off[1024];
+    __shared__ int eq_off[1024];
+    unsigned lo = 0, hi = 0x7f800000u;
+    while (lo < hi) {  // largest t with count(bits >= t) >= k
+        unsigned mid = lo + (hi - lo + 1) / 2;
+        float c = 0.f;
+        for (int j = threadIdx.x; j < F; j += blockDim.x)
+            if (__float_as_uint(fmaxf(score[j], 0.f)) >= mid) c += 1.f;
+        c = block_sum(c, scratch);
+        if (c >= (float)k) lo = mid; else hi = mid - 1;
+    }
+    const unsigned t = lo;
+    const int seg = (F + blockDim.x - 1) / blockDim.x;
+    const int b0 = threadIdx.x * seg, b1 = min(F, b0 + seg);
+    int gt = 0, eq = 0;
+    for (int j = b0; j < b1; j++) {
+        unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
+        gt += b > t;
+        eq += b == t;
+    }
+    gt_off[threadIdx.x] = gt;
+    eq_off[threadIdx.x] = eq;
+    __syncthreads();
+    if (threadIdx.x == 0) {  // exclusive scans
+        int g = 0, e = 0;
+        for (int i = 0; i < (int)blockDim.x; i++) {
+            int a = gt_off[i], b = eq_off[i];
+            gt_off[i] = g;
+            eq_off[i] = e;
+            g += a;
+            e += b;
+        }
+        scratch[0] = __int_as_float(g);  // total strictly greater
+    }
+    __syncthreads();
+    const int total_gt = __float_as_int(scratch[0]);
+    const int budget = k - total_gt;  // ties to take, lowest indices first
+    int ties = max(0, min(eq, budget - eq_off[threadIdx.x]));
+    int out = gt_off[threadIdx.x] + min(eq_off[threadIdx.x], max(0, budget));
+    for (int j = b0; j < b1; j++) {
+        unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
+        if (b > t) {
+            idx[out++] = j;
+        } else if (b == t && ties > 0) {
+            idx[out++] = j;
+            ties--;
+        }
+    }
+}

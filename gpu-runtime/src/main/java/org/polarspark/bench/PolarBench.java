@@ -82,8 +82,11 @@ public final class PolarBench {
                         * CudaDecoder.BLOCK_SIZE * 2;
                 long blocks = (long) maxB * ((s.context() + CudaDecoder.BLOCK_SIZE - 1)
                         / CudaDecoder.BLOCK_SIZE);
+                // With --polar, OPT stores fc2 neuron-major for the sparse MLP, and its dense rows
+                // use the same [K, N] fc2 GEMM over every neuron.
+                boolean neuronMajor = polar && s.config().reluMlp();
                 try (CudaDecoder dec = CudaDecoder.synthetic(ctx, k, root, s.config(), 42,
-                        Math.max(64, maxB), maxB, blocks * perBlock)) {
+                        Math.max(64, maxB), maxB, blocks * perBlock, neuronMajor)) {
                     dec.fillKvRandom(7);
                     for (int b : s.batches()) {
                         float[] ms = dec.benchDecode(b, s.context(), warmup, iters, 11, null);
@@ -103,13 +106,14 @@ public final class PolarBench {
                                 + "tok/s  %6.2f GB  roofline x%.2f%n", s.name(), s.context(), b,
                                 med, b / (med / 1e3), bytes / 1e9, ratio);
                         if (polar) {
-                            try (DeviceRouters routers = DeviceRouters.random(dec,
-                                    s.polarDensity(), 99)) {
+                            try (DeviceRouters routers = polarRouters(dec, s)) {
                                 double pm = median(dec.benchDecode(b, s.context(), warmup, iters,
                                         11, routers));
                                 double rm = median(dec.benchRouters(b, routers, warmup, iters));
                                 long pbytes = dec.polarDecodeBytes(b, s.context(), routers);
                                 row.put("polar_head_density", s.polarDensity());
+                                row.put("polar_mlp_k_fraction", (double) routers.mlpK(1, b)
+                                        / s.config().ffnDim());
                                 row.put("polar_step_ms", pm);
                                 row.put("polar_speedup", med / pm);
                                 row.put("polar_bytes_read", pbytes);
@@ -159,6 +163,21 @@ public final class PolarBench {
         report.put("gemm", gemm);
         report.put("attention", attention);
         write(out, report);
+    }
+
+    /** OPT-6.7B's calibrated MLP k table of the paper (mean k / ffn by batch size). */
+    static final int[] MLP_BUCKETS = {1, 8, 16, 32, 64, 128, 256};
+    static final double[] MLP_FRACTIONS = {0.095, 0.29, 0.40, 0.52, 0.62, 0.70, 0.77};
+    /** The MLP router's rank in the paper (d -> 1024 -> ffn). */
+    static final int MLP_RANK = 1024;
+
+    /** Random head routers at the shape's density, plus MLP routers for ReLU models. */
+    static DeviceRouters polarRouters(CudaDecoder dec, BenchShapes s) {
+        DeviceRouters r = DeviceRouters.random(dec, s.polarDensity(), 99);
+        if (s.config().reluMlp()) {
+            r.withRandomMlp(dec, MLP_RANK, MLP_BUCKETS, MLP_FRACTIONS, 7);
+        }
+        return r;
     }
 
     /** D2D copy of 2 GiB: (read + written bytes) / median time. */
@@ -265,13 +284,14 @@ public final class PolarBench {
         }
         List<Map<String, Object>> dec = (List<Map<String, Object>>) report.get("decode");
         if (!dec.isEmpty() && dec.get(0).containsKey("polar_step_ms")) {
-            md.append("\n| model | context | batch | head density | dense ms | Polar ms | speedup "
-                    + "| Polar GB | Polar roofline | routers % of step |\n"
-                    + "|---|---|---|---|---|---|---|---|---|---|\n");
+            md.append("\n| model | context | batch | head density | MLP k / ffn | dense ms | "
+                    + "Polar ms | speedup | Polar GB | Polar roofline | routers % of step |\n"
+                    + "|---|---|---|---|---|---|---|---|---|---|---|\n");
             for (Map<String, Object> r : dec) {
-                md.append(String.format(Locale.ROOT, "| %s | %d | %d | %.3f | %.3f | %.3f | %.2f |"
-                                + " %.2f | %.2f | %.1f |%n", r.get("model"), r.get("context"),
-                        r.get("batch"), r.get("polar_head_density"), r.get("step_ms"),
+                md.append(String.format(Locale.ROOT, "| %s | %d | %d | %.3f | %.3f | %.3f | %.3f |"
+                                + " %.2f | %.2f | %.2f | %.1f |%n", r.get("model"), r.get("context"),
+                        r.get("batch"), r.get("polar_head_density"),
+                        r.get("polar_mlp_k_fraction"), r.get("step_ms"),
                         r.get("polar_step_ms"), r.get("polar_speedup"),
                         ((long) r.get("polar_bytes_read")) / 1e9, r.get("polar_roofline_ratio"),
                         100 * (double) r.get("router_fraction")));

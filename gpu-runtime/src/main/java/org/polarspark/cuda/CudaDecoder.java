@@ -48,6 +48,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final Deque<Integer> freeBlocks = new ArrayDeque<>();
     private final int qkvDim;
     private final CpuWeights host; // null for synthetic weights
+    private final boolean fc2NeuronMajor; // fc2 stored [ffn, hidden] (Polar sparse MLP)
     private final long seed;
 
     // weights
@@ -116,8 +117,18 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      */
     public CudaDecoder(GpuContext ctx, KernelImage kernels, DeviceAllocator root, Checkpoint ckpt,
                        int maxTokens, int maxRows, long kvBytes) {
+        this(ctx, kernels, root, ckpt, maxTokens, maxRows, kvBytes, false);
+    }
+
+    /**
+     * @param neuronMajorFc2 store fc2 neuron-major ([ffn, hidden]) so that Polar's sparse MLP can
+     *                       gather the selected neurons' rows (ReLU models); the dense MLP then
+     *                       runs the same [K, N] GEMM over all neurons
+     */
+    public CudaDecoder(GpuContext ctx, KernelImage kernels, DeviceAllocator root, Checkpoint ckpt,
+                       int maxTokens, int maxRows, long kvBytes, boolean neuronMajorFc2) {
         this(ctx, kernels, root, ckpt.config(), CpuWeights.load(ckpt), 0L, maxTokens, maxRows,
-                kvBytes);
+                kvBytes, neuronMajorFc2);
     }
 
     /**
@@ -127,18 +138,20 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      */
     public static CudaDecoder synthetic(GpuContext ctx, KernelImage kernels, DeviceAllocator root,
                                         ModelConfig config, long seed, int maxTokens, int maxRows,
-                                        long kvBytes) {
+                                        long kvBytes, boolean neuronMajorFc2) {
         return new CudaDecoder(ctx, kernels, root, config, null, seed, maxTokens, maxRows,
-                kvBytes);
+                kvBytes, neuronMajorFc2);
     }
 
     private CudaDecoder(GpuContext ctx, KernelImage kernels, DeviceAllocator root, ModelConfig c,
-                        CpuWeights w, long seed, int maxTokens, int maxRows, long kvBytes) {
+                        CpuWeights w, long seed, int maxTokens, int maxRows, long kvBytes,
+                        boolean neuronMajorFc2) {
         this.ctx = ctx;
         this.k = kernels;
         this.c = c;
         this.host = w;
         this.seed = seed;
+        this.fc2NeuronMajor = neuronMajorFc2 && c.reluMlp();
         if (c.activation() == Activation.GELU) {
             throw new UnsupportedOperationException("the CUDA backend implements ReLU (OPT) and "
                     + "SwiGLU (LLaMA) MLPs; activation_function 'gelu' is not supported");
@@ -224,7 +237,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 B.w1 = tensor(p + "fc1.weight", L == null ? null : L.w1(), f * h, h);
                 B.b1 = !mlpBias ? null : tensor(p + "fc1.bias", L == null ? null : L.b1(), f, 0);
             }
-            B.w2 = tensor(p + "down.weight", L == null ? null : L.w2(), (long) h * f, (int) f);
+            B.w2 = tensor(p + "down.weight", L == null ? null
+                    : fc2NeuronMajor ? transpose(L.w2(), h, (int) f) : L.w2(), (long) h * f,
+                    (int) f);
             B.b2 = !mlpBias ? null : tensor(p + "down.bias", L == null ? null : L.b2(), h, 0);
             layers[l] = B;
         }
@@ -324,6 +339,17 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         for (float[] p : parts) {
             System.arraycopy(p, 0, out, o, p.length);
             o += p.length;
+        }
+        return out;
+    }
+
+    /** a [rows, cols] row-major -> [cols, rows]. */
+    static float[] transpose(float[] a, int rows, int cols) {
+        float[] out = new float[a.length];
+        for (int r = 0; r < rows; r++) {
+            for (int q = 0; q < cols; q++) {
+                out[q * rows + r] = a[r * cols + q];
+            }
         }
         return out;
     }
@@ -672,6 +698,19 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         } else {
             k.norm.cast(stream, x, y, n, h);
         }
+        int f = c.ffnDim();
+        int mlpKept = routers != null ? routers.mlpK(l, n) : f;
+        if (mlpKept < f) {
+            // Polar MLP router on the same normed input: hidden -> rank -> ffn, batch-union
+            // scores, the mlpKept best neurons (in index order) for fc1/fc2 below.
+            k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, routers.mlpDown[l], h, null,
+                    routers.mlpT, routers.rank, n, routers.rank, h, gemmWork);
+            k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, routers.mlpT, routers.rank,
+                    routers.mlpUp[l], routers.rank, null, routers.mlpLogits, f, n, f,
+                    routers.rank, gemmWork);
+            k.router.unionScores(stream, routers.mlpLogits, n, f, routers.mlpScore);
+            k.router.selectTopk(stream, routers.mlpScore, f, mlpKept, routers.mlpIdx[l]);
+        }
         k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, B.wqkv, h, B.bqkv, qkv, qkvDim,
                 n, qkvDim, h, gemmWork);
         int kOff = c.qDim();
@@ -710,14 +749,30 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         } else {
             k.norm.cast(stream, x, y, n, h);
         }
-        int f = c.ffnDim();
         if (c.gatedMlp()) {
             k.gemm.run(GemmKernel.Epilogue.SWIGLU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n,
                     2 * f, h, gemmWork);
+            k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, f, B.b2, x, h, n, h, f,
+                    gemmWork);
+        } else if (mlpKept < f) {
+            // Sparse MLP: fc1 over the selected neurons' rows into a compact [n, kept] buffer,
+            // then fc2 over the same neurons' rows of the neuron-major fc2.
+            k.gemm.runGatherRows(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, f, B.b1,
+                    hb, mlpKept, n, mlpKept, h, gemmWork, routers.mlpIdx[l]);
+            k.gemm.runKn(GemmKernel.Epilogue.ACCUM_F32, stream, hb, mlpKept, B.w2, h, f, B.b2, x,
+                    h, n, h, mlpKept, gemmWork, routers.mlpIdx[l]);
         } else {
-            k.gemm.run(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n, f, h, gemmWork);
+            k.gemm.run(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n, f, h,
+                    gemmWork);
+            if (fc2NeuronMajor) {
+                k.gemm.runKn(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, h, f, B.b2, x, h,
+                        n, h, f, gemmWork, null);
+            } else {
+                k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, f, B.b2, x, h, n,
+                        h, f, gemmWork);
+            }
         }
-        k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, f, B.b2, x, h, n, h, f, gemmWork);
+
         if (!pre) {
             norm(B.mlpW, B.mlpB, n, true);
         }
@@ -952,6 +1007,27 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         return routerAlloc.allocate(name, elems * 2);
     }
 
+    DeviceBuffer routerScratch(String name, long bytes) {
+        return routerAlloc.allocate(name, bytes);
+    }
+
+    int maxRows() {
+        return maxRows;
+    }
+
+    /** Whether fc2 is stored neuron-major (needed for Polar's sparse MLP). */
+    public boolean fc2NeuronMajor() {
+        return fc2NeuronMajor;
+    }
+
+    /** The neurons the MLP router kept at a layer in the last forward call (index order). */
+    public int[] lastNeuronSelection(DeviceRouters r, int layer, int kept) {
+        int[] out = new int[kept];
+        r.mlpIdx[layer].copyTo(Pointer.to(out), kept * 4L, stream);
+        stream.synchronize();
+        return out;
+    }
+
     DeviceBuffer uploadRouter(String name, float[] values) {
         java.nio.ByteBuffer b = Bf16.pack(values);
         DeviceBuffer d = routerAlloc.allocate(name, b.capacity());
@@ -978,6 +1054,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     /** Bytes a Polar decode step reads: weights, router weights, the selected groups' K/V. */
     public long polarDecodeBytes(int batch, int context, DeviceRouters polar) {
         long weights = decodeBytes(batch, 0) + polar.weightBytes();
+        long mlpLayer = 2L * c.ffnDim() * c.hiddenSize() * 2; // fc1 + fc2 weights of a layer
+        for (int l = 0; l < c.numLayers(); l++) {
+            int kept = polar.mlpK(l, batch);
+            weights -= mlpLayer * (c.ffnDim() - kept) / c.ffnDim();
+        }
         double kvLayer = 2.0 * batch * context * c.kvDim() * 2;
         double kv = 0;
         for (int l = 0; l < c.numLayers(); l++) {

@@ -82,20 +82,22 @@ public final class CudaEngine implements Engine {
             long weights = Checkpoint.parameterBytesBf16(ckpt);
             long kvBytes = Math.max(perSeq, Math.min(wanted, (long) ((free - weights) * 0.6)));
             int piece = Math.max(PIECE_TOKENS, maxBatch);
-            decoder = new CudaDecoder(ctx, kernels, root, ckpt, piece, maxBatch, kvBytes);
+            PolarConfig polarCfg = null;
+            if (polar.enabled()) {
+                polarCfg = PolarConfig.load(polar.dir(modelDir), c);
+                if (polar.density() != null) {
+                    polarCfg = polarCfg.withDensity(polar.density());
+                }
+            }
+            boolean sparseMlp = polarCfg != null && polarCfg.mlp() != null && c.reluMlp();
+            decoder = new CudaDecoder(ctx, kernels, root, ckpt, piece, maxBatch, kvBytes,
+                    sparseMlp);
             TextTokenizer tok = TextTokenizer.load(modelDir, c);
             DeviceRouters routers = null;
             if (polar.enabled()) {
                 Path dir = polar.dir(modelDir);
-                PolarConfig pc = PolarConfig.load(dir, c);
-                if (polar.density() != null) {
-                    pc = pc.withDensity(polar.density());
-                }
-                routers = DeviceRouters.fromConfig(decoder, pc, RouterWeights.load(dir, pc));
-                if (pc.mlp() != null) {
-                    LOG.warn("{}: MLP sparsity is not implemented on the CUDA backend yet; the "
-                            + "MLP runs dense (heads are sparse)", dir);
-                }
+                routers = DeviceRouters.fromConfig(decoder, polarCfg,
+                        RouterWeights.load(dir, polarCfg));
                 LOG.info("Polar Sparsity on {}: {} from {}", ctx.name(), polar.describe(), dir);
             }
             LOG.info("Loaded {} on {} in {} ms: {} KV blocks of {} tokens, batch {}", modelDir,

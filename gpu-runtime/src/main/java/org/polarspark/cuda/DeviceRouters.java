@@ -22,6 +22,19 @@ public final class DeviceRouters implements SparsityPolicy, AutoCloseable {
     final int[] kept;            // groups kept per layer (== G: dense)
     final int groups;
     private final List<DeviceBuffer> owned = new ArrayList<>();
+    // MLP routers (ReLU models): down [rank, hidden], up [ffn, rank]; null when heads only
+    DeviceBuffer[] mlpDown;
+    DeviceBuffer[] mlpUp;
+    int rank;
+    int ffn;
+    int[] kBuckets;      // ascending batch sizes
+    int[][] kTable;      // [layer][bucket] neurons kept
+    // scratch for decode-time MLP routing (rows <= maxRows)
+    DeviceBuffer mlpT;      // bf16 [maxRows, rank]
+    DeviceBuffer mlpLogits; // fp32 [maxRows, ffn]
+    DeviceBuffer mlpScore;  // fp32 [ffn]
+    DeviceBuffer[] mlpIdx;  // per layer int32 [ffn]: selected neurons of the last call
+    int maxRows;
 
     DeviceRouters(int layers, int groups) {
         this.weight = new DeviceBuffer[layers];
@@ -96,16 +109,124 @@ public final class DeviceRouters implements SparsityPolicy, AutoCloseable {
             weights[l] = w.headWeight(l);
             biases[l] = w.headBias(l);
         }
-        return upload(dec, weights, biases, kept);
+        DeviceRouters r = upload(dec, weights, biases, kept);
+        if (cfg.mlp() != null && dec.config().reluMlp()) {
+            float[][] down = new float[c.numLayers()][];
+            float[][] up = new float[c.numLayers()][];
+            int[][] table = new int[c.numLayers()][];
+            for (int l = 0; l < c.numLayers(); l++) {
+                down[l] = w.mlpDown(l);
+                up[l] = w.mlpUp(l);
+                table[l] = cfg.mlp().k()[l];
+            }
+            r.attachMlp(dec, down, up, cfg.mlp().rank(), cfg.mlp().batchBuckets(), table, false,
+                    0);
+        }
+        return r;
     }
 
-    /** Device bytes of the router weights (what a step reads for them). */
+    /** Device bytes of the router weights (what a step reads for them; scratch excluded). */
     public long weightBytes() {
         long n = 0;
         for (DeviceBuffer b : owned) {
-            n += b.bytes();
+            if (b.name().contains("weight") || b.name().contains("bias")
+                    || b.name().endsWith(".down") || b.name().endsWith(".up")) {
+                n += b.bytes();
+            }
         }
         return n;
+    }
+
+    /**
+     * Neurons kept at a layer for a batch of n rows (the smallest bucket >= n, else the largest),
+     * or ffn for a dense MLP: no MLP routers, or k > 0.8 ffn (the paper's fallback).
+     */
+    public int mlpK(int layer, int n) {
+        if (mlpDown == null || mlpDown[layer] == null || n > maxRows) {
+            return ffn;
+        }
+        int b = kBuckets.length - 1;
+        for (int i = 0; i < kBuckets.length; i++) {
+            if (kBuckets[i] >= n) {
+                b = i;
+                break;
+            }
+        }
+        int k = kTable[layer][b];
+        return 5L * k > 4L * ffn ? ffn : k;
+    }
+
+    /** Adds MLP routers: per layer down [rank, hidden] and up [ffn, rank] as host floats. */
+    void attachMlp(CudaDecoder dec, float[][] down, float[][] up, int rank, int[] buckets,
+                   int[][] table, boolean random, long seed) {
+        var c = dec.config();
+        if (!c.reluMlp()) {
+            throw new IllegalArgumentException("MLP routers apply to ReLU MLP models only");
+        }
+        if (rank % 8 != 0) {
+            throw new IllegalArgumentException("MLP router rank must be a multiple of 8, got "
+                    + rank);
+        }
+        for (int[] row : table) {
+            for (int k : row) {
+                if (k % 8 != 0 || k < 8 || k > c.ffnDim()) {
+                    throw new IllegalArgumentException("MLP k must be a multiple of 8 in [8, "
+                            + c.ffnDim() + "], got " + k);
+                }
+            }
+        }
+        this.rank = rank;
+        this.ffn = c.ffnDim();
+        this.kBuckets = buckets.clone();
+        this.kTable = table;
+        this.maxRows = dec.maxRows();
+        this.mlpDown = new DeviceBuffer[c.numLayers()];
+        this.mlpUp = new DeviceBuffer[c.numLayers()];
+        this.mlpIdx = new DeviceBuffer[c.numLayers()];
+        for (int l = 0; l < c.numLayers(); l++) {
+            if (random) {
+                mlpDown[l] = dec.routerBuffer("mlp" + l + ".down", (long) rank * c.hiddenSize());
+                dec.kernels().init.uniformBf16(dec.stream(), mlpDown[l],
+                        (long) rank * c.hiddenSize(), seed + 100 + l,
+                        (float) (1.0 / Math.sqrt(c.hiddenSize())));
+                mlpUp[l] = dec.routerBuffer("mlp" + l + ".up", (long) ffn * rank);
+                dec.kernels().init.uniformBf16(dec.stream(), mlpUp[l], (long) ffn * rank,
+                        seed + 200 + l, (float) (1.0 / Math.sqrt(rank)));
+            } else {
+                mlpDown[l] = dec.uploadRouter("mlp" + l + ".down", down[l]);
+                mlpUp[l] = dec.uploadRouter("mlp" + l + ".up", up[l]);
+            }
+            owned.add(mlpDown[l]);
+            owned.add(mlpUp[l]);
+            mlpIdx[l] = dec.routerScratch("mlp" + l + ".idx", ffn * 4L);
+            owned.add(mlpIdx[l]);
+        }
+        mlpT = dec.routerScratch("mlp.t", (long) maxRows * rank * 2);
+        mlpLogits = dec.routerScratch("mlp.logits", (long) maxRows * ffn * 4);
+        mlpScore = dec.routerScratch("mlp.score", ffn * 4L);
+        owned.add(mlpT);
+        owned.add(mlpLogits);
+        owned.add(mlpScore);
+        dec.stream().synchronize();
+    }
+
+    /**
+     * Random MLP routers (synthetic benchmarks): rank r, and per batch bucket a kept fraction
+     * of ffn (rounded up to a multiple of 128, or of 8 for small ffn).
+     */
+    public DeviceRouters withRandomMlp(CudaDecoder dec, int rank, int[] buckets,
+                                       double[] fractions, long seed) {
+        var c = dec.config();
+        int mult = c.ffnDim() >= 4096 ? 128 : 8;
+        int[][] table = new int[c.numLayers()][buckets.length];
+        for (int l = 0; l < c.numLayers(); l++) {
+            for (int b = 0; b < buckets.length; b++) {
+                int k = (int) Math.ceil(fractions[b] * c.ffnDim() / mult) * mult;
+                table[l][b] = Math.max(mult, Math.min(c.ffnDim(), k));
+            }
+        }
+        attachMlp(dec, null, null, rank, buckets, table, true, seed);
+        return this;
     }
 
     /** Groups kept at a layer. */

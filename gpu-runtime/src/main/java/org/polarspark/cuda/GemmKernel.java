@@ -55,6 +55,8 @@ public final class GemmKernel {
 
     private final CUfunction[] fns = new CUfunction[Epilogue.values().length];
     private final CUfunction[] decode = new CUfunction[Epilogue.values().length];
+    private final CUfunction[] kn = new CUfunction[Epilogue.values().length];
+    private final CUfunction[] knDecode = new CUfunction[Epilogue.values().length];
     private final CUfunction[] reduce = new CUfunction[Epilogue.values().length];
     private final int sms;
 
@@ -62,6 +64,8 @@ public final class GemmKernel {
         for (Epilogue e : Epilogue.values()) {
             fns[e.ordinal()] = m.function(e.symbol);
             decode[e.ordinal()] = m.function(e.symbol + "_m16");
+            kn[e.ordinal()] = m.function(e.symbol + "_kn");
+            knDecode[e.ordinal()] = m.function(e.symbol + "_kn_m16");
             reduce[e.ordinal()] = m.function(e.symbol + "_reduce");
             // The decode shape's four stages need more than the default 48 KiB of shared memory.
             Cuda.check(jcuda.driver.JCudaDriver.cuFuncSetAttribute(decode[e.ordinal()],
@@ -88,6 +92,10 @@ public final class GemmKernel {
         return STAGES * (bm + bn) * (bk + PAD) * 2;
     }
 
+    private static int smemKn(int bm, int bn, int bk) {
+        return STAGES * (bm * (bk + PAD) + bk * (bn + PAD)) * 2;
+    }
+
     int chunkFor(int n, int k) {
         long tiles = (n + BN - 1) / BN;
         long target = (long) TARGET_BLOCKS_PER_SM * sms;
@@ -110,7 +118,38 @@ public final class GemmKernel {
     public void run(Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w, int ldw,
                     DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n, int k,
                     DeviceBuffer workspace) {
-        String name = epi.symbol;
+        launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, null, 0);
+    }
+
+    /**
+     * Row-gathered weights (Polar's fc1): output column j uses W row {@code rows[j]} and bias
+     * entry {@code rows[j]}; W is [rowsOfW, K]. rows int32 [n] (not checked on the device).
+     */
+    public void runGatherRows(Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
+                              int ldw, long wRows, DeviceBuffer bias, DeviceBuffer out, int ldc,
+                              int m, int n, int k, DeviceBuffer workspace, DeviceBuffer rows) {
+        Check.fits("gemm gather", "rows", rows, n, 4);
+        launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, rows, wRows);
+    }
+
+    /**
+     * Weights stored [K, N] (N contiguous; Polar's neuron-major fc2): acc[m, n] = sum_j A[m, j]
+     * W[kRows[j], n] (kRows null: row j). W is [wRows, N], row stride ldw; N % 8 == 0.
+     */
+    public void runKn(Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w, int ldw,
+                      long wRows, DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n,
+                      int k, DeviceBuffer workspace, DeviceBuffer kRows) {
+        Check.that(n % 8 == 0 && ldw % 8 == 0, epi.symbol + "_kn", "N and ldw must be multiples"
+                + " of 8, got N=" + n + " ldw=" + ldw);
+        Check.fitsOrNull(epi.symbol + "_kn", "k rows", kRows, k, 4);
+        launch(epi, true, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, kRows, wRows);
+    }
+
+    private void launch(Epilogue epi, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,
+                        DeviceBuffer w, int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc,
+                        int m, int n, int k, DeviceBuffer workspace, DeviceBuffer idx,
+                        long wRows) {
+        String name = epi.symbol + (knLayout ? "_kn" : "");
         String shapes = "M=" + m + " N=" + n + " K=" + k + " lda=" + lda + " ldw=" + ldw
                 + " ldc=" + ldc;
         Check.positive(name, "M", m);
@@ -118,13 +157,20 @@ public final class GemmKernel {
         Check.positive(name, "K", k);
         Check.that(k % 8 == 0 && lda % 8 == 0 && ldw % 8 == 0, name,
                 "K, lda and ldw must be multiples of 8 (" + shapes + ")");
-        Check.that(lda >= k && ldw >= k, name, "lda and ldw must be >= K (" + shapes + ")");
+        Check.that(lda >= k && ldw >= (knLayout ? n : k), name, "lda >= K and ldw >= "
+                + (knLayout ? "N" : "K") + " needed (" + shapes + ")");
         Check.that(n % 2 == 0, name, "N must be even (" + shapes + ")");
         int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
         Check.that(ldc >= outCols, name, "ldc must be >= " + outCols + " (" + shapes + ")");
         Check.fits(name, "A", a, (long) (m - 1) * lda + k, 2);
-        Check.fits(name, "W", w, (long) (n - 1) * ldw + k, 2);
-        Check.fitsOrNull(name, "bias", bias, n, 2);
+        if (idx == null) {
+            Check.fits(name, "W", w, knLayout ? (long) (k - 1) * ldw + n
+                    : (long) (n - 1) * ldw + k, 2);
+            Check.fitsOrNull(name, "bias", bias, n, 2);
+        } else {
+            Check.fits(name, "W", w, (wRows - 1) * ldw + (knLayout ? n : k), 2);
+            Check.fitsOrNull(name, "bias", bias, knLayout ? n : wRows, 2);
+        }
         Check.fits(name, "out", out, (long) (m - 1) * ldc + outCols, epi.outBytes);
         int chunk = chunkFor(n, k);
         int splits = (k + chunk - 1) / chunk;
@@ -139,15 +185,18 @@ public final class GemmKernel {
         boolean small = m <= BM_DECODE;
         int bm = small ? BM_DECODE : BM;
         int bn = small ? BN_DECODE : BN;
+        int bk = small ? BK_DECODE : BK;
+        CUfunction f = knLayout ? (small ? knDecode : kn)[epi.ordinal()]
+                : (small ? decode : fns)[epi.ordinal()];
         new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
-                .i(chunk).ptr(work)
-                .launch(small ? decode[epi.ordinal()] : fns[epi.ordinal()],
-                        small ? name + "_m16" : name, (n + bn - 1) / bn, (m + bm - 1) / bm,
-                        splits, THREADS, small ? smem(BM_DECODE, BN_DECODE, BK_DECODE)
-                                : smem(BM, BN, BK), s, shapes + " splits=" + splits);
+                .i(chunk).ptr(work).ptr(idx)
+                .launch(f, small ? name + "_m16" : name, (n + bn - 1) / bn, (m + bm - 1) / bm,
+                        splits, THREADS, knLayout ? smemKn(bm, bn, bk) : smem(bm, bn, bk), s,
+                        shapes + " splits=" + splits);
         if (work != null) {
             long pairs = (long) m * n / 2;
             new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(out).i(ldc).i(m).i(n)
+                    .ptr(knLayout ? null : idx)
                     .launch(reduce[epi.ordinal()], name + "_reduce", (int) ((pairs + 255) / 256),
                             1, 1, 256, 0, s, shapes + " splits=" + splits);
         }

@@ -7,14 +7,38 @@ import jcuda.driver.CUfunction;
  * <pre>
  * topk: idx[t, 0..k) = indices of the k largest logits[t, 0..G), most likely first, ties by the
  *       lower index.   logits fp32 [n, G]; idx int32 [n, k]; G <= 64; 1 <= k <= G
+ * unionScores: score[j] = sum over rows r of max(0, logits[r, j])   logits fp32 [n, F]
+ * selectTopk:  idx[0..k) = the k largest scores, in increasing index order (ties: lowest ids)
  * </pre>
  */
 public final class RouterKernel {
     static final int MAX_UNITS = 64;
     private final CUfunction topk;
+    private final CUfunction union;
+    private final CUfunction select;
 
     RouterKernel(CudaModule m) {
         topk = m.function("router_topk_f32");
+        union = m.function("router_union_scores_f32");
+        select = m.function("router_select_topk_f32");
+    }
+
+    public void unionScores(CudaStream s, DeviceBuffer logits, int n, int f, DeviceBuffer score) {
+        String name = "router_union_scores_f32";
+        Check.positive(name, "n", n);
+        Check.fits(name, "logits", logits, (long) n * f, 4);
+        Check.fits(name, "score", score, f, 4);
+        new KernelArgs().ptr(logits).i(n).i(f).ptr(score)
+                .launch(union, name, (f + 255) / 256, 1, 1, 256, 0, s, "n=" + n + " F=" + f);
+    }
+
+    public void selectTopk(CudaStream s, DeviceBuffer score, int f, int k, DeviceBuffer idx) {
+        String name = "router_select_topk_f32";
+        Check.that(k >= 1 && k <= f, name, "k must be in [1, " + f + "], got " + k);
+        Check.fits(name, "score", score, f, 4);
+        Check.fits(name, "idx", idx, k, 4);
+        new KernelArgs().ptr(score).i(f).i(k).ptr(idx)
+                .launch(select, name, 1, 1, 1, 1024, 0, s, "F=" + f + " k=" + k);
     }
 
     public void topk(CudaStream s, DeviceBuffer logits, int n, int units, int k,

@@ -291,6 +291,107 @@ class CudaDecoderTest extends GpuTest {
     }
 
     /**
+     * Polar with the sparse MLP (OPT): fc2 stored neuron-major (dense prefill then runs the
+     * [K, N] GEMM and must still match the CPU), heads and neurons chosen on the device, and the
+     * CPU reference replaying exactly those groups and neurons as masks.
+     */
+    @Test
+    void polarSparseMlpMatchesCpuMasksOfTheSameSelection() {
+        Golden g = Golden.load("tiny-opt");
+        Checkpoint ckpt = Checkpoint.open(g.modelDir());
+        var c = ckpt.config();
+        CpuDecoder cpu = new CpuDecoder(CpuWeights.load(ckpt));
+        int groups = c.numKvHeads();
+        int keep = groups / 2;
+        int rank = 32;
+        int kept = 256; // of 768 neurons
+        java.util.Random r = new java.util.Random(11);
+        float[][] w = new float[c.numLayers()][];
+        float[][] b = new float[c.numLayers()][];
+        float[][] down = new float[c.numLayers()][];
+        float[][] up = new float[c.numLayers()][];
+        int[] keptGroups = new int[c.numLayers()];
+        int[][] table = new int[c.numLayers()][];
+        for (int l = 0; l < c.numLayers(); l++) {
+            keptGroups[l] = l == 0 ? groups : keep;
+            w[l] = random(r, groups * c.hiddenSize(), 1.0);
+            b[l] = random(r, groups, 0.5);
+            down[l] = random(r, rank * c.hiddenSize(), 0.2);
+            up[l] = random(r, c.ffnDim() * rank, 0.2);
+            table[l] = new int[] {kept, kept};
+        }
+        int[][] prompts = {g.cases().get(0).inputIds(), g.cases().get(1).inputIds()};
+        int steps = 8;
+        try (CudaDecoder gpu = new CudaDecoder(ctx, kernels, alloc, ckpt, 256, 8, kvFor(ckpt, 2),
+                true); DeviceRouters routers = DeviceRouters.upload(gpu, w, b, keptGroups)) {
+            routers.attachMlp(gpu, down, up, rank, new int[] {1, 8}, table, false, 0);
+            assertEquals(kept, routers.mlpK(1, 2));
+            List<CudaSequence> gs = new ArrayList<>();
+            CpuKvCache[] cc = new CpuKvCache[prompts.length];
+            for (int i = 0; i < prompts.length; i++) {
+                gs.add(gpu.open(prompts[i].length + steps + 1));
+                cc[i] = cpu.newCache(prompts[i].length + steps + 1);
+            }
+            float[][][] cl = cpu.forward(cc, prompts, SparsityPolicy.DENSE, false);
+            float[][][] pl = gpu.forward(gs, prompts, new int[] {1, 1}, SparsityPolicy.DENSE);
+            for (int i = 0; i < prompts.length; i++) {
+                assertTrue(relErr(cl[i][0], pl[i][0]) <= LOGIT_REL_TOL, "dense prefill with a "
+                        + "neuron-major fc2, row " + i + ": " + relErr(cl[i][0], pl[i][0]));
+            }
+            double worst = 0;
+            for (int s = 0; s < steps; s++) {
+                int[][] next = new int[prompts.length][];
+                for (int i = 0; i < prompts.length; i++) {
+                    next[i] = new int[] {Sampler.argmax(cl[i][0])};
+                }
+                float[][][] gl = gpu.forward(gs, next, new int[] {1, 1}, routers);
+                boolean[][][] gm = new boolean[c.numLayers()][][];
+                boolean[][] nm = new boolean[c.numLayers()][];
+                for (int l = 0; l < c.numLayers(); l++) {
+                    if (l > 0) {
+                        int[][] tab = gpu.lastGroupTable(l, prompts.length, keep);
+                        gm[l] = new boolean[prompts.length][groups];
+                        for (int i = 0; i < prompts.length; i++) {
+                            for (int q : tab[i]) {
+                                gm[l][i][q] = true;
+                            }
+                        }
+                    }
+                    int[] sel = gpu.lastNeuronSelection(routers, l, kept);
+                    nm[l] = new boolean[c.ffnDim()];
+                    for (int j = 0; j < kept; j++) {
+                        assertTrue(j == 0 || sel[j] > sel[j - 1], "neurons in index order");
+                        nm[l][sel[j]] = true;
+                    }
+                }
+                SparsityPolicy replay = new SparsityPolicy() {
+                    @Override
+                    public boolean[] selectGroups(int layer, int row, int position, float[] x,
+                                                  int offset) {
+                        return gm[layer] == null ? null : gm[layer][row];
+                    }
+
+                    @Override
+                    public boolean[] selectNeurons(int layer, float[] x, int tokens) {
+                        return nm[layer];
+                    }
+                };
+                cl = cpu.forward(cc, next, replay, false);
+                for (int i = 0; i < prompts.length; i++) {
+                    double e = relErr(cl[i][0], gl[i][0]);
+                    worst = Math.max(worst, e);
+                    assertTrue(e <= LOGIT_REL_TOL, "step " + s + " row " + i + ": " + e);
+                }
+            }
+            System.out.printf("[gpu] tiny-opt Polar heads %d/%d + MLP %d/%d neurons: worst "
+                    + "relative logit error %.5f%n", keep, groups, kept, c.ffnDim(), worst);
+            for (CudaSequence q : gs) {
+                gpu.close(q);
+            }
+        }
+    }
+
+    /**
      * The CUDA engine with Polar settings read from files beside the model, against the CPU
      * engine with the same files: routers whose bias fixes the choice (so bf16 and fp32 router
      * logits choose alike) give continuation log-likelihoods within the bf16 tolerance, in

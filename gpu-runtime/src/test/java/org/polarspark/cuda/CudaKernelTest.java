@@ -129,6 +129,112 @@ class CudaKernelTest extends GpuTest {
         }
     }
 
+    /**
+     * Polar's MLP GEMMs against a host reference: fc1 over gathered weight rows (with gathered
+     * bias, ReLU) and fc2 with neuron-major [K, N] weights over gathered K rows, accumulated
+     * into the residual; with and without split-K.
+     */
+    @ParameterizedTest(name = "M={0} F={1} H={2} k={3}")
+    @MethodSource("gatherShapes")
+    void gatherGemms(int m, int ffn, int hidden, int kept) {
+        Random r = new Random(m * 31 + ffn + kept);
+        float[] x = Bf16.round(random(r, m * hidden, 1.0));
+        float[] w1 = Bf16.round(random(r, ffn * hidden, 1.0 / Math.sqrt(hidden)));
+        float[] b1 = Bf16.round(random(r, ffn, 0.3));
+        float[] w2t = Bf16.round(random(r, ffn * hidden, 1.0 / Math.sqrt(kept)));
+        float[] b2 = Bf16.round(random(r, hidden, 0.3));
+        List<Integer> all = new ArrayList<>();
+        for (int j = 0; j < ffn; j++) {
+            all.add(j);
+        }
+        Collections.shuffle(all, r);
+        int[] idx = all.subList(0, kept).stream().mapToInt(Integer::intValue).sorted().toArray();
+        // host: h = relu(x W1[idx]^T + b1[idx]) rounded to bf16, out = init + h W2t[idx] + b2
+        float[] h = new float[m * kept];
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < kept; j++) {
+                double a = b1[idx[j]];
+                for (int q = 0; q < hidden; q++) {
+                    a += (double) x[i * hidden + q] * w1[idx[j] * hidden + q];
+                }
+                h[i * kept + j] = (float) Math.max(0, a);
+            }
+        }
+        float[] init = random(r, m * hidden, 1.0);
+        DeviceBuffer dx = bf16(x);
+        DeviceBuffer dw1 = bf16(w1);
+        DeviceBuffer db1 = bf16(b1);
+        DeviceBuffer dw2 = bf16(w2t);
+        DeviceBuffer db2 = bf16(b2);
+        DeviceBuffer didx = i32(idx);
+        DeviceBuffer work = zeros(64L << 20);
+        DeviceBuffer dh = zeros((long) m * kept * 2);
+        kernels.gemm.runGatherRows(Epilogue.RELU_BF16, stream, dx, hidden, dw1, hidden, ffn, db1,
+                dh, kept, m, kept, hidden, work, didx);
+        float[] gotH = readBf16(dh, m * kept);
+        assertClose("fc1 gather", h, gotH, 1e-2, BF16_OUT_RTOL);
+        float[] expected = new float[m * hidden];
+        for (int i = 0; i < m; i++) {
+            for (int o = 0; o < hidden; o++) {
+                double a = init[i * hidden + o] + b2[o];
+                for (int j = 0; j < kept; j++) {
+                    a += (double) gotH[i * kept + j] * w2t[idx[j] * hidden + o];
+                }
+                expected[i * hidden + o] = (float) a;
+            }
+        }
+        for (DeviceBuffer ws : new DeviceBuffer[] {null, work}) {
+            DeviceBuffer out = f32(init);
+            kernels.gemm.runKn(Epilogue.ACCUM_F32, stream, dh, kept, dw2, hidden, ffn, db2, out,
+                    hidden, m, hidden, kept, ws, didx);
+            assertClose("fc2 [K, N] gather, workspace " + (ws != null), expected,
+                    readF32(out, m * hidden), 1e-3, 1e-3);
+        }
+    }
+
+    static Stream<Arguments> gatherShapes() {
+        return Stream.of(Arguments.of(1, 768, 192, 256), Arguments.of(5, 1000, 136, 520),
+                Arguments.of(20, 4096, 256, 2048), Arguments.of(70, 768, 192, 96));
+    }
+
+    /** MLP union top-k: exact k, index order, ties to the lowest ids, against a host sort. */
+    @ParameterizedTest(name = "n={0} F={1} k={2}")
+    @MethodSource("unionShapes")
+    void unionTopk(int n, int ffn, int k) {
+        Random r = new Random(n * 7 + ffn + k);
+        float[] logits = new float[n * ffn];
+        for (int i = 0; i < logits.length; i++) {
+            logits[i] = r.nextInt(9) - 5; // many zeros after ReLU and many ties
+        }
+        DeviceBuffer score = zeros(ffn * 4L);
+        DeviceBuffer idx = zeros(k * 4L);
+        kernels.router.unionScores(stream, f32(logits), n, ffn, score);
+        kernels.router.selectTopk(stream, score, ffn, k, idx);
+        float[] s = new float[ffn];
+        for (int j = 0; j < ffn; j++) {
+            for (int i = 0; i < n; i++) {
+                s[j] += Math.max(0, logits[i * ffn + j]);
+            }
+        }
+        assertClose("union scores", s, readF32(score, ffn), 0, 0);
+        Integer[] order = new Integer[ffn];
+        for (int j = 0; j < ffn; j++) {
+            order[j] = j;
+        }
+        java.util.Arrays.sort(order, (a, b) -> Float.compare(s[b], s[a])); // stable
+        int[] want = new int[k];
+        for (int j = 0; j < k; j++) {
+            want[j] = order[j];
+        }
+        java.util.Arrays.sort(want);
+        assertArrayEquals(want, readI32(idx, k));
+    }
+
+    static Stream<Arguments> unionShapes() {
+        return Stream.of(Arguments.of(1, 768, 8), Arguments.of(4, 768, 256),
+                Arguments.of(64, 16384, 10240), Arguments.of(3, 1000, 1000));
+    }
+
     @Test
     void gemmRejectsMisalignedShapes() {
         DeviceBuffer a = zeros(4096);
