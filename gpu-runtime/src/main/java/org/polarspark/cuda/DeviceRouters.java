@@ -36,11 +36,12 @@ public final class DeviceRouters implements SparsityPolicy, AutoCloseable {
     DeviceBuffer[] mlpIdx;  // per layer int32 [ffn]: selected neurons of the last call
     int maxRows;
 
-    DeviceRouters(int layers, int groups) {
+    DeviceRouters(int layers, int groups, int ffn) {
         this.weight = new DeviceBuffer[layers];
         this.bias = new DeviceBuffer[layers];
         this.kept = new int[layers];
         this.groups = groups;
+        this.ffn = ffn; // until MLP routers are attached, mlpK is ffn: a dense MLP
     }
 
     /**
@@ -50,7 +51,7 @@ public final class DeviceRouters implements SparsityPolicy, AutoCloseable {
      */
     public static DeviceRouters random(CudaDecoder dec, double density, long seed) {
         var c = dec.config();
-        DeviceRouters r = new DeviceRouters(c.numLayers(), c.numKvHeads());
+        DeviceRouters r = new DeviceRouters(c.numLayers(), c.numKvHeads(), c.ffnDim());
         // floor(density * G) with the same tolerance as PolarConfig.groupsKept
         int keep = Math.max(1, (int) Math.floor(density * c.numKvHeads() + 1e-9));
         for (int l = 0; l < c.numLayers(); l++) {
@@ -75,7 +76,7 @@ public final class DeviceRouters implements SparsityPolicy, AutoCloseable {
     public static DeviceRouters upload(CudaDecoder dec, float[][] weights, float[][] biases,
                                        int[] kept) {
         var c = dec.config();
-        DeviceRouters r = new DeviceRouters(c.numLayers(), c.numKvHeads());
+        DeviceRouters r = new DeviceRouters(c.numLayers(), c.numKvHeads(), c.ffnDim());
         for (int l = 0; l < c.numLayers(); l++) {
             if (kept[l] < 1 || kept[l] > c.numKvHeads()) {
                 throw new IllegalArgumentException("layer " + l + " keeps " + kept[l]

@@ -230,7 +230,7 @@ public final class CalibrateMain {
         cal0.put("corpus_tokens", cal.corpusTokens());
         cal0.put("tokens", cal.samples());
         cal0.put("windows", cal.windows());
-        cal0.put("window", Calibration.DEFAULT_WINDOW);
+        cal0.put("window", cal.window());
         cal0.put("train_samples", res[0].train());
         cal0.put("validation_samples", res[0].val());
         cal0.put("seed", tr.seed());

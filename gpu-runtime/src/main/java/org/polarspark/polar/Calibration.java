@@ -55,11 +55,12 @@ public final class Calibration {
      * @param relu         true when MLP bitsets were recorded
      * @param samples      tokens recorded per layer
      * @param windows      forwards run
+ * @param window       tokens per forward, BOS included
      * @param corpusTokens tokens in the whole corpus
      * @param seconds      wall time of the collection
      */
     public record Result(Path workDir, ModelConfig model, boolean relu, int samples, int windows,
-                         long corpusTokens, double seconds) {
+                         int window, long corpusTokens, double seconds) {
         /** layer-{l}.bin in the work directory. */
         public Path file(int layer) {
             return workDir.resolve("layer-" + layer + ".bin");
@@ -202,7 +203,7 @@ public final class Calibration {
         double secs = (System.nanoTime() - t0) / 1e9;
         LOG.info("calibration: {} tokens per layer from {} windows in {} s", samples, needed,
                 String.format("%.1f", secs));
-        return new Result(workDir, c, relu, samples, needed, corpus.length, secs);
+        return new Result(workDir, c, relu, samples, needed, window, corpus.length, secs);
     }
 
     /** One dense forward of one window; returns each layer's records (position 0 skipped). */

@@ -1,0 +1,419 @@
+package org.polarspark.polar;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.LocalDate;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.polarspark.cpu.CpuDecoder;
+import org.polarspark.cpu.CpuEngine;
+import org.polarspark.cpu.CpuWeights;
+import org.polarspark.generate.LoglikelihoodRequest;
+import org.polarspark.generate.LoglikelihoodResult;
+import org.polarspark.generate.Scoring;
+import org.polarspark.model.Checkpoint;
+import org.polarspark.model.ModelConfig;
+import org.polarspark.model.TextTokenizer;
+
+/**
+ * What Polar Sparsity costs in accuracy (issue 7, step 5), on the CPU engine: dense vs Polar at
+ * several head densities, MLP sparsity on/off (ReLU models), Polar in decode only (dense prefill,
+ * as deployed) and at every token, on {@code datasets/eval/perplexity.jsonl} (token-level
+ * perplexity over lm-eval {@code loglikelihood_rolling} windows) and {@code mc_cloze.jsonl}
+ * (lm-eval {@code multiple_choice}: acc = argmax of summed log-likelihood, acc_norm = argmax of
+ * log-likelihood / choice length in code points; ties to the lower index), the same semantics as
+ * the Spark job's score and mc modes.
+ *
+ * <pre>
+ * java ... org.polarspark.polar.PolarAccuracyReport --model NAME=MODEL_DIR[:ROUTER_DIR] ...
+ *     [--passages N] [--mc N] [--threads T] [--out bench/results] [--ship]
+ *     [--densities 1.0,0.75,...]
+ * </pre>
+ *
+ * ROUTER_DIR holds {@code polar/} (default: the model directory). With {@code --ship}, each
+ * model's routers are written into MODEL_DIR/polar with the chosen default density.
+ */
+public final class PolarAccuracyReport {
+    private static final ObjectMapper JSON = new ObjectMapper()
+            .enable(SerializationFeature.INDENT_OUTPUT);
+    static final double[] DENSITIES = {1.0, 0.75, 0.625, 0.5, 0.375, 0.25};
+    /** Default-density rule: test ppl rise at most 2%, MC acc drop at most 1 point. */
+    static final double MAX_PPL_RISE = 0.02;
+    static final double MAX_ACC_DROP = 0.01;
+
+    private PolarAccuracyReport() {
+    }
+
+    /** One evaluated configuration. */
+    public record Scores(double ppl, long tokens, double acc, double accNorm, int items,
+                         double seconds) {
+    }
+
+    /** An MC item. */
+    record Mc(String context, List<String> choices, int label) {
+    }
+
+    /** The evaluation data, tokenized. */
+    public static final class EvalSet {
+        final List<List<LoglikelihoodRequest>> passages = new ArrayList<>();
+        final List<List<LoglikelihoodRequest>> mc = new ArrayList<>();
+        final List<Mc> items = new ArrayList<>();
+        long tokens;
+
+        /** The first {@code passages} passages and {@code mcItems} MC items. */
+        public static EvalSet load(TextTokenizer tok, ModelConfig mc, Path evalDir, int passages,
+                                   int mcItems) throws IOException {
+            EvalSet e = new EvalSet();
+            int prefix = mc.bosTokenId() >= 0 ? mc.bosTokenId() : mc.eosTokenIds().get(0);
+            List<String> lines = Files.readAllLines(evalDir.resolve("perplexity.jsonl"));
+            for (int i = 0; i < Math.min(passages, lines.size()); i++) {
+                int[] ids = tok.encodePlain(JSON.readTree(lines.get(i)).get("text").asText());
+                e.tokens += ids.length;
+                e.passages.add(Scoring.rollingWindows(ids, prefix, mc.maxPositions()));
+            }
+            lines = Files.readAllLines(evalDir.resolve("mc_cloze.jsonl"));
+            for (int i = 0; i < Math.min(mcItems, lines.size()); i++) {
+                JsonNode n = JSON.readTree(lines.get(i));
+                List<String> ch = new ArrayList<>();
+                n.get("choices").forEach(c -> ch.add(c.asText()));
+                Mc item = new Mc(n.get("context").asText(), ch, n.get("label").asInt());
+                List<LoglikelihoodRequest> reqs = new ArrayList<>();
+                for (String c : ch) {
+                    reqs.add(Scoring.contextContinuation(tok, item.context(), c));
+                }
+                e.items.add(item);
+                e.mc.add(reqs);
+            }
+            return e;
+        }
+
+        public int passageCount() {
+            return passages.size();
+        }
+
+        public int mcCount() {
+            return items.size();
+        }
+    }
+
+    /** Scores one engine on the set, requests spread over threads. */
+    public static Scores evaluate(CpuEngine engine, EvalSet set, int threads) throws Exception {
+        long t0 = System.nanoTime();
+        List<LoglikelihoodRequest> all = new ArrayList<>();
+        for (List<LoglikelihoodRequest> p : set.passages) {
+            all.addAll(p);
+        }
+        int pplReqs = all.size();
+        for (List<LoglikelihoodRequest> m : set.mc) {
+            all.addAll(m);
+        }
+        double[] ll = new double[all.size()];
+        // Longest first, round-robin over threads, so the threads finish together.
+        Integer[] order = new Integer[all.size()];
+        for (int i = 0; i < order.length; i++) {
+            order[i] = i;
+        }
+        java.util.Arrays.sort(order, (a, b) -> Integer.compare(
+                all.get(b).context().length + all.get(b).continuation().length,
+                all.get(a).context().length + all.get(a).continuation().length));
+        ExecutorService pool = Executors.newFixedThreadPool(threads);
+        try {
+            List<Future<?>> fs = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                int tt = t;
+                fs.add(pool.submit(() -> {
+                    for (int q = tt; q < order.length; q += threads) {
+                        int i = order[q];
+                        LoglikelihoodResult r = engine.loglikelihood(List.of(all.get(i)))
+                                .results().get(0);
+                        ll[i] = r.loglikelihood();
+                    }
+                    return null;
+                }));
+            }
+            for (Future<?> f : fs) {
+                f.get();
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+        double sum = 0;
+        long n = 0;
+        for (int i = 0; i < pplReqs; i++) {
+            sum += ll[i];
+            n += all.get(i).continuation().length;
+        }
+        int acc = 0;
+        int accNorm = 0;
+        int at = pplReqs;
+        for (Mc item : set.items) {
+            int k = item.choices().size();
+            double[] raw = new double[k];
+            double[] norm = new double[k];
+            for (int j = 0; j < k; j++) {
+                raw[j] = ll[at + j];
+                String c = item.choices().get(j);
+                norm[j] = raw[j] / c.codePointCount(0, c.length());
+            }
+            at += k;
+            acc += argmax(raw) == item.label() ? 1 : 0;
+            accNorm += argmax(norm) == item.label() ? 1 : 0;
+        }
+        int items = set.items.size();
+        return new Scores(Math.exp(-sum / n), n, items == 0 ? 0 : (double) acc / items,
+                items == 0 ? 0 : (double) accNorm / items, items,
+                (System.nanoTime() - t0) / 1e9);
+    }
+
+    /** Index of the largest value, the lowest among equal ones (numpy argmax). */
+    static int argmax(double[] v) {
+        int best = 0;
+        for (int i = 1; i < v.length; i++) {
+            if (v[i] > v[best]) {
+                best = i;
+            }
+        }
+        return best;
+    }
+
+    public static void main(String[] args) throws Exception {
+        Map<String, Path[]> models = new LinkedHashMap<>();
+        int passages = 40;
+        int mcItems = 200;
+        int threads = Runtime.getRuntime().availableProcessors();
+        Path out = Path.of("bench/results");
+        Path evalDir = Path.of("datasets/eval");
+        boolean ship = false;
+        double[] densities = DENSITIES;
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--model" -> {
+                    String[] kv = args[++i].split("=", 2);
+                    String[] dirs = kv[1].split(":", 2);
+                    Path m = Path.of(dirs[0]);
+                    models.put(kv[0], new Path[] {m, dirs.length > 1 ? Path.of(dirs[1]) : m});
+                }
+                case "--passages" -> passages = Integer.parseInt(args[++i]);
+                case "--mc" -> mcItems = Integer.parseInt(args[++i]);
+                case "--threads" -> threads = Integer.parseInt(args[++i]);
+                case "--out" -> out = Path.of(args[++i]);
+                case "--eval" -> evalDir = Path.of(args[++i]);
+                case "--ship" -> ship = true;
+                case "--densities" -> {
+                    String[] p = args[++i].split(",");
+                    densities = new double[p.length];
+                    for (int j = 0; j < p.length; j++) {
+                        densities[j] = Double.parseDouble(p[j]);
+                    }
+                }
+                default -> throw new IllegalArgumentException("unknown argument: " + args[i]);
+            }
+        }
+        String date = LocalDate.now(ZoneOffset.UTC).toString();
+        ObjectNode root = JSON.createObjectNode();
+        root.put("date", date);
+        root.put("backend", "cpu (CpuEngine, fp32 reference decoder)");
+        root.put("machine", Runtime.getRuntime().availableProcessors() + " CPU cores, "
+                + System.getProperty("os.arch") + ", Java " + System.getProperty("java.version"));
+        root.put("threads", threads);
+        root.put("passages", passages);
+        root.put("mc_items", mcItems);
+        root.put("rule", "default density = lowest density whose decode-only test perplexity "
+                + "rises <= 2% and MC acc drops <= 1 point vs dense");
+        ObjectNode res = root.putObject("models");
+        StringBuilder md = new StringBuilder();
+        md.append("# Polar Sparsity accuracy, ").append(date).append("\n\n");
+        md.append("CPU engine (fp32 reference decoder), ").append(root.get("machine").asText())
+                .append(", ").append(threads).append(" threads. Generated by `org.polarspark.polar."
+                + "PolarAccuracyReport`.\n\n");
+        for (Map.Entry<String, Path[]> e : models.entrySet()) {
+            String name = e.getKey();
+            Path modelDir = e.getValue()[0];
+            Path routerDir = e.getValue()[1];
+            Checkpoint ckpt = Checkpoint.open(modelDir);
+            ModelConfig mc = ckpt.config();
+            CpuDecoder dec = new CpuDecoder(CpuWeights.load(ckpt));
+            TextTokenizer tok = TextTokenizer.load(modelDir, mc);
+            PolarConfig pc = PolarConfig.load(routerDir, mc);
+            RouterWeights rw = RouterWeights.load(routerDir, pc);
+            EvalSet set = EvalSet.load(tok, mc, evalDir, passages, mcItems);
+            ObjectNode m = res.putObject(name);
+            m.put("model_dir", modelDir.toString());
+            m.put("router_dir", routerDir.toString());
+            m.put("passages", set.passageCount());
+            m.put("scored_tokens", set.tokens);
+            m.put("mc_items", set.mcCount());
+            ArrayNode rows = m.putArray("rows");
+            Scores dense = evaluate(new CpuEngine(dec, tok, 1), set, threads);
+            addRow(rows, "dense", 1.0, false, false, dense, dense, mc.numKvHeads());
+            log(name, "dense", dense);
+            List<Object[]> table = new ArrayList<>();
+            table.add(new Object[] {"dense", "-", "-", "-", dense});
+            Map<String, Scores> done = new LinkedHashMap<>();
+            boolean relu = pc.mlp() != null;
+            for (boolean mlpOn : relu ? new boolean[] {false, true} : new boolean[] {false}) {
+                for (boolean every : new boolean[] {false, true}) {
+                    for (double d : densities) {
+                        PolarConfig c = pc.withDensity(d);
+                        if (!mlpOn) {
+                            c = c.withMlp(null);
+                        }
+                        int kept = c.groupsKept(1);
+                        String mode = every ? "every token" : "decode only";
+                        String note = "";
+                        // Identical selections give identical numbers: evaluate once.
+                        String key = kept + "/" + mlpOn + "/" + every;
+                        Scores s;
+                        if (!mlpOn && kept == mc.numKvHeads()) {
+                            s = dense;
+                            note = "all groups kept, dense MLP: the dense arithmetic";
+                        } else if (mlpOn && every && unionFallsBack(c)) {
+                            // Every-token forwards put a whole window through one call, whose
+                            // batch union falls back to a dense MLP; the heads-only row equals it.
+                            s = done.get(kept + "/false/true");
+                            note = "every-token forwards are one call per window: the MLP union"
+                                    + " k of the largest bucket exceeds 0.8 F (dense fallback),"
+                                    + " so this equals the heads-only row";
+                            if (s == null) {
+                                s = evaluate(new CpuEngine(dec, tok, 1, c, rw, true), set,
+                                        threads);
+                            }
+                        } else if (done.containsKey(key)) {
+                            s = done.get(key);
+                            note = "same groups kept (" + kept + " of " + mc.numKvHeads()
+                                    + ") as an evaluated density";
+                        } else {
+                            s = evaluate(new CpuEngine(dec, tok, 1, c, rw, every), set, threads);
+                            done.put(key, s);
+                        }
+                        log(name, String.format(Locale.ROOT, "d=%.3f mlp=%s %s", d, mlpOn, mode),
+                                s);
+                        addRow(rows, "polar", d, mlpOn, every, s, dense, kept).put("note", note);
+                        table.add(new Object[] {"polar", d, mlpOn ? "on" : "off", mode, s});
+                    }
+                }
+            }
+            // The rule is applied to the deployed configuration (decode only, MLP sparsity on
+            // for ReLU models) and must hold at every density down to the chosen one.
+            double chosen = lowestContiguous(rows, dense, relu);
+            m.put("default_density", chosen);
+            md.append("## ").append(name).append("\n\n");
+            md.append(String.format(Locale.ROOT, "%s: %d passages (%d scored tokens) of "
+                            + "perplexity.jsonl, the first %d items of mc_cloze.jsonl. Routers: "
+                            + "`%s`. G = %d KV groups; heads kept per token at layers 1..: "
+                            + "floor(density x G).\n\n", name, set.passageCount(), set.tokens,
+                    set.mcCount(), routerDir, mc.numKvHeads()));
+            md.append("| config | head density | groups kept | MLP sparsity | Polar applied | "
+                    + "test ppl | Δppl | MC acc | MC acc_norm | s |\n");
+            md.append("|---|---:|---:|---|---|---:|---:|---:|---:|---:|\n");
+            for (JsonNode r : rows) {
+                md.append(String.format(Locale.ROOT,
+                        "| %s | %s | %d | %s | %s | %.3f | %+.2f%% | %.3f | %.3f | %.0f |\n",
+                        r.get("config").asText(), r.get("config").asText().equals("dense") ? "-"
+                                : String.valueOf(r.get("density").asDouble()),
+                        r.get("groups_kept").asInt(),
+                        r.get("config").asText().equals("dense") ? "-"
+                                : r.get("mlp").asBoolean() ? "on" : "off",
+                        r.get("config").asText().equals("dense") ? "-"
+                                : r.get("every_token").asBoolean() ? "every token"
+                                : "decode only", r.get("ppl").asDouble(),
+                        100 * r.get("ppl_rise").asDouble(), r.get("acc").asDouble(),
+                        r.get("acc_norm").asDouble(), r.get("seconds").asDouble()));
+            }
+            md.append(String.format(Locale.ROOT, "%nDefault density for %s: **%s** (decode only%s;"
+                    + " rule: test ppl +<=2%%, MC acc -<=1 point vs dense, at this and every "
+                    + "higher density).%n%n", name, chosen, relu ? ", MLP sparsity on" : ""));
+            if (ship) {
+                PolarConfig shipped = pc.withDensity(chosen);
+                ObjectNode cal = shipped.calibration();
+                cal.put("default_density_rule", root.get("rule").asText());
+                cal.put("accuracy_report", "bench/results/polar-accuracy-" + date + ".md");
+                shipped = shipped.withCalibration(cal);
+                rw.write(modelDir, shipped);
+                shipped.write(modelDir);
+                md.append("Shipped: `").append(PolarConfig.file(modelDir)).append("`.\n\n");
+            }
+            tok.close();
+        }
+        Files.createDirectories(out);
+        Files.writeString(out.resolve("polar-accuracy-" + date + ".json"),
+                JSON.writeValueAsString(root) + "\n", StandardCharsets.UTF_8);
+        Files.writeString(out.resolve("polar-accuracy-" + date + ".md"), md.toString(),
+                StandardCharsets.UTF_8);
+        System.out.println(md);
+    }
+
+    /** True when the largest bucket's k falls back to a dense MLP at every layer. */
+    static boolean unionFallsBack(PolarConfig c) {
+        for (int l = 0; l < c.numLayers(); l++) {
+            if (!PolarConfig.mlpFallsBack(c.mlpK(l, Integer.MAX_VALUE), c.ffnDim())) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * The lowest density d such that every deployed row (decode only; MLP on for ReLU models)
+     * at density &gt;= d passes the rule; 1.0 when none does.
+     */
+    static double lowestContiguous(ArrayNode rows, Scores dense, boolean relu) {
+        double chosen = 1.0;
+        List<JsonNode> dep = new ArrayList<>();
+        for (JsonNode r : rows) {
+            if (r.get("config").asText().equals("polar") && !r.get("every_token").asBoolean()
+                    && r.get("mlp").asBoolean() == relu) {
+                dep.add(r);
+            }
+        }
+        dep.sort((a, b) -> Double.compare(b.get("density").asDouble(),
+                a.get("density").asDouble()));
+        for (JsonNode r : dep) {
+            boolean ok = r.get("ppl").asDouble() <= dense.ppl() * (1 + MAX_PPL_RISE)
+                    && r.get("acc").asDouble() >= dense.acc() - MAX_ACC_DROP - 1e-12;
+            if (!ok) {
+                break;
+            }
+            chosen = r.get("density").asDouble();
+        }
+        return chosen;
+    }
+
+    private static ObjectNode addRow(ArrayNode rows, String config, double d, boolean mlp,
+                                     boolean every, Scores s, Scores dense, int kept) {
+        ObjectNode r = rows.addObject();
+        r.put("config", config);
+        r.put("density", d);
+        r.put("groups_kept", kept);
+        r.put("mlp", mlp);
+        r.put("every_token", every);
+        r.put("ppl", s.ppl());
+        r.put("ppl_rise", s.ppl() / dense.ppl() - 1);
+        r.put("acc", s.acc());
+        r.put("acc_norm", s.accNorm());
+        r.put("acc_drop", dense.acc() - s.acc());
+        r.put("tokens", s.tokens());
+        r.put("items", s.items());
+        r.put("seconds", Math.round(s.seconds() * 10) / 10.0);
+        return r;
+    }
+
+    private static void log(String model, String what, Scores s) {
+        System.err.printf(Locale.ROOT, "%s %s: ppl %.3f acc %.3f acc_norm %.3f (%.1f s)%n", model,
+                what, s.ppl(), s.acc(), s.accNorm(), s.seconds());
+    }
+}
