@@ -57,23 +57,46 @@ extern "C" __global__ void router_union_scores_f32(const float* __restrict__ log
 
 // router_select_topk_f32: idx[0..k) = the indices of the k largest scores (scores >= 0), in
 // increasing index order; among scores equal to the k-th largest, the lowest indices are taken.
-// One block of 1024 threads: a 32-step bisection on the float bit patterns finds the k-th
-// largest value t, then each thread compacts its contiguous segment (all > t, then = t while
-// the ties budget lasts) at offsets from a scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F.
+// One block of 1024 threads: a radix select over the float bit patterns (4 passes of 8 bits,
+// a 256-bin histogram each) finds the k-th largest value t, then each thread compacts its
+// contiguous segment (all > t, then = t while the ties budget lasts) at offsets from a scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F.
 extern "C" __global__ void __launch_bounds__(1024)
 router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx) {
     __shared__ float scratch[32];
     __shared__ int gt_off[1024];
     __shared__ int eq_off[1024];
-    unsigned lo = 0, hi = 0x7f800000u;
-    while (lo < hi) {  // largest t with count(bits >= t) >= k
-        unsigned mid = lo + (hi - lo + 1) / 2;
-        float c = 0.f;
-        for (int j = threadIdx.x; j < F; j += blockDim.x)
-            if (__float_as_uint(fmaxf(score[j], 0.f)) >= mid) c += 1.f;
-        c = block_sum(c, scratch);
-        if (c >= (float)k) lo = mid; else hi = mid - 1;
+    __shared__ int hist[256];
+    __shared__ unsigned s_prefix;
+    __shared__ int s_need;
+    // Radix select of the k-th largest bit pattern, 8 bits at a time from the top: 4 passes of
+    // a 256-bin histogram over the elements that match the bits chosen so far.
+    if (threadIdx.x == 0) {
+        s_prefix = 0;
+        s_need = k;
     }
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+        __syncthreads();
+        const unsigned prefix = s_prefix;
+        const unsigned above = shift == 24 ? 0u : (0xffffffffu << (shift + 8));
+        for (int j = threadIdx.x; j < F; j += blockDim.x) {
+            unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
+            if ((b & above) == prefix) atomicAdd(&hist[(b >> shift) & 255], 1);
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int need = s_need;
+            int bin = 255;
+            for (; bin > 0; bin--) {
+                if (hist[bin] >= need) break;
+                need -= hist[bin];
+            }
+            s_prefix = prefix | ((unsigned)bin << shift);
+            s_need = need;
+        }
+        __syncthreads();
+    }
+    const unsigned lo = s_prefix;
     const unsigned t = lo;
     const int seg = (F + blockDim.x - 1) / blockDim.x;
     const int b0 = threadIdx.x * seg, b1 = min(F, b0 + seg);
