@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.Map;
 import org.polarspark.generate.Backend;
 import org.polarspark.generate.SamplingParams;
+import org.polarspark.polar.PolarSettings;
 
 /**
  * The job's settings, immutable and validated; built from {@link JobOptions} (see
@@ -17,6 +18,7 @@ public record JobConfig(
         List<String> passthrough, int partitions, boolean truncateLeft,
         String output, boolean overwrite, int progressIntervalS,
         String model, Backend backend, int maxBatch, int batchRows, String modelCacheDir,
+        boolean polar, String polarDir, Double polarDensity, boolean polarEveryToken,
         double temperature, double topP, int topK, int maxTokens, List<String> stop, long seed,
         int n, Integer logprobs,
         String testFailOnceMarker, int testFailPartition, int testRowDelayMs)
@@ -37,6 +39,13 @@ public record JobConfig(
         }
         if (modelCacheDir != null && modelCacheDir.isEmpty()) {
             modelCacheDir = null;
+        }
+        if (polarDir != null && polarDir.isEmpty()) {
+            polarDir = null;
+        }
+        if (polarDensity != null && !(polarDensity > 0 && polarDensity <= 1)) {
+            throw new JobConfigException("option 'polar-density' must be in (0, 1]; got "
+                    + polarDensity);
         }
         if (passthrough.stream().distinct().count() != passthrough.size()) {
             throw new JobConfigException("option 'passthrough' names a column twice: "
@@ -68,6 +77,8 @@ public record JobConfig(
                 o.require(JobOptions.MODEL_PATH), Backend.parse(o.get(JobOptions.BACKEND)),
                 o.get(JobOptions.MAX_BATCH), o.get(JobOptions.BATCH_ROWS),
                 o.get(JobOptions.MODEL_CACHE_DIR),
+                o.get(JobOptions.POLAR_ON), o.get(JobOptions.POLAR_DIR),
+                o.get(JobOptions.POLAR_DENSITY), o.get(JobOptions.POLAR_EVERY_TOKEN),
                 o.get(JobOptions.TEMPERATURE), o.get(JobOptions.TOP_P), o.get(JobOptions.TOP_K),
                 o.get(JobOptions.MAX_TOKENS), o.get(JobOptions.STOP), o.get(JobOptions.SEED),
                 o.get(JobOptions.N), o.get(JobOptions.LOGPROBS),
@@ -78,6 +89,36 @@ public record JobConfig(
     /** The sampling settings handed to the engine (generate mode). */
     public SamplingParams sampling() {
         return new SamplingParams(temperature, topP, topK, maxTokens, stop, seed, n, logprobs);
+    }
+
+    /**
+     * The engine's Polar Sparsity settings.
+     *
+     * @param localPolarDir the local directory holding {@code polar/}, or null for the model
+     *                      directory
+     */
+    public PolarSettings polarSettings(java.nio.file.Path localPolarDir) {
+        if (!polar) {
+            return PolarSettings.OFF;
+        }
+        return new PolarSettings(true, localPolarDir, polarDensity, polarEveryToken);
+    }
+
+    /** Polar options that were set although Polar is off (they have no effect). */
+    public List<String> idlePolarOptions() {
+        List<String> out = new java.util.ArrayList<>();
+        if (!polar) {
+            if (polarDir != null) {
+                out.add(JobOptions.POLAR_DIR.name());
+            }
+            if (polarDensity != null) {
+                out.add(JobOptions.POLAR_DENSITY.name());
+            }
+            if (polarEveryToken) {
+                out.add(JobOptions.POLAR_EVERY_TOKEN.name());
+            }
+        }
+        return out;
     }
 
     /** The input columns each row needs, by mode. */
@@ -130,6 +171,12 @@ public record JobConfig(
         m.put("backend", backend.wire());
         m.put("max-batch", maxBatch);
         m.put("batch-rows", batchRows);
+        m.put("polar", polar);
+        if (polar) {
+            m.put("polar-dir", polarDir);
+            m.put("polar-density", polarDensity);
+            m.put("polar-every-token", polarEveryToken);
+        }
         m.putAll(samplingSettings());
         return m;
     }

@@ -210,22 +210,30 @@ public final class JobOption<T> {
 
         /** A finite double in a range; each bound open or closed. */
         JobOption<Double> doubleRange(double min, boolean minOpen, double max, boolean maxOpen) {
-            String lo = (minOpen ? "(" : "[") + fmt(min);
-            String hi = Double.isInfinite(max) ? "inf)" : fmt(max) + (maxOpen ? ")" : "]");
-            return build("a number in " + lo + ", " + hi, false, s -> {
-                double v;
-                try {
-                    v = Double.parseDouble(s.trim());
-                } catch (NumberFormatException e) {
-                    throw new IllegalArgumentException("");
+            return build(doubleRangeText(min, minOpen, max, maxOpen), false,
+                    s -> parseDouble(s, min, minOpen, max, maxOpen));
+        }
+
+        /** true or false (any case). */
+        JobOption<Boolean> bool() {
+            return build("true or false", false, s -> {
+                String v = s.trim().toLowerCase(Locale.ROOT);
+                if (v.equals("true")) {
+                    return Boolean.TRUE;
                 }
-                boolean ok = Double.isFinite(v) && (minOpen ? v > min : v >= min)
-                        && (maxOpen ? v < max : v <= max);
-                if (!ok) {
-                    throw new IllegalArgumentException("");
+                if (v.equals("false")) {
+                    return Boolean.FALSE;
                 }
-                return v;
+                throw new IllegalArgumentException("");
             });
+        }
+
+        /** As {@link #doubleRange}, or the empty string for "not set" (parsed as null). */
+        JobOption<Double> optionalDoubleRange(double min, boolean minOpen, double max,
+                                              boolean maxOpen) {
+            return build("empty (unset) or " + doubleRangeText(min, minOpen, max, maxOpen),
+                    false, s -> s.trim().isEmpty() ? null
+                            : parseDouble(s, min, minOpen, max, maxOpen));
         }
 
         /**
@@ -236,6 +244,29 @@ public final class JobOption<T> {
             return build("a comma-separated list (\\, for a literal comma, \\n for a newline)",
                     true, JobOption::splitList);
         }
+    }
+
+    private static String doubleRangeText(double min, boolean minOpen, double max,
+                                          boolean maxOpen) {
+        String lo = (minOpen ? "(" : "[") + fmt(min);
+        String hi = Double.isInfinite(max) ? "inf)" : fmt(max) + (maxOpen ? ")" : "]");
+        return "a number in " + lo + ", " + hi;
+    }
+
+    private static double parseDouble(String s, double min, boolean minOpen, double max,
+                                      boolean maxOpen) {
+        double v;
+        try {
+            v = Double.parseDouble(s.trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("");
+        }
+        boolean ok = Double.isFinite(v) && (minOpen ? v > min : v >= min)
+                && (maxOpen ? v < max : v <= max);
+        if (!ok) {
+            throw new IllegalArgumentException("");
+        }
+        return v;
     }
 
     private static String fmt(double d) {

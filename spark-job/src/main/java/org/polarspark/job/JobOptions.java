@@ -19,6 +19,7 @@ public final class JobOptions {
     private static final String JOB = "job";
     private static final String INPUT = "input";
     private static final String MODEL = "model and engine";
+    private static final String POLAR = "polar sparsity";
     private static final String SAMPLING = "sampling (generate)";
     private static final String TEST = "test hooks";
 
@@ -104,9 +105,36 @@ public final class JobOptions {
                             + "max-batch of them in flight. Progress is counted per batch.")
             .defaultValue("64").intRange(1, 1_000_000);
     public static final JobOption<String> MODEL_CACHE_DIR = JobOption.builder("model-cache-dir",
-                    MODEL, "Executor-local directory for copies of non-local models. Empty: "
-                            + "<java.io.tmpdir>/polar-spark-models.")
+                    MODEL, "Executor-local directory for copies of non-local models (and "
+                            + "polar-dirs). Empty: <java.io.tmpdir>/polar-spark-models.")
             .defaultValue("").string();
+
+    public static final JobOption<Boolean> POLAR_ON = JobOption.builder("polar", POLAR,
+                    "Polar Sparsity: routers choose, per token and layer, the attention heads "
+                            + "(KV groups) to compute and, for ReLU-MLP models whose polar.json "
+                            + "has an MLP table, the MLP neurons. Needs polar/polar.json and its "
+                            + "router file under polar-dir; missing or mismatched routers are a "
+                            + "startup error (or fail the job), never a silent dense run. false: "
+                            + "dense.")
+            .defaultValue("false").bool();
+    public static final JobOption<String> POLAR_DIR = JobOption.builder("polar-dir", POLAR,
+                    "Directory holding polar/ (polar.json and the router file), on any Hadoop "
+                            + "file system; a non-local one is copied once per executor to "
+                            + "model-cache-dir, as the model is. Empty: the model directory.")
+            .defaultValue("").string();
+    public static final JobOption<Double> POLAR_DENSITY = JobOption.builder("polar-density",
+                    POLAR, "Head density for every layer but layer 0 (which keeps polar.json's, "
+                            + "dense unless the file allows otherwise), overriding polar.json's: "
+                            + "each token keeps max(1, floor(density x KV groups)) groups. "
+                            + "Empty: polar.json's densities.")
+            .defaultValue("").optionalDoubleRange(0, true, 1, false);
+    public static final JobOption<Boolean> POLAR_EVERY_TOKEN = JobOption.builder(
+                    "polar-every-token", POLAR,
+                    "false: Polar in decode steps only, prompts and contexts prefilled dense (as "
+                            + "deployed; score and mc feed each continuation token as a decode "
+                            + "step); true: every token, prompt included, goes through the "
+                            + "routers (as the paper measured accuracy).")
+            .defaultValue("false").bool();
 
     public static final JobOption<Double> TEMPERATURE = JobOption.builder("temperature",
                     SAMPLING, "0 for greedy decoding; otherwise logits are divided by it.")
@@ -158,6 +186,7 @@ public final class JobOptions {
             PROGRESS_INTERVAL, INPUT_PATH, INPUT_FORMAT, ID_COLUMN, PROMPT_COLUMN, TEXT_COLUMN,
             CONTEXT_COLUMN, CHOICES_COLUMN, LABEL_COLUMN, PASSTHROUGH, PARTITIONS,
             LONG_PROMPT_POLICY, MODEL_PATH, BACKEND, MAX_BATCH, BATCH_ROWS, MODEL_CACHE_DIR,
+            POLAR_ON, POLAR_DIR, POLAR_DENSITY, POLAR_EVERY_TOKEN,
             TEMPERATURE, TOP_P, TOP_K, MAX_TOKENS, STOP, SEED, N, LOGPROBS,
             TEST_FAIL_ONCE_MARKER, TEST_FAIL_PARTITION, TEST_ROW_DELAY_MS);
 

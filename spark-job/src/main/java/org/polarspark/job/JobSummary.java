@@ -31,6 +31,7 @@ import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.polarspark.polar.PolarStats;
 
 /**
  * The driver's summary of a finished job: the partitions' statistics summed, latency
@@ -102,7 +103,9 @@ final class JobSummary {
         double prefillMs = 0;
         double decodeMs = 0;
         int maxBatchRows = 0;
+        PolarStats polar = PolarStats.ZERO;
         for (PartitionStats s : stats) {
+            polar = polar.plus(s.polar());
             backends.add(s.backend);
             devices.add(s.device);
             in += s.inputTokens;
@@ -145,6 +148,9 @@ final class JobSummary {
         tp.put("output_tokens_per_s", round(wallS > 0 ? outTok / wallS : 0, 1));
         tp.put("total_tokens_per_s", round(wallS > 0 ? (in + outTok) / wallS : 0, 1));
         j.put("throughput", tp);
+        if (cfg.polar()) {
+            j.put("polar", polar(cfg, polar, prefillMs + decodeMs));
+        }
         Dataset<Row> o = spark.read().parquet(output);
         switch (cfg.mode()) {
             case GENERATE -> j.put("latency_ms", latency(o));
@@ -155,6 +161,29 @@ final class JobSummary {
         j.put("sampling", cfg.samplingSettings());
         j.put("options", cfg.describe());
         return new JobSummary(j);
+    }
+
+    /**
+     * The Polar Sparsity figures over all partitions, each partition weighted by its totals:
+     * kept / total summed over partitions (null when nothing was routed), router time summed.
+     */
+    private static Map<String, Object> polar(JobConfig cfg, PolarStats p, double engineMs) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("settings", cfg.polarSettings(null).describe());
+        m.put("active_head_fraction", Double.isNaN(p.headFraction()) ? null : p.headFraction());
+        m.put("active_neuron_fraction", Double.isNaN(p.mlpFraction()) ? null
+                : p.mlpFraction());
+        double routerMs = p.routerNanos() / 1e6;
+        m.put("router_ms", round(routerMs, 3));
+        m.put("router_share_of_engine_time", engineMs > 0 ? round(routerMs / engineMs, 4)
+                : null);
+        m.put("head_selections", p.headSelections());
+        m.put("groups_total", p.groupsTotal());
+        m.put("groups_kept", p.groupsKept());
+        m.put("neuron_selections", p.neuronSelections());
+        m.put("neurons_total", p.neuronsTotal());
+        m.put("neurons_kept", p.neuronsKept());
+        return m;
     }
 
     private static Map<String, Object> latency(Dataset<Row> o) {
@@ -261,6 +290,16 @@ final class JobSummary {
         lines.add(new String[] {"rows/s", String.valueOf(tp.get("rows_per_s"))});
         lines.add(new String[] {"input tokens/s", String.valueOf(tp.get("input_tokens_per_s"))});
         lines.add(new String[] {"output tokens/s", String.valueOf(tp.get("output_tokens_per_s"))});
+        if (json.containsKey("polar")) {
+            Map<String, Object> p = section("polar");
+            lines.add(new String[] {"Polar Sparsity", String.valueOf(p.get("settings"))});
+            lines.add(new String[] {"active head fraction",
+                    fmtOrNa(p.get("active_head_fraction"))});
+            lines.add(new String[] {"active neuron fraction",
+                    fmtOrNa(p.get("active_neuron_fraction"))});
+            lines.add(new String[] {"router time (ms)", p.get("router_ms") + " ("
+                    + fmtPercent(p.get("router_share_of_engine_time")) + " of engine time)"});
+        }
         if (json.containsKey("latency_ms")) {
             Map<String, Object> l = section("latency_ms");
             lines.add(new String[] {"TTFT p50 / p95 (ms)", l.get("ttft_p50") + " / "
@@ -294,6 +333,17 @@ final class JobSummary {
         }
         sb.append(rule);
         return sb.toString();
+    }
+
+    private static String fmtOrNa(Object o) {
+        return o == null ? "n/a" : fmt(o);
+    }
+
+    private static String fmtPercent(Object o) {
+        if (o instanceof Double d) {
+            return String.format("%.1f%%", 100 * d);
+        }
+        return "n/a";
     }
 
     private static String fmt(Object o) {

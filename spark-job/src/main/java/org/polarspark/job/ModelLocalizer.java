@@ -48,6 +48,10 @@ import org.slf4j.LoggerFactory;
  * </ul>
  * Thread-safe; concurrent copies of one model within a JVM are serialised, and between JVMs the
  * atomic rename decides which copy wins.
+ *
+ * <p>A Polar Sparsity directory given apart from the model ({@code polar-dir}) is made local
+ * the same way by {@link #localizePolar}: only its {@code polar/} folder is copied, into a
+ * cache entry of its own.
  */
 final class ModelLocalizer {
     private static final Logger LOG = LoggerFactory.getLogger(ModelLocalizer.class);
@@ -66,47 +70,89 @@ final class ModelLocalizer {
     private record Entry(String path, long size, long mtime) {
     }
 
+    /**
+     * What is localized: a model (everything below the directory, which must hold config.json)
+     * or a Polar directory (only its polar/ folder, which must hold polar.json).
+     */
+    private enum Kind {
+        MODEL("model", "config.json", null, ""),
+        POLAR("polar-dir", "polar/polar.json", "polar", "polar-");
+
+        final String label;
+        final String marker;      // the file that must exist, relative to the directory
+        final String subtree;     // what is copied: null for everything, else this folder
+        final String cachePrefix; // of the cache entry's name
+
+        Kind(String label, String marker, String subtree, String cachePrefix) {
+            this.label = label;
+            this.marker = marker;
+            this.subtree = subtree;
+            this.cachePrefix = cachePrefix;
+        }
+
+        String missing(String shown, String file) {
+            return this == MODEL ? "model " + shown + " is not a model directory: no config.json"
+                    : "polar-dir " + shown + " holds no Polar Sparsity settings: " + file
+                    + " does not exist";
+        }
+    }
+
     /** The cache directory used when none is configured. */
     static java.nio.file.Path defaultCacheRoot() {
         return Paths.get(System.getProperty("java.io.tmpdir"), "polar-spark-models");
     }
 
-    /** The model's qualified URI, for cache keys and messages. */
+    /** A model's (or polar-dir's) qualified URI, for cache keys and messages. */
     static String qualify(String model, Configuration conf) {
         try {
             Path p = new Path(model);
             return p.getFileSystem(conf).makeQualified(p).toString();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot open the file system of model " + model, e);
+            throw new UncheckedIOException("cannot open the file system of " + model, e);
         }
     }
 
     static Localized localize(String model, Configuration conf, java.nio.file.Path cacheRoot) {
+        return localize(model, conf, cacheRoot, Kind.MODEL);
+    }
+
+    /**
+     * Makes a directory holding {@code polar/} (polar.json and its router file) local: used in
+     * place on the local file system, else its {@code polar/} folder is copied once per machine
+     * as a model is (the result's {@code dir} holds {@code polar/}).
+     */
+    static Localized localizePolar(String dir, Configuration conf,
+                                   java.nio.file.Path cacheRoot) {
+        return localize(dir, conf, cacheRoot, Kind.POLAR);
+    }
+
+    private static Localized localize(String source, Configuration conf,
+                                      java.nio.file.Path cacheRoot, Kind kind) {
         long t0 = System.nanoTime();
         try {
-            Path src = new Path(model);
+            Path src = new Path(source);
             FileSystem fs = src.getFileSystem(conf);
             Path q = fs.makeQualified(src);
             if ("file".equals(q.toUri().getScheme())) {
                 java.nio.file.Path local = Paths.get(q.toUri());
-                if (!Files.isRegularFile(local.resolve("config.json"))) {
-                    throw new IllegalArgumentException("model " + model + " (" + local + ") is "
-                            + "not a model directory: no config.json");
+                if (!Files.isRegularFile(local.resolve(kind.marker))) {
+                    throw new IllegalArgumentException(kind.missing(source + " (" + local + ")",
+                            local.resolve(kind.marker).toString()));
                 }
                 return new Localized(local, q.toString(), false, 0, 0);
             }
-            List<Entry> listing = list(fs, q);
-            if (listing.stream().noneMatch(e -> e.path().equals("config.json"))) {
-                throw new IllegalArgumentException("model " + q + " is not a model directory: "
-                        + "no config.json");
+            List<Entry> listing = list(fs, q, kind);
+            if (listing.stream().noneMatch(e -> e.path().equals(kind.marker))) {
+                throw new IllegalArgumentException(kind.missing(q.toString(),
+                        new Path(q, kind.marker).toString()));
             }
-            String name = q.getName().replaceAll("[^A-Za-z0-9._-]", "_") + "-"
-                    + sha256(q.toString()).substring(0, 16);
+            String name = kind.cachePrefix + q.getName().replaceAll("[^A-Za-z0-9._-]", "_") + "-"
+                    + sha256(kind.cachePrefix + q).substring(0, 16);
             Files.createDirectories(cacheRoot);
             java.nio.file.Path dest = cacheRoot.resolve(name);
             synchronized (LOCKS.computeIfAbsent(dest.toString(), k -> new Object())) {
                 if (matches(dest, q.toString(), listing)) {
-                    LOG.info("Model {}: reusing the local copy {}", q, dest);
+                    LOG.info("{} {}: reusing the local copy {}", kind.label, q, dest);
                     return new Localized(dest, q.toString(), false, 0,
                             (System.nanoTime() - t0) / 1_000_000);
                 }
@@ -121,7 +167,7 @@ final class ModelLocalizer {
                         Files.move(dest, old, StandardCopyOption.ATOMIC_MOVE);
                         deleteTree(old);
                     } catch (IOException e) {
-                        LOG.warn("Model {}: cannot remove the stale copy {}: {}", q, dest,
+                        LOG.warn("{} {}: cannot remove the stale copy {}: {}", kind.label, q, dest,
                                 e.toString());
                     }
                 }
@@ -131,29 +177,36 @@ final class ModelLocalizer {
                          | AtomicMoveNotSupportedException e) {
                     deleteTree(tmp); // another executor on this machine won the race
                     if (!matches(dest, q.toString(), listing)) {
-                        throw new IOException("model copy " + dest + " appeared concurrently "
-                                + "but does not match " + q, e);
+                        throw new IOException(kind.label + " copy " + dest + " appeared "
+                                + "concurrently but does not match " + q, e);
                     }
                     return new Localized(dest, q.toString(), false, 0,
                             (System.nanoTime() - t0) / 1_000_000);
                 }
                 long ms = (System.nanoTime() - t0) / 1_000_000;
-                LOG.info("Model {}: copied {} files, {} bytes to {} in {} ms", q, listing.size(),
+                LOG.info("{} {}: copied {} files, {} bytes to {} in {} ms", kind.label, q,
+                        listing.size(),
                         bytes, dest, ms);
                 return new Localized(dest, q.toString(), true, bytes, ms);
             }
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot make model " + model + " local: " + e, e);
+            throw new UncheckedIOException("cannot make " + kind.label + " " + source
+                    + " local: " + e, e);
         }
     }
 
-    private static List<Entry> list(FileSystem fs, Path root) throws IOException {
+    /** The files to copy, with paths relative to root: all of them, or kind's subtree. */
+    private static List<Entry> list(FileSystem fs, Path root, Kind kind) throws IOException {
         if (!fs.exists(root)) {
-            throw new IllegalArgumentException("model " + root + " does not exist");
+            throw new IllegalArgumentException(kind.label + " " + root + " does not exist");
         }
         String base = root.toUri().getPath();
         List<Entry> out = new ArrayList<>();
-        RemoteIterator<LocatedFileStatus> it = fs.listFiles(root, true);
+        Path from = kind.subtree == null ? root : new Path(root, kind.subtree);
+        if (!fs.exists(from)) {
+            return out; // the caller reports the missing marker file
+        }
+        RemoteIterator<LocatedFileStatus> it = fs.listFiles(from, true);
         while (it.hasNext()) {
             LocatedFileStatus s = it.next();
             String p = s.getPath().toUri().getPath();

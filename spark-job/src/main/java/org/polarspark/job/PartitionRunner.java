@@ -89,6 +89,7 @@ final class PartitionRunner implements MapPartitionsFunction<Row, Row> {
         stats.batchRows = cfg.batchRows();
         stats.modelLoadMs = lease.loadMs();
         stats.modelCopied = lease.loadedNow() && lease.local().copied();
+        stats.sparsity = lease.polar().describe();
         BatchProcessor processor = switch (cfg.mode()) {
             case GENERATE -> new GenerateBatches(cfg, input, engine, allocator);
             case SCORE -> new ScoreBatches(cfg, input, engine, allocator);
@@ -116,7 +117,7 @@ final class PartitionRunner implements MapPartitionsFunction<Row, Row> {
                     }
                     if (!rows.hasNext()) {
                         finished = true;
-                        stats.finish((System.nanoTime() - t0) / 1e6);
+                        stats.finish((System.nanoTime() - t0) / 1e6, lease.polar().enabled());
                         writeStats(conf, stats);
                         return false;
                     }
@@ -208,9 +209,12 @@ final class PartitionRunner implements MapPartitionsFunction<Row, Row> {
                     throw new IOException("cannot rename " + tmp + " to " + dest);
                 }
             }
-            LOG.info("Partition {} done: {} rows, {} input and {} output tokens in {} ms on {}",
+            LOG.info("Partition {} done: {} rows, {} input and {} output tokens in {} ms on {}{}",
                     stats.partition, stats.rows, stats.inputTokens, stats.outputTokens,
-                    Math.round(stats.wallMs), stats.device);
+                    Math.round(stats.wallMs), stats.device, stats.routerMs == null ? ""
+                            : String.format(" (%s: active heads %s, neurons %s, routers %.2f ms)",
+                            stats.sparsity, stats.activeHeadFraction,
+                            stats.activeNeuronFraction, stats.routerMs));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write the statistics of partition "
                     + stats.partition + ": " + e, e);

@@ -24,6 +24,8 @@ import org.apache.spark.sql.SaveMode;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.types.StructType;
 import org.apache.spark.util.LongAccumulator;
+import org.polarspark.model.ModelFormatException;
+import org.polarspark.polar.PolarSettings;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import scala.Tuple2;
@@ -131,6 +133,10 @@ public final class PolarJob {
     public static JobSummary run(SparkSession spark, JobConfig cfg) {
         Configuration conf = spark.sparkContext().hadoopConfiguration();
         String model = checkModel(cfg, conf);
+        PolarFiles polar = PolarFiles.check(cfg, conf, model);
+        for (String n : cfg.idlePolarOptions()) {
+            LOG.warn("Option '{}' has no effect while Polar Sparsity is off (polar=false)", n);
+        }
         String output = prepareOutput(cfg, conf);
         Dataset<Row> rows = InputReader.read(spark, cfg, conf);
         long total = rows.count();
@@ -145,11 +151,11 @@ public final class PolarJob {
             rows = rows.repartition(partitions, col(InputReader.ROW_ID))
                     .sortWithinPartitions(InputReader.ROW_ID);
         }
-        LOG.info("Polar Spark {} {}: {} rows from {} in {} partitions; model {}, backend {}",
+        Map<String, String> metadata = metadata(cfg, model, polar);
+        LOG.info("Polar Spark {} {}: {} rows from {} in {} partitions; model {}, backend {}, {}",
                 version(), cfg.mode().wire(), total, cfg.input(), partitions, model,
-                cfg.backend().wire());
+                cfg.backend().wire(), metadata.get("polar.sparsity"));
 
-        Map<String, String> metadata = metadata(cfg, model);
         LongAccumulator done = spark.sparkContext().longAccumulator("polar.rows.done");
         long expectedRows = total * cfg.n();
         ProgressListener progress = new ProgressListener(done.id(), total,
@@ -167,7 +173,7 @@ public final class PolarJob {
                     .mode(SaveMode.ErrorIfExists)
                     .save(output);
         } catch (Exception e) { // Spark throws SparkException, a checked exception, from Scala
-            throw new JobFailedException("the job failed: " + rootMessage(e), e);
+            throw new JobFailedException("the job failed: " + failureReason(e, cfg), e);
         } finally {
             spark.sparkContext().removeSparkListener(progress);
         }
@@ -184,14 +190,32 @@ public final class PolarJob {
         return summary;
     }
 
+    /**
+     * Why the Spark job failed. The model or the Polar Sparsity files failing to load on an
+     * executor (a ModelFormatException; say a polar-dir the driver could read but the executors
+     * cannot, or a router file that does not fit the model) is a configuration error, and said
+     * so; any other failure is given by its innermost cause.
+     */
+    static String failureReason(Throwable e, JobConfig cfg) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+            if (t instanceof ModelFormatException) {
+                return "a configuration error: the executors could not load the model"
+                        + (cfg.polar() ? " or its Polar Sparsity files (options 'model', "
+                        + "'polar-dir', 'polar-density')" : "") + ": "
+                        + t.getClass().getSimpleName() + ": " + t.getMessage();
+            }
+        }
+        return rootMessage(e);
+    }
+
     /** Footer key-value metadata of every part file. */
-    static Map<String, String> metadata(JobConfig cfg, String model) {
+    static Map<String, String> metadata(JobConfig cfg, String model, PolarFiles polar) {
         Map<String, String> m = new LinkedHashMap<>();
         m.put("polar.version", version());
         m.put("polar.mode", cfg.mode().wire());
         m.put("polar.model", model);
         m.put("polar.backend", cfg.backend().wire());
-        m.put("polar.sparsity", "dense");
+        m.put("polar.sparsity", polar == null ? PolarSettings.OFF.describe() : polar.sparsity());
         m.put("polar.sampling", toJson(cfg.samplingSettings()));
         m.put("polar.options", toJson(cfg.describe()));
         return m;

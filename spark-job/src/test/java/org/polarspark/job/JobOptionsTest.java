@@ -123,7 +123,8 @@ class JobOptionsTest {
                 "id-column", "context-column", "choices-column", "label-column", "text-column",
                 "output", "output-mode", "model", "backend", "max-batch", "temperature", "top-p",
                 "top-k", "max-tokens", "stop", "seed", "n", "logprobs", "long-prompt-policy",
-                "passthrough", "partitions")) {
+                "passthrough", "partitions", "polar", "polar-dir", "polar-density",
+                "polar-every-token")) {
             assertTrue(JobOptions.find(name) != null, name);
         }
     }
@@ -135,6 +136,46 @@ class JobOptionsTest {
         assertEquals(1, parse(Map.of(), "--mode", "score", "--n", "3").n());
         String e = error(Map.of(), "--passthrough", "a,a");
         assertTrue(e.contains("passthrough") && e.contains("twice"), e);
+    }
+
+    @Test
+    void polarOptionsHaveDefaultsRangesAndEverySource(@TempDir Path dir) throws IOException {
+        JobConfig off = parse(Map.of());
+        assertFalse(off.polar());
+        assertNull(off.polarDir());
+        assertNull(off.polarDensity());
+        assertFalse(off.polarEveryToken());
+        assertEquals(org.polarspark.polar.PolarSettings.OFF, off.polarSettings(null));
+        assertFalse(off.describe().containsKey("polar-density"));
+
+        Path file = dir.resolve("polar.properties");
+        Files.writeString(file, "polar=true\nspark.polar.polar-density=0.3\n");
+        JobConfig on = parse(Map.of("spark.polar.polar-every-token", "TRUE",
+                "spark.polar.polar-density", "0.4"), "--conf-file", file.toString(),
+                "--polar-dir", "hdfs:///routers/opt");
+        assertTrue(on.polar());                  // conf file
+        assertEquals(0.4, on.polarDensity());    // Spark setting over conf file
+        assertTrue(on.polarEveryToken());
+        assertEquals("hdfs:///routers/opt", on.polarDir());
+        Path local = Path.of("/tmp/copy");
+        assertEquals(new org.polarspark.polar.PolarSettings(true, local, 0.4, true),
+                on.polarSettings(local));
+        assertEquals("polar(density 0.4, every token)", on.polarSettings(null).describe());
+        assertEquals(0.4, on.describe().get("polar-density"));
+        assertEquals(List.of(), on.idlePolarOptions());
+        assertNull(parse(Map.of(), "--polar", "true", "--polar-density", "").polarDensity());
+        assertEquals(1.0, parse(Map.of(), "--polar-density", "1").polarDensity());
+        assertEquals(List.of("polar-density", "polar-every-token"), parse(Map.of(),
+                "--polar-density", "0.5", "--polar-every-token", "true").idlePolarOptions());
+
+        String e = error(Map.of(), "--polar", "yes");
+        assertTrue(e.contains("'polar'") && e.contains("true or false"), e);
+        e = error(Map.of(), "--polar-density", "0");
+        assertTrue(e.contains("'polar-density'") && e.contains("(0, 1]"), e);
+        e = error(Map.of("spark.polar.polar-density", "1.5"));
+        assertTrue(e.contains("spark.polar.polar-density") && e.contains("(0, 1]"), e);
+        e = error(Map.of(), "--polar-every-token", "1");
+        assertTrue(e.contains("'polar-every-token'"), e);
     }
 
     @Test

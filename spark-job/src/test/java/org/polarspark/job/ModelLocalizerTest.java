@@ -107,6 +107,31 @@ class ModelLocalizerTest {
     }
 
     @Test
+    void aRemotePolarDirHasOnlyItsPolarFolderCopiedOnce(@TempDir Path src) throws IOException {
+        Files.createDirectories(src.resolve("polar"));
+        Files.writeString(src.resolve("polar/polar.json"), "{}");
+        Files.write(src.resolve("polar/routers.safetensors"), new byte[64]);
+        Files.writeString(src.resolve("unrelated.bin"), "not copied");
+        ModelLocalizer.Localized a = ModelLocalizer.localizePolar(CountingFileSystem.uri(src),
+                conf, cache);
+        assertTrue(a.copied());
+        assertEquals(List.of("polar"), files(a.dir()));
+        assertEquals(List.of("polar.json", "routers.safetensors"),
+                files(a.dir().resolve("polar")));
+        assertFalse(ModelLocalizer.localizePolar(CountingFileSystem.uri(src), conf, cache)
+                .copied());
+        // a local one is used in place; one without polar/polar.json is an error naming it
+        assertEquals(src, ModelLocalizer.localizePolar(src.toString(), conf, cache).dir());
+        Files.delete(src.resolve("polar/polar.json"));
+        for (String dir : List.of(src.toString(), CountingFileSystem.uri(src))) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> ModelLocalizer.localizePolar(dir, conf, cache));
+            assertTrue(e.getMessage().contains("polar/polar.json does not exist"),
+                    e.getMessage());
+        }
+    }
+
+    @Test
     void aLocalModelIsUsedInPlace() {
         ModelLocalizer.Localized a = ModelLocalizer.localize(model.toString(), conf, cache);
         assertFalse(a.copied());
