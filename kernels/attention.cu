@@ -9,8 +9,8 @@
 //   unnormalised output o = sum_p exp2(score_p - m) v_p, into
 //   part_o  fp32 [n, num_heads, num_splits, head_dim] and part_ml fp32 [n, num_heads, num_splits, 2].
 // attention_combine_bf16 (pass 2): merges the splits of every (token, selected head) and writes
-//   att bf16 [n, num_heads * head_dim]. Heads of unselected groups are not written: the caller
-//   zeroes att first when a group table is used (Polar), so they contribute zero to o_proj.
+//   att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros, so they
+//   contribute zero to o_proj.
 //
 //   q: the first num_heads * head_dim columns of qkv bf16 [n, row_stride] (after RoPE);
 //   score = (q . k) * scale, computed as (q * scale * log2 e) . k with exp2.
@@ -21,7 +21,7 @@
 // Preconditions (host-checked): head_dim % 4 == 0 and <= 256; G = num_heads / num_kv_heads <= 8.
 // Grid pass 1: (n, groups_per_token, num_splits), block 128, dynamic shared memory
 //   4 warps * G * (head_dim + 2) floats.
-// Grid pass 2: (n, groups_per_token * G), block 128.
+// Grid pass 2: (n, num_heads), block 128.
 #include "common.cuh"
 
 #define ATT_TILE 32          // split lengths are multiples of this (host-checked)
@@ -198,11 +198,22 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   const int* __restrict__ group_idx,
                                                   int groups_per_token, int num_heads,
                                                   int num_kv_heads, int head_dim, int num_splits) {
+    // One block per (token, head) over ALL heads: a head whose group is not in the token's
+    // table is written as zeros here, so no separate zero-fill is needed.
     const int t = blockIdx.x;
+    const int h = blockIdx.y;
     const int G = num_heads / num_kv_heads;
-    const int y = blockIdx.y / G, hg = blockIdx.y % G;
-    const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
-    const int h = g * G + hg;
+    const int g = h / G;
+    bf16* out = att + (size_t)t * num_heads * head_dim + (size_t)h * head_dim;
+    if (group_idx) {
+        bool selected = false;
+        for (int j = 0; j < groups_per_token; j++)
+            selected |= group_idx[t * groups_per_token + j] == g;
+        if (!selected) {
+            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[d] = f2bf(0.f);
+            return;
+        }
+    }
     const size_t base = ((size_t)t * num_heads + h) * num_splits;
     float M = -INFINITY;
     for (int s = 0; s < num_splits; s++) M = fmaxf(M, part_ml[(base + s) * 2]);
@@ -218,6 +229,6 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
             float m = part_ml[(base + s) * 2];
             if (m != -INFINITY) o += part_o[(base + s) * head_dim + d] * exp2f(m - M);
         }
-        att[(size_t)t * num_heads * head_dim + (size_t)h * head_dim + d] = f2bf(o * inv);
+        out[d] = f2bf(o * inv);
     }
 }

@@ -135,3 +135,62 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
         }
     }
 }
+
+// router_head_topk_bf16: the head router and its top-k in one kernel, for decode steps where a
+// GEMM plus a separate top-k would cost more in launches than in bytes:
+//   logits[g] = y[t] . W[g] + bias[g] (fp32 accumulation), then idx[t, 0..k) = the k largest,
+//   most likely first, ties by the lower index (as router_topk_f32).
+//   y bf16 [n, hidden] (row stride ldy); W bf16 [G, hidden]; bias bf16 [G] or null;
+//   idx int32 [n, k]. hidden % 8 == 0, G <= 64 (host-checked).
+// Grid: (n), block 256: warp w computes the groups w, w + 8, ...; warp 0 selects.
+extern "C" __global__ void __launch_bounds__(256)
+router_head_topk_bf16(const bf16* __restrict__ y, int ldy, const bf16* __restrict__ W,
+                      const bf16* __restrict__ bias, int n, int hidden, int G, int k,
+                      int* __restrict__ idx) {
+    __shared__ float logit[64];
+    const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (t >= n) return;
+    const bf16* yr = y + (size_t)t * ldy;
+    for (int g = warp; g < G; g += 8) {
+        const bf16* wr = W + (size_t)g * hidden;
+        float s = 0.f;
+        for (int d = lane * 8; d < hidden; d += 256) {
+            uint4 a = *reinterpret_cast<const uint4*>(yr + d);
+            uint4 b = *reinterpret_cast<const uint4*>(wr + d);
+            const bf16* ap = reinterpret_cast<const bf16*>(&a);
+            const bf16* bp = reinterpret_cast<const bf16*>(&b);
+#pragma unroll
+            for (int j = 0; j < 8; j++) s += bf2f(ap[j]) * bf2f(bp[j]);
+        }
+        s = warp_sum(s);
+        if (lane == 0) logit[g] = s + (bias ? bf2f(bias[g]) : 0.f);
+    }
+    __syncthreads();
+    if (warp != 0) return;
+    float v0 = lane < G ? logit[lane] : -INFINITY;
+    float v1 = lane + 32 < G ? logit[lane + 32] : -INFINITY;
+    bool taken0 = lane >= G, taken1 = lane + 32 >= G;
+    for (int j = 0; j < k; j++) {
+        float bv = -INFINITY;
+        int bi = 0x7fffffff;
+        if (!taken0) {
+            bv = v0;
+            bi = lane;
+        }
+        if (!taken1 && (v1 > bv || bi == 0x7fffffff)) {
+            bv = v1;
+            bi = lane + 32;
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov > bv || (ov == bv && oi < bi)) {
+                bv = ov;
+                bi = oi;
+            }
+        }
+        if (lane == 0) idx[(size_t)t * k + j] = bi;
+        if (bi == lane) taken0 = true;
+        if (bi == lane + 32) taken1 = true;
+    }
+}

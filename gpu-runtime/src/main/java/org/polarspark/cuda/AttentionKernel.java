@@ -12,8 +12,7 @@ import jcuda.driver.JCudaDriver;
  *          attends positions [s*splitLen, min(posOf[t]+1, (s+1)*splitLen)) of row rowOf[t]
  *          for the G = heads / kvHeads query heads of group g (K/V read once per group)
  *          partO fp32 [n, heads, numSplits, headDim], partMl fp32 [n, heads, numSplits, 2]
- * combine: att bf16 [n, heads * headDim] for the selected heads; others untouched (zero them
- *          first when a group table is given)
+ * combine: att bf16 [n, heads * headDim]: the selected heads, and zeros for the others
  * q = first heads*headDim columns of qkv bf16 [n, rowStride]; score = q.k * scale
  * </pre>
  * Every token is a query at its own position, so the same kernels serve causal prefill (after
@@ -93,10 +92,9 @@ public final class AttentionKernel {
                         int headDim, int numSplits, int n) {
         String k = "attention_combine_bf16";
         Check.fits(k, "att", att, (long) n * heads * headDim, 2);
-        int g = heads / kvHeads;
         new KernelArgs().ptr(att).ptr(partO).ptr(partMl).ptr(groupIdx).i(groupsPerToken)
                 .i(heads).i(kvHeads).i(headDim).i(numSplits)
-                .launch(combine, k, n, groupsPerToken * g, 1, THREADS, 0, s, "n=" + n
-                        + " heads=" + heads + " splits=" + numSplits);
+                .launch(combine, k, n, heads, 1, THREADS, 0, s, "n=" + n + " heads=" + heads
+                        + " splits=" + numSplits);
     }
 }

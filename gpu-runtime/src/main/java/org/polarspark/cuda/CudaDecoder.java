@@ -729,10 +729,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             // heads of the other groups stay zero, so o_proj (dense) sees zeros for them.
             groups = routers.kept[l];
             table = groupIdx[l];
-            k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, y, h, routers.weight[l], h,
-                    routers.bias[l], routerLogits, c.numKvHeads(), n, c.numKvHeads(), h, gemmWork);
-            k.router.topk(stream, routerLogits, n, c.numKvHeads(), groups, table);
-            att.zero(0, (long) n * c.qDim() * 2, stream);
+            k.router.headTopk(stream, y, h, routers.weight[l], routers.bias[l], n, h,
+                    c.numKvHeads(), groups, table);
         }
         k.attention.decode(stream, qkv, qkvDim, scale, kCache[l], vCache[l], blockTable,
                 maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(),
@@ -893,9 +891,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             int groups = keep < g ? keep : g;
             float scale = (float) (1.0 / Math.sqrt(c.headDim()));
             return CudaGraph.capture(stream, () -> {
-                if (tab != null) {
-                    att.zero(0, (long) batch * c.qDim() * 2, stream);
-                }
                 k.attention.decode(stream, qkv, qkvDim, scale, kCache[0], vCache[0], blockTable,
                         maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, tab, groups, c.numHeads(),
                         c.numKvHeads(), c.headDim(), SPLIT_LEN, graphSplits(), partO, partMl,
@@ -906,7 +901,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         });
     }
 
-    /** Times the routers alone (router GEMM and top-k of every sparse layer) for batch rows. */
+    /** Times the routers alone (head routers, and MLP routers with their top-k) for batch rows. */
     public float[] benchRouters(int batch, DeviceRouters polar, int warmup, int iters) {
         return benchGraph(batch, 2, warmup, iters, 1, null, () -> {
             k.init.uniformBf16(stream, y, (long) batch * c.hiddenSize(), 5, 1f);
@@ -914,11 +909,20 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 int h = c.hiddenSize();
                 for (int l = 0; l < c.numLayers(); l++) {
                     if (polar.kept[l] < c.numKvHeads()) {
-                        k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, y, h, polar.weight[l], h,
-                                polar.bias[l], routerLogits, c.numKvHeads(), batch,
-                                c.numKvHeads(), h, gemmWork);
-                        k.router.topk(stream, routerLogits, batch, c.numKvHeads(),
-                                polar.kept[l], groupIdx[l]);
+                        k.router.headTopk(stream, y, h, polar.weight[l], polar.bias[l], batch,
+                                h, c.numKvHeads(), polar.kept[l], groupIdx[l]);
+                    }
+                    int kept = polar.mlpK(l, batch);
+                    if (kept < c.ffnDim()) {
+                        int f = c.ffnDim();
+                        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h,
+                                polar.mlpDown[l], h, null, polar.mlpT, polar.rank, batch,
+                                polar.rank, h, gemmWork);
+                        k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, polar.mlpT,
+                                polar.rank, polar.mlpUp[l], polar.rank, null, polar.mlpLogits, f,
+                                batch, f, polar.rank, gemmWork);
+                        k.router.unionScores(stream, polar.mlpLogits, batch, f, polar.mlpScore);
+                        k.router.selectTopk(stream, polar.mlpScore, f, kept, polar.mlpIdx[l]);
                     }
                 }
             }, "routers, " + batch + " rows");

@@ -15,12 +15,36 @@ public final class RouterKernel {
     static final int MAX_UNITS = 64;
     private final CUfunction topk;
     private final CUfunction union;
+    private final CUfunction head;
     private final CUfunction select;
 
     RouterKernel(CudaModule m) {
         topk = m.function("router_topk_f32");
         union = m.function("router_union_scores_f32");
+        head = m.function("router_head_topk_bf16");
         select = m.function("router_select_topk_f32");
+    }
+
+    /**
+     * Head router and top-k fused (decode): idx[t, 0..k) = the k largest of y[t] . W[g] + b[g]
+     * over g < G, most likely first, ties by the lower index. y bf16 [n, hidden] (stride ldy),
+     * W bf16 [G, hidden], bias bf16 [G] or null, idx int32 [n, k].
+     */
+    public void headTopk(CudaStream s, DeviceBuffer y, int ldy, DeviceBuffer w, DeviceBuffer bias,
+                         int n, int hidden, int units, int k, DeviceBuffer idx) {
+        String name = "router_head_topk_bf16";
+        Check.positive(name, "n", n);
+        Check.that(hidden % 8 == 0 && ldy % 8 == 0, name, "hidden and ldy must be multiples of"
+                + " 8, got " + hidden + ", " + ldy);
+        Check.that(units >= 1 && units <= MAX_UNITS, name, "selection units must be in [1, "
+                + MAX_UNITS + "], got " + units);
+        Check.that(k >= 1 && k <= units, name, "k must be in [1, " + units + "], got " + k);
+        Check.fits(name, "y", y, (long) (n - 1) * ldy + hidden, 2);
+        Check.fits(name, "W", w, (long) units * hidden, 2);
+        Check.fitsOrNull(name, "bias", bias, units, 2);
+        Check.fits(name, "idx", idx, (long) n * k, 4);
+        new KernelArgs().ptr(y).i(ldy).ptr(w).ptr(bias).i(n).i(hidden).i(units).i(k).ptr(idx)
+                .launch(head, name, n, 1, 1, 256, 0, s, "n=" + n + " G=" + units + " k=" + k);
     }
 
     public void unionScores(CudaStream s, DeviceBuffer logits, int n, int f, DeviceBuffer score) {

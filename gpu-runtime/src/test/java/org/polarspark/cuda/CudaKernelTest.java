@@ -582,6 +582,40 @@ class CudaKernelTest extends GpuTest {
         }
     }
 
+    /** The fused head router + top-k picks the groups a host computation ranks first. */
+    @ParameterizedTest(name = "G={0} k={1}")
+    @MethodSource("topkShapes")
+    void fusedHeadRouterPicksTheTopGroups(int groups, int k) {
+        Random r = new Random(groups * 13 + k);
+        int n = 9;
+        int hidden = 264;
+        float[] y = Bf16.round(random(r, n * hidden, 1.0));
+        float[] w = Bf16.round(random(r, groups * hidden, 1.0 / Math.sqrt(hidden)));
+        float[] b = Bf16.round(random(r, groups, 1.0));
+        DeviceBuffer idx = zeros((long) n * k * 4);
+        kernels.router.headTopk(stream, bf16(y), hidden, bf16(w), bf16(b), n, hidden, groups, k,
+                idx);
+        int[] got = readI32(idx, n * k);
+        for (int t = 0; t < n; t++) {
+            double[] logit = new double[groups];
+            for (int g = 0; g < groups; g++) {
+                logit[g] = b[g];
+                for (int d = 0; d < hidden; d++) {
+                    logit[g] += (double) y[t * hidden + d] * w[g * hidden + d];
+                }
+            }
+            double[] sorted = logit.clone();
+            java.util.Arrays.sort(sorted);
+            java.util.Set<Integer> seen = new java.util.HashSet<>();
+            for (int j = 0; j < k; j++) {
+                int g = got[t * k + j];
+                assertTrue(seen.add(g), "group chosen twice");
+                // the j-th pick has (up to fp32 summation order) the j-th largest logit
+                assertEquals(sorted[groups - 1 - j], logit[g], 1e-4, "token " + t + " rank " + j);
+            }
+        }
+    }
+
     static Stream<Arguments> topkShapes() {
         return Stream.of(Arguments.of(2, 1), Arguments.of(8, 4), Arguments.of(8, 5),
                 Arguments.of(32, 16), Arguments.of(40, 13), Arguments.of(64, 64));
