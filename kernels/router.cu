@@ -142,8 +142,9 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
 //   most likely first, ties by the lower index (as router_topk_f32).
 //   y bf16 [n, hidden] (row stride ldy); W bf16 [G, hidden]; bias bf16 [G] or null;
 //   idx int32 [n, k]. hidden % 8 == 0, G <= 64 (host-checked).
-// Grid: (n), block 256: warp w computes the groups w, w + 8, ...; warp 0 selects.
-extern "C" __global__ void __launch_bounds__(256)
+// Grid: (n), block 1024: warp w computes groups w and w + 32 (four loads in flight per lane);
+// warp 0 selects.
+extern "C" __global__ void __launch_bounds__(1024)
 router_head_topk_bf16(const bf16* __restrict__ y, int ldy, const bf16* __restrict__ W,
                       const bf16* __restrict__ bias, int n, int hidden, int G, int k,
                       int* __restrict__ idx) {
@@ -151,19 +152,35 @@ router_head_topk_bf16(const bf16* __restrict__ y, int ldy, const bf16* __restric
     const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (t >= n) return;
     const bf16* yr = y + (size_t)t * ldy;
-    for (int g = warp; g < G; g += 8) {
+    for (int g = warp; g < G; g += 32) {
         const bf16* wr = W + (size_t)g * hidden;
-        float s = 0.f;
-        for (int d = lane * 8; d < hidden; d += 256) {
+        float s[4] = {0.f, 0.f, 0.f, 0.f};  // independent partial sums: 4 loads in flight
+        int d = lane * 8;
+        for (; d + 3 * 256 < hidden; d += 4 * 256) {
+            uint4 a[4], b[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                a[u] = *reinterpret_cast<const uint4*>(yr + d + u * 256);
+                b[u] = *reinterpret_cast<const uint4*>(wr + d + u * 256);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const bf16* ap = reinterpret_cast<const bf16*>(&a[u]);
+                const bf16* bp = reinterpret_cast<const bf16*>(&b[u]);
+#pragma unroll
+                for (int j = 0; j < 8; j++) s[u] += bf2f(ap[j]) * bf2f(bp[j]);
+            }
+        }
+        for (; d < hidden; d += 256) {
             uint4 a = *reinterpret_cast<const uint4*>(yr + d);
             uint4 b = *reinterpret_cast<const uint4*>(wr + d);
             const bf16* ap = reinterpret_cast<const bf16*>(&a);
             const bf16* bp = reinterpret_cast<const bf16*>(&b);
 #pragma unroll
-            for (int j = 0; j < 8; j++) s += bf2f(ap[j]) * bf2f(bp[j]);
+            for (int j = 0; j < 8; j++) s[0] += bf2f(ap[j]) * bf2f(bp[j]);
         }
-        s = warp_sum(s);
-        if (lane == 0) logit[g] = s + (bias ? bf2f(bias[g]) : 0.f);
+        float sum = warp_sum((s[0] + s[1]) + (s[2] + s[3]));
+        if (lane == 0) logit[g] = sum + (bias ? bf2f(bias[g]) : 0.f);
     }
     __syncthreads();
     if (warp != 0) return;

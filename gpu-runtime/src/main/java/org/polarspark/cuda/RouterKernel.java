@@ -44,7 +44,7 @@ public final class RouterKernel {
         Check.fitsOrNull(name, "bias", bias, units, 2);
         Check.fits(name, "idx", idx, (long) n * k, 4);
         new KernelArgs().ptr(y).i(ldy).ptr(w).ptr(bias).i(n).i(hidden).i(units).i(k).ptr(idx)
-                .launch(head, name, n, 1, 1, 256, 0, s, "n=" + n + " G=" + units + " k=" + k);
+                .launch(head, name, n, 1, 1, 1024, 0, s, "n=" + n + " G=" + units + " k=" + k);
     }
 
     public void unionScores(CudaStream s, DeviceBuffer logits, int n, int f, DeviceBuffer score) {
