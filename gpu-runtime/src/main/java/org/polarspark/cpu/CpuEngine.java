@@ -11,6 +11,7 @@ import org.polarspark.generate.Generator;
 import org.polarspark.generate.LoglikelihoodRequest;
 import org.polarspark.generate.LoglikelihoodResult;
 import org.polarspark.generate.Sampler;
+import org.polarspark.generate.TeacherForcing;
 import org.polarspark.model.Checkpoint;
 import org.polarspark.model.ModelConfig;
 import org.polarspark.model.TextTokenizer;
@@ -193,48 +194,16 @@ public final class CpuEngine implements Engine {
         return logits;
     }
 
-    /**
-     * Polar as deployed: the context is prefilled dense, then the continuation is fed one token
-     * per step (teacher forcing) as decode steps under the policy, all rows together.
-     */
+    /** Polar as deployed (see {@link TeacherForcing}), on the CPU decoder. */
     private float[][][] decodeContinuations(List<LoglikelihoodRequest> batch,
                                             SparsityPolicy policy, long[] nanos) {
-        int rows = batch.size();
         long t0 = System.nanoTime();
-        CpuKvCache[] caches = new CpuKvCache[rows];
-        int[][] ctx = new int[rows][];
-        float[][][] out = new float[rows][][];
-        int maxCont = 0;
-        for (int r = 0; r < rows; r++) {
-            LoglikelihoodRequest q = batch.get(r);
-            caches[r] = decoder.newCache(q.context().length + q.continuation().length - 1);
-            ctx[r] = q.context();
-            out[r] = new float[q.continuation().length][];
-            maxCont = Math.max(maxCont, q.continuation().length);
+        List<CpuKvCache> caches = new ArrayList<>(batch.size());
+        for (LoglikelihoodRequest q : batch) {
+            caches.add(decoder.newCache(q.context().length + q.continuation().length - 1));
         }
-        float[][][] first = decoder.forward(caches, ctx, SparsityPolicy.DENSE, false);
-        for (int r = 0; r < rows; r++) {
-            out[r][0] = first[r][0];
-        }
-        for (int step = 1; step < maxCont; step++) {
-            List<Integer> live = new ArrayList<>();
-            for (int r = 0; r < rows; r++) {
-                if (step < batch.get(r).continuation().length) {
-                    live.add(r);
-                }
-            }
-            CpuKvCache[] c = new CpuKvCache[live.size()];
-            int[][] t = new int[live.size()][];
-            for (int i = 0; i < live.size(); i++) {
-                int r = live.get(i);
-                c[i] = caches[r];
-                t[i] = new int[] {batch.get(r).continuation()[step - 1]};
-            }
-            float[][][] l = decoder.forward(c, t, policy, false);
-            for (int i = 0; i < live.size(); i++) {
-                out[live.get(i)][step] = l[i][0];
-            }
-        }
+        float[][][] out = TeacherForcing.continuationLogits(new CpuBatchDecoder(decoder), caches,
+                batch, policy);
         nanos[0] = System.nanoTime() - t0;
         return out;
     }

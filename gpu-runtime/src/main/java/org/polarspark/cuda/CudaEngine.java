@@ -11,6 +11,7 @@ import org.polarspark.generate.Generator;
 import org.polarspark.generate.LoglikelihoodRequest;
 import org.polarspark.generate.LoglikelihoodResult;
 import org.polarspark.generate.Sampler;
+import org.polarspark.generate.TeacherForcing;
 import org.polarspark.model.Checkpoint;
 import org.polarspark.model.ModelConfig;
 import org.polarspark.model.TextTokenizer;
@@ -205,7 +206,8 @@ public final class CudaEngine implements Engine {
                 long t0 = System.nanoTime();
                 float[][][] logits;
                 if (routers != null && !everyToken) {
-                    logits = decodeContinuations(seqs, requests.subList(from, from + rows));
+                    logits = TeacherForcing.continuationLogits(decoder, seqs,
+                            requests.subList(from, from + rows), routers);
                     for (int r = 0; r < rows; r++) {
                         sparse += requests.get(from + r).continuation().length - 1;
                     }
@@ -240,51 +242,6 @@ public final class CudaEngine implements Engine {
             }
         }
         return new Result<>(out, stats.withPolar(polarStats(sparse)));
-    }
-
-    /**
-     * Polar as deployed: contexts prefilled dense, then the continuation fed one token per step
-     * (teacher forcing) as decode steps through the routers. Sequences must be fresh (empty).
-     */
-    private float[][][] decodeContinuations(List<CudaSequence> seqs,
-                                            List<LoglikelihoodRequest> reqs) {
-        int rows = seqs.size();
-        float[][][] out = new float[rows][][];
-        int[][] ctxTokens = new int[rows][];
-        int[] ones = new int[rows];
-        int maxCont = 0;
-        for (int r = 0; r < rows; r++) {
-            ctxTokens[r] = reqs.get(r).context();
-            ones[r] = 1;
-            out[r] = new float[reqs.get(r).continuation().length][];
-            maxCont = Math.max(maxCont, reqs.get(r).continuation().length);
-        }
-        float[][][] first = decoder.forward(seqs, ctxTokens, ones, SparsityPolicy.DENSE);
-        for (int r = 0; r < rows; r++) {
-            out[r][0] = first[r][0];
-        }
-        for (int step = 1; step < maxCont; step++) {
-            List<Integer> live = new ArrayList<>();
-            for (int r = 0; r < rows; r++) {
-                if (step < reqs.get(r).continuation().length) {
-                    live.add(r);
-                }
-            }
-            List<CudaSequence> ls = new ArrayList<>();
-            int[][] t = new int[live.size()][];
-            int[] one = new int[live.size()];
-            for (int i = 0; i < live.size(); i++) {
-                int r = live.get(i);
-                ls.add(seqs.get(r));
-                t[i] = new int[] {reqs.get(r).continuation()[step - 1]};
-                one[i] = 1;
-            }
-            float[][][] l = decoder.forward(ls, t, one, routers);
-            for (int i = 0; i < live.size(); i++) {
-                out[live.get(i)][step] = l[i][0];
-            }
-        }
-        return out;
     }
 
     /** Bytes of device memory still allocated (weights, KV cache, scratch). */
