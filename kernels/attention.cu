@@ -83,47 +83,63 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
             }
     }
     const int* table = block_table + (size_t)row_of[t] * max_blocks;
-#pragma unroll 2
-    for (int p = start + warp; p < end; p += ATT_WARPS) {
-        size_t base = (((size_t)table[p / block_size] * num_kv_heads + g) * block_size
-                       + p % block_size) * D;
-        float kv[ATT_MAX_CHUNKS][4], vv[ATT_MAX_CHUNKS][4];
+    // U positions per round: their K/V loads are all issued before any is used, so each lane
+    // keeps U 8-byte loads of K and of V in flight (positions are still consumed in order, so
+    // results do not depend on U).
+    constexpr int U = (ATT_MAX_G * ATT_MAX_CHUNKS <= 2) ? 4 : 2;
+    for (int p0 = start + warp; p0 < end; p0 += U * ATT_WARPS) {
+        uint2 kb[U][ATT_MAX_CHUNKS], vb[U][ATT_MAX_CHUNKS];
 #pragma unroll
-        for (int c = 0; c < ATT_MAX_CHUNKS; c++) {
-            int d = c * 128 + lane * 4;
-            if (c < chunks && d < D) {  // head_dim % 4 == 0 (host-checked): whole 8-byte loads
-                uint2 kb = *reinterpret_cast<const uint2*>(k_cache + base + d);
-                uint2 vb = *reinterpret_cast<const uint2*>(v_cache + base + d);
-                const bf16* kp = reinterpret_cast<const bf16*>(&kb);
-                const bf16* vp = reinterpret_cast<const bf16*>(&vb);
+        for (int u = 0; u < U; u++) {
+            int p = p0 + u * ATT_WARPS;
+            size_t base = p < end ? (((size_t)table[p / block_size] * num_kv_heads + g)
+                                     * block_size + p % block_size) * D : 0;
+#pragma unroll
+            for (int c = 0; c < ATT_MAX_CHUNKS; c++) {
+                int d = c * 128 + lane * 4;
+                if (p < end && c < chunks && d < D) {  // head_dim % 4 == 0 (host-checked)
+                    kb[u][c] = *reinterpret_cast<const uint2*>(k_cache + base + d);
+                    vb[u][c] = *reinterpret_cast<const uint2*>(v_cache + base + d);
+                } else {
+                    kb[u][c] = make_uint2(0u, 0u);  // bf16 zeros
+                    vb[u][c] = make_uint2(0u, 0u);
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (p0 + u * ATT_WARPS >= end) break;
+            float kv[ATT_MAX_CHUNKS][4], vv[ATT_MAX_CHUNKS][4];
+#pragma unroll
+            for (int c = 0; c < ATT_MAX_CHUNKS; c++) {
+                const bf16* kp = reinterpret_cast<const bf16*>(&kb[u][c]);
+                const bf16* vp = reinterpret_cast<const bf16*>(&vb[u][c]);
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
                     kv[c][j] = bf2f(kp[j]);
                     vv[c][j] = bf2f(vp[j]);
                 }
-            } else {
-#pragma unroll
-                for (int j = 0; j < 4; j++) kv[c][j] = vv[c][j] = 0.f;
             }
-        }
 #pragma unroll
-        for (int h = 0; h < ATT_MAX_G; h++) {
-            if (h >= G) break;
-            float dot = 0.f;
+            for (int h = 0; h < ATT_MAX_G; h++) {
+                if (h >= G) break;
+                float dot = 0.f;
 #pragma unroll
-            for (int c = 0; c < ATT_MAX_CHUNKS; c++)
+                for (int c = 0; c < ATT_MAX_CHUNKS; c++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) dot += qr[h][c][j] * kv[c][j];
-            dot = warp_sum(dot);
-            float m_new = fmaxf(m[h], dot);
-            float alpha = exp2f(m[h] - m_new);  // 0 on the first position (m = -inf)
-            float pr = exp2f(dot - m_new);
-            l[h] = l[h] * alpha + pr;
-            m[h] = m_new;
+                    for (int j = 0; j < 4; j++) dot += qr[h][c][j] * kv[c][j];
+                dot = warp_sum(dot);
+                float m_new = fmaxf(m[h], dot);
+                float alpha = exp2f(m[h] - m_new);  // 0 on the first position (m = -inf)
+                float pr = exp2f(dot - m_new);
+                l[h] = l[h] * alpha + pr;
+                m[h] = m_new;
 #pragma unroll
-            for (int c = 0; c < ATT_MAX_CHUNKS; c++)
+                for (int c = 0; c < ATT_MAX_CHUNKS; c++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) acc[h][c][j] = acc[h][c][j] * alpha + pr * vv[c][j];
+                    for (int j = 0; j < 4; j++)
+                        acc[h][c][j] = acc[h][c][j] * alpha + pr * vv[c][j];
+            }
         }
     }
     // Merge the warps: each publishes (acc, m, l) per head; warp 0's lanes combine.
