@@ -338,6 +338,12 @@ public final class PolarAccuracyReport {
                 + "BOS alone, so nearly every scored token is routed); \"every token\": "
                 + "prompt tokens routed too. Engine batch 1 (MLP k from the B=1 bucket in "
                 + "decode steps).\n\n");
+        md.append("Caveats: these are subsets (passages and MC items as stated per model), chosen"
+                + " to fit a 2-core CPU run. With n MC items one item is 100/n points and the "
+                + "standard error at chance is about sqrt(0.25 x 0.75 / n) (6.8 points at n = "
+                + "40), so the 1-point MC criterion is below the resolution of the subset and any "
+                + "single flipped item fails it; the perplexity criterion is the informative one "
+                + "here. Calibration: see each model's polar.json `calibration` record.\n\n");
         for (Iterator<Map.Entry<String, JsonNode>> it = root.get("models").fields();
              it.hasNext(); ) {
             Map.Entry<String, JsonNode> e = it.next();
