@@ -8,14 +8,12 @@
 // Grid: ceil(n / 4), block 128.
 #include "common.cuh"
 
-extern "C" __global__ void router_topk_f32(const float* __restrict__ logits, int n, int G, int k,
-                                           int* __restrict__ idx) {
-    int t = blockIdx.x * 4 + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
-    if (t >= n) return;
-    const float* row = logits + (size_t)t * G;
-    float v0 = lane < G ? row[lane] : -INFINITY;
-    float v1 = lane + 32 < G ? row[lane + 32] : -INFINITY;
+// The k largest of up to 64 values held two per lane (lane i: entries i and i + 32; G valid),
+// written to out[0..k) most likely first, ties broken by the lower index: k rounds of a warp
+// argmax. Called by one whole warp.
+__device__ __forceinline__ void warp_select_topk(float v0, float v1, int G, int k,
+                                                 int* __restrict__ out) {
+    const int lane = threadIdx.x & 31;
     bool taken0 = lane >= G, taken1 = lane + 32 >= G;
     for (int j = 0; j < k; j++) {
         // best of this lane's two candidates (lower index first on ties)
@@ -37,10 +35,21 @@ extern "C" __global__ void router_topk_f32(const float* __restrict__ logits, int
                 bi = oi;
             }
         }
-        if (lane == 0) idx[(size_t)t * k + j] = bi;
+        if (lane == 0) out[j] = bi;
         if (bi == lane) taken0 = true;
         if (bi == lane + 32) taken1 = true;
     }
+}
+
+extern "C" __global__ void router_topk_f32(const float* __restrict__ logits, int n, int G, int k,
+                                           int* __restrict__ idx) {
+    int t = blockIdx.x * 4 + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (t >= n) return;
+    const float* row = logits + (size_t)t * G;
+    float v0 = lane < G ? row[lane] : -INFINITY;
+    float v1 = lane + 32 < G ? row[lane + 32] : -INFINITY;
+    warp_select_topk(v0, v1, G, k, idx + (size_t)t * k);
 }
 
 // router_union_scores_f32: score[j] = sum over the n rows of max(0, logits[r, j]) (the batch
@@ -186,28 +195,5 @@ router_head_topk_bf16(const bf16* __restrict__ y, int ldy, const bf16* __restric
     if (warp != 0) return;
     float v0 = lane < G ? logit[lane] : -INFINITY;
     float v1 = lane + 32 < G ? logit[lane + 32] : -INFINITY;
-    bool taken0 = lane >= G, taken1 = lane + 32 >= G;
-    for (int j = 0; j < k; j++) {
-        float bv = -INFINITY;
-        int bi = 0x7fffffff;
-        if (!taken0) {
-            bv = v0;
-            bi = lane;
-        }
-        if (!taken1 && (v1 > bv || bi == 0x7fffffff)) {
-            bv = v1;
-            bi = lane + 32;
-        }
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) {
-                bv = ov;
-                bi = oi;
-            }
-        }
-        if (lane == 0) idx[(size_t)t * k + j] = bi;
-        if (bi == lane) taken0 = true;
-        if (bi == lane + 32) taken1 = true;
-    }
+    warp_select_topk(v0, v1, G, k, idx + (size_t)t * k);
 }
