@@ -49,6 +49,29 @@ abstract class Batches implements PartitionRunner.BatchProcessor {
         return RowFactory.create(all);
     }
 
+    /**
+     * Runs the rows as one batch. Should the engine reject the batch (IllegalArgumentException:
+     * a request it cannot take), each row is run alone and the ones it rejects are handed to
+     * {@code reject} with the message, so one bad row never fails the task.
+     */
+    static <P> void runWithFallback(List<P> rows, java.util.function.Consumer<List<P>> run,
+                                    java.util.function.BiConsumer<P, String> reject) {
+        if (rows.isEmpty()) {
+            return;
+        }
+        try {
+            run.accept(rows);
+        } catch (IllegalArgumentException e) {
+            if (rows.size() == 1) {
+                reject.accept(rows.get(0), "the engine rejected the row: " + e.getMessage());
+                return;
+            }
+            for (P p : rows) {
+                runWithFallback(List.of(p), run, reject);
+            }
+        }
+    }
+
     /** The token that starts a scored document or an empty context: BOS, else EOS (lm-eval). */
     int prefixToken() {
         return model.bosTokenId() >= 0 ? model.bosTokenId() : model.eosTokenIds().get(0);

@@ -57,7 +57,7 @@ final class GenerateBatches extends Batches {
                 runnable.add(p);
             }
         }
-        runWithFallback(runnable, stats);
+        runWithFallback(runnable, rows -> run(rows, stats), (p, message) -> p.error = message);
         List<Row> out = new ArrayList<>(batch.size() * cfg.n());
         for (Prepared p : all) {
             if (p.error != null) {
@@ -112,28 +112,6 @@ final class GenerateBatches extends Batches {
             }
         }
         return p;
-    }
-
-    /**
-     * Runs the rows as one batch. Should the engine reject the batch (IllegalArgumentException:
-     * a request it cannot take), each row is run alone and the ones it rejects become error rows,
-     * so one bad row never fails the task.
-     */
-    private void runWithFallback(List<Prepared> rows, PartitionStats stats) {
-        if (rows.isEmpty()) {
-            return;
-        }
-        try {
-            run(rows, stats);
-        } catch (IllegalArgumentException e) {
-            if (rows.size() == 1) {
-                rows.get(0).error = "the engine rejected the row: " + e.getMessage();
-                return;
-            }
-            for (Prepared p : rows) {
-                runWithFallback(List.of(p), stats);
-            }
-        }
     }
 
     private void run(List<Prepared> rows, PartitionStats stats) {

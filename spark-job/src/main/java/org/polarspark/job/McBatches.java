@@ -58,7 +58,7 @@ final class McBatches extends Batches {
                 runnable.add(p);
             }
         }
-        runWithFallback(runnable, stats);
+        runWithFallback(runnable, rows -> run(rows, stats), (p, message) -> p.error = message);
         List<Row> out = new ArrayList<>(all.size());
         for (Prepared p : all) {
             if (p.error != null) {
@@ -167,23 +167,6 @@ final class McBatches extends Batches {
         p.truncated = Math.max(p.truncated, ctx.length - keep);
         return new LoglikelihoodRequest(Arrays.copyOfRange(ctx, ctx.length - keep, ctx.length),
                 cont);
-    }
-
-    private void runWithFallback(List<Prepared> rows, PartitionStats stats) {
-        if (rows.isEmpty()) {
-            return;
-        }
-        try {
-            run(rows, stats);
-        } catch (IllegalArgumentException e) {
-            if (rows.size() == 1) {
-                rows.get(0).error = "the engine rejected the row: " + e.getMessage();
-                return;
-            }
-            for (Prepared p : rows) {
-                runWithFallback(List.of(p), stats);
-            }
-        }
     }
 
     private void run(List<Prepared> rows, PartitionStats stats) {

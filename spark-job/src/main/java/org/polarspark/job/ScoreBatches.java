@@ -70,7 +70,7 @@ final class ScoreBatches extends Batches {
                 p.error = "the tokenizer failed on the text: " + e.getMessage();
             }
         }
-        runWithFallback(runnable, stats);
+        runWithFallback(runnable, rows -> run(rows, stats), (p, message) -> p.error = message);
         List<Row> out = new ArrayList<>(all.size());
         for (Prepared p : all) {
             if (p.error != null) {
@@ -87,23 +87,6 @@ final class ScoreBatches extends Batches {
             stats.countRow(OutputSchemas.OK);
         }
         return out;
-    }
-
-    private void runWithFallback(List<Prepared> rows, PartitionStats stats) {
-        if (rows.isEmpty()) {
-            return;
-        }
-        try {
-            run(rows, stats);
-        } catch (IllegalArgumentException e) {
-            if (rows.size() == 1) {
-                rows.get(0).error = "the engine rejected the row: " + e.getMessage();
-                return;
-            }
-            for (Prepared p : rows) {
-                runWithFallback(List.of(p), stats);
-            }
-        }
     }
 
     private void run(List<Prepared> rows, PartitionStats stats) {
