@@ -99,7 +99,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final List<DeviceBuffer> scratch = new ArrayList<>();
     private final java.util.Map<String, CudaGraph> graphsByRows = new java.util.HashMap<>();
     private final DeviceAllocator routerAlloc;
-    private final DeviceBuffer routerLogits; // fp32 [T, G]
     private final DeviceBuffer[] groupIdx;   // per layer int32 [T, G]: selected groups per token
     private DeviceRouters routers;           // of the forward in progress, or null (dense)
     private boolean graphs = true;
@@ -275,7 +274,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.yp = projOut == null ? null : scratchBuf("yp", (long) lm * proj * 2);
         this.logits = scratchBuf("logits", (long) lm * c.vocabSize() * 4);
         this.nextIds = scratchBuf("next_ids", lm * 4L);
-        this.routerLogits = scratchBuf("router_logits", t * c.numKvHeads() * 4);
         this.sampleQ = scratchBuf("sample_q", (long) maxRows * c.vocabSize() * 4);
         this.sampleTemp = scratchBuf("sample_temperature", maxRows * 4L);
         this.sampleTopK = scratchBuf("sample_top_k", maxRows * 4L);
