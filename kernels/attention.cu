@@ -19,22 +19,30 @@
 // position, reading K/V appended for the whole prompt first), so it is also the causal prefill
 // attention. Not checked here: block_table entries and group_idx values in range.
 // Preconditions (host-checked): head_dim % 4 == 0 and <= 256; G = num_heads / num_kv_heads <= 8.
-// Grid pass 1: (n, groups_per_token, num_splits), block 128, dynamic shared memory
-//   4 warps * G * (head_dim + 2) floats.
+// Grid pass 1: (n, groups_per_token, num_splits), block 256, dynamic shared memory
+//   (G * head_dim * 9 + G * 260) floats (see the layout below).
 // Grid pass 2: (n, num_heads), block 128.
 #include "common.cuh"
 
 #define ATT_TILE 32          // split lengths are multiples of this (host-checked)
-#define ATT_THREADS 128
+#define ATT_THREADS 256
 #define ATT_WARPS (ATT_THREADS / 32)
+#define ATT_SUB 256          // positions per tile: their scores are held in shared memory
+#define ATT_PER_WARP (ATT_SUB / ATT_WARPS)
 // Instantiated for MAXG query heads per group (1, 2, 4, 8; G <= MAXG) and CHUNKS 128-dim
 // chunks of head_dim (1: <= 128, 2: <= 256), so registers scale with the real shape.
-
-// Warp-per-position design: each warp walks its own positions of the split (p = start + warp,
-// + 4, ...); a lane loads 4 consecutive bf16 of the K row (8 bytes: a warp reads 256 contiguous
-// bytes for head_dim 128), every query head of the group takes its dot product with a warp
-// reduction, and the same lane loads the matching 4 values of V. Each warp keeps its own online
-// softmax state; the warps are merged through shared memory at the end.
+//
+// Design: the split is walked in tiles of ATT_SUB positions, each in three phases.
+//   A (scores): eight lanes per position, each lane loading 4 consecutive bf16 of every 32 of
+//     the K row (a warp covers 4 positions per load); each query head's dot product is reduced
+//     over its 8 lanes (3 shuffles) and the (base-2 scaled) score goes to shared memory. The
+//     query heads of the group read the K row once.
+//   B (softmax): warp h takes head h: tile max, p = exp2(score - m) in place, running (m, l)
+//     of the split, and alpha = exp2(m_old - m_new) to rescale the accumulators.
+//   C (values): lanes own 4 dims of every 128; warp w accumulates its 32 positions' p * v.
+// The warps' accumulators are summed in warp order at the end. Every order is fixed by the
+// positions alone, so a token's result never depends on the other tokens of the launch.
+// Shared memory (floats): q [G][D] | scores [G][ATT_SUB] | stats [G][4] | merge [WARPS][G][D].
 template <int MAXG, int CHUNKS>
 __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ qkv, int row_stride, float scale,
                             const bf16* __restrict__ k_cache, const bf16* __restrict__ v_cache,
@@ -44,9 +52,8 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                             int num_heads, int num_kv_heads, int head_dim, int split_len,
                             int num_splits, float* __restrict__ part_o,
                             float* __restrict__ part_ml) {
-    extern __shared__ float smem[];  // [ATT_WARPS][G][D + 2]: per-warp acc, m, l
-#define ATT_MAX_G MAXG
-#define ATT_MAX_CHUNKS CHUNKS
+    extern __shared__ __align__(16) float smem[];
+    constexpr int CHA = 4 * CHUNKS;  // 32-dim slices of a K row (phase A)
     const int t = blockIdx.x, y = blockIdx.y, s = blockIdx.z;
     const int G = num_heads / num_kv_heads, D = head_dim;
     const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
@@ -62,128 +69,181 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
         }
         return;
     }
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float* qs = smem;                 // [G][D], pre-scaled by scale * log2(e)
+    float* sc = qs + G * D;           // [G][ATT_SUB]
+    float* stat = sc + G * ATT_SUB;   // [G][4]: alpha, m, l
+    float* mg = stat + 4 * G;         // [ATT_WARPS][G][D]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int oct = lane >> 3, l8 = lane & 7;
     const float qscale = scale * 1.4426950408889634f;  // log2(e): softmax via exp2
     const bf16* q = qkv + (size_t)t * row_stride + (size_t)g * G * D;
-    const int chunks = (D + 127) / 128;
-    float qr[ATT_MAX_G][ATT_MAX_CHUNKS][4];
-    float acc[ATT_MAX_G][ATT_MAX_CHUNKS][4];
-    float m[ATT_MAX_G], l[ATT_MAX_G];
-#pragma unroll
-    for (int h = 0; h < ATT_MAX_G; h++) {
-        m[h] = -INFINITY;
-        l[h] = 0.f;
-#pragma unroll
-        for (int c = 0; c < ATT_MAX_CHUNKS; c++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                int d = c * 128 + lane * 4 + j;
-                qr[h][c][j] = (h < G && c < chunks && d < D) ? bf2f(q[h * D + d]) * qscale : 0.f;
-                acc[h][c][j] = 0.f;
-            }
+    for (int i = tid; i < G * D; i += ATT_THREADS) qs[i] = bf2f(q[i]) * qscale;
+    if (tid < G) {
+        stat[tid * 4 + 1] = -INFINITY;
+        stat[tid * 4 + 2] = 0.f;
     }
     const int* table = block_table + (size_t)row_of[t] * max_blocks;
-    // U positions per round: their K/V loads are all issued before any is used, so each lane
-    // keeps U 8-byte loads of K and of V in flight (positions are still consumed in order, so
-    // results do not depend on U).
-    constexpr int U = (ATT_MAX_G * ATT_MAX_CHUNKS <= 2) ? 4 : 2;
-    for (int p0 = start + warp; p0 < end; p0 += U * ATT_WARPS) {
-        uint2 kb[U][ATT_MAX_CHUNKS], vb[U][ATT_MAX_CHUNKS];
+    const int cha = (D + 31) / 32;
+    float acc[MAXG][CHUNKS][4];
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            int p = p0 + u * ATT_WARPS;
-            size_t base = p < end ? (((size_t)table[p / block_size] * num_kv_heads + g)
-                                     * block_size + p % block_size) * D : 0;
+    for (int h = 0; h < MAXG; h++)
 #pragma unroll
-            for (int c = 0; c < ATT_MAX_CHUNKS; c++) {
-                int d = c * 128 + lane * 4;
-                if (p < end && c < chunks && d < D) {  // head_dim % 4 == 0 (host-checked)
-                    kb[u][c] = *reinterpret_cast<const uint2*>(k_cache + base + d);
-                    vb[u][c] = *reinterpret_cast<const uint2*>(v_cache + base + d);
-                } else {
-                    kb[u][c] = make_uint2(0u, 0u);  // bf16 zeros
-                    vb[u][c] = make_uint2(0u, 0u);
-                }
-            }
-        }
+        for (int c = 0; c < CHUNKS; c++)
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            if (p0 + u * ATT_WARPS >= end) break;
-            float kv[ATT_MAX_CHUNKS][4], vv[ATT_MAX_CHUNKS][4];
+            for (int j = 0; j < 4; j++) acc[h][c][j] = 0.f;
+    __syncthreads();
+
+    for (int t0 = start; t0 < end; t0 += ATT_SUB) {
+        const int tl = min(ATT_SUB, end - t0);
+        // Phase A: scores of this warp's ATT_PER_WARP positions, 4 per round (one per octet).
+        constexpr int ROUNDS = ATT_PER_WARP / 4;
+        constexpr int UA = 4;
+#pragma unroll 1
+        for (int r0 = 0; r0 < ROUNDS; r0 += UA) {
+            uint2 kb[UA][CHA];
 #pragma unroll
-            for (int c = 0; c < ATT_MAX_CHUNKS; c++) {
-                const bf16* kp = reinterpret_cast<const bf16*>(&kb[u][c]);
-                const bf16* vp = reinterpret_cast<const bf16*>(&vb[u][c]);
+            for (int u = 0; u < UA; u++) {
+                const int i = warp * ATT_PER_WARP + (r0 + u) * 4 + oct;
+                const int p = t0 + i;
+                const bool ok = i < tl;
+                const size_t base = ok ? (((size_t)table[p / block_size] * num_kv_heads + g)
+                                          * block_size + p % block_size) * D : 0;
 #pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    kv[c][j] = bf2f(kp[j]);
-                    vv[c][j] = bf2f(vp[j]);
+                for (int c = 0; c < CHA; c++) {
+                    const int d = c * 32 + l8 * 4;
+                    kb[u][c] = (ok && c < cha && d < D)
+                                   ? *reinterpret_cast<const uint2*>(k_cache + base + d)
+                                   : make_uint2(0u, 0u);
                 }
             }
 #pragma unroll
-            for (int h = 0; h < ATT_MAX_G; h++) {
-                if (h >= G) break;
-                float dot = 0.f;
+            for (int u = 0; u < UA; u++) {
+                const int i = warp * ATT_PER_WARP + (r0 + u) * 4 + oct;
 #pragma unroll
-                for (int c = 0; c < ATT_MAX_CHUNKS; c++)
+                for (int h = 0; h < MAXG; h++) {
+                    if (h >= G) break;
+                    float dot = 0.f;
 #pragma unroll
-                    for (int j = 0; j < 4; j++) dot += qr[h][c][j] * kv[c][j];
-                dot = warp_sum(dot);
-                float m_new = fmaxf(m[h], dot);
-                float alpha = exp2f(m[h] - m_new);  // 0 on the first position (m = -inf)
-                float pr = exp2f(dot - m_new);
-                l[h] = l[h] * alpha + pr;
-                m[h] = m_new;
-#pragma unroll
-                for (int c = 0; c < ATT_MAX_CHUNKS; c++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++)
-                        acc[h][c][j] = acc[h][c][j] * alpha + pr * vv[c][j];
+                    for (int c = 0; c < CHA; c++) {
+                        const int d = c * 32 + l8 * 4;
+                        if (c < cha && d < D) {
+                            const float4 qv = *reinterpret_cast<const float4*>(qs + h * D + d);
+                            const bf16* kp = reinterpret_cast<const bf16*>(&kb[u][c]);
+                            dot += qv.x * bf2f(kp[0]) + qv.y * bf2f(kp[1]) + qv.z * bf2f(kp[2])
+                                   + qv.w * bf2f(kp[3]);
+                        }
+                    }
+                    dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+                    dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+                    dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+                    if (l8 == 0 && i < tl) sc[h * ATT_SUB + i] = dot;
+                }
             }
         }
+        __syncthreads();
+        // Phase B: probabilities and running statistics, warp h for head h (G <= ATT_WARPS).
+        if (warp < G) {
+            const int h = warp;
+            float mt = -INFINITY;
+            for (int i = lane; i < tl; i += 32) mt = fmaxf(mt, sc[h * ATT_SUB + i]);
+            mt = warp_max(mt);
+            const float m_old = stat[h * 4 + 1];
+            const float m_new = fmaxf(m_old, mt);
+            float sum = 0.f;
+            for (int i = lane; i < tl; i += 32) {
+                const float pr = exp2f(sc[h * ATT_SUB + i] - m_new);
+                sc[h * ATT_SUB + i] = pr;
+                sum += pr;
+            }
+            sum = warp_sum(sum);
+            if (lane == 0) {
+                const float alpha = exp2f(m_old - m_new);  // 0 on the first tile (m_old = -inf)
+                stat[h * 4] = alpha;
+                stat[h * 4 + 1] = m_new;
+                stat[h * 4 + 2] = stat[h * 4 + 2] * alpha + sum;
+            }
+        }
+        __syncthreads();
+        // Phase C: p * v over this warp's positions; lanes own dims c * 128 + lane * 4 + j.
+#pragma unroll
+        for (int h = 0; h < MAXG; h++) {
+            if (h >= G) break;
+            const float alpha = stat[h * 4];
+#pragma unroll
+            for (int c = 0; c < CHUNKS; c++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[h][c][j] *= alpha;
+        }
+        constexpr int UC = 8;
+#pragma unroll 1
+        for (int j0 = 0; j0 < ATT_PER_WARP; j0 += UC) {
+            uint2 vb[UC][CHUNKS];
+#pragma unroll
+            for (int u = 0; u < UC; u++) {
+                const int i = warp * ATT_PER_WARP + j0 + u;
+                const int p = t0 + i;
+                const bool ok = i < tl;
+                const size_t base = ok ? (((size_t)table[p / block_size] * num_kv_heads + g)
+                                          * block_size + p % block_size) * D : 0;
+#pragma unroll
+                for (int c = 0; c < CHUNKS; c++) {
+                    const int d = c * 128 + lane * 4;
+                    vb[u][c] = (ok && d < D) ? *reinterpret_cast<const uint2*>(v_cache + base + d)
+                                             : make_uint2(0u, 0u);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < UC; u++) {
+                const int i = warp * ATT_PER_WARP + j0 + u;
+                if (i >= tl) break;
+                float vf[CHUNKS][4];
+#pragma unroll
+                for (int c = 0; c < CHUNKS; c++) {
+                    const bf16* vp = reinterpret_cast<const bf16*>(&vb[u][c]);
+#pragma unroll
+                    for (int j = 0; j < 4; j++) vf[c][j] = bf2f(vp[j]);
+                }
+#pragma unroll
+                for (int h = 0; h < MAXG; h++) {
+                    if (h >= G) break;
+                    const float pr = sc[h * ATT_SUB + i];
+#pragma unroll
+                    for (int c = 0; c < CHUNKS; c++)
+#pragma unroll
+                        for (int j = 0; j < 4; j++) acc[h][c][j] += pr * vf[c][j];
+                }
+            }
+        }
+        __syncthreads();  // the next tile rewrites the scores
     }
-    // Merge the warps: each publishes (acc, m, l) per head; warp 0's lanes combine.
-    float* mine = smem + (size_t)warp * G * (D + 2);
+    // Sum the warps' accumulators in warp order; one split partial per head.
+    float* mine = mg + (size_t)warp * G * D;
 #pragma unroll
-    for (int h = 0; h < ATT_MAX_G; h++) {
+    for (int h = 0; h < MAXG; h++) {
         if (h >= G) break;
 #pragma unroll
-        for (int c = 0; c < ATT_MAX_CHUNKS; c++)
+        for (int c = 0; c < CHUNKS; c++)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
-                int d = c * 128 + lane * 4 + j;
-                if (c < chunks && d < D) mine[h * (D + 2) + d] = acc[h][c][j];
+                const int d = c * 128 + lane * 4 + j;
+                if (d < D) mine[h * D + d] = acc[h][c][j];
             }
-        if (lane == 0) {
-            mine[h * (D + 2) + D] = m[h];
-            mine[h * (D + 2) + D + 1] = l[h];
-        }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < G * D; i += blockDim.x) {
-        int h = i / D, d = i % D;
-        float M = -INFINITY;
-        for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, smem[(w * G + h) * (D + 2) + D]);
-        float o = 0.f, L = 0.f;
-        for (int w = 0; w < ATT_WARPS; w++) {
-            const float* wh = smem + (w * G + h) * (D + 2);
-            if (wh[D] != -INFINITY) {  // a warp with no position of this split contributes 0
-                float f = exp2f(wh[D] - M);
-                o += wh[d] * f;
-                L += wh[D + 1] * f;
-            }
-        }
-        size_t p = part + (size_t)h * num_splits;
+    for (int i = tid; i < G * D; i += ATT_THREADS) {
+        float o = 0.f;
+#pragma unroll
+        for (int w = 0; w < ATT_WARPS; w++) o += mg[w * G * D + i];
+        const int h = i / D, d = i % D;
+        const size_t p = part + (size_t)h * num_splits;
         part_o[p * D + d] = o;
         if (d == 0) {
-            part_ml[p * 2] = M;
-            part_ml[p * 2 + 1] = L;
+            part_ml[p * 2] = stat[h * 4 + 1];
+            part_ml[p * 2 + 1] = stat[h * 4 + 2];
         }
     }
 }
 
-#undef ATT_MAX_G
-#undef ATT_MAX_CHUNKS
 
 #define ATT_ENTRY(G_, C_)                                                                       \
     extern "C" __global__ void __launch_bounds__(ATT_THREADS)                                   \

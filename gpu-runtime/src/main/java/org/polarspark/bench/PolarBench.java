@@ -13,6 +13,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
 import jcuda.driver.JCudaDriver;
 import org.polarspark.cuda.Cuda;
 import org.polarspark.cuda.CudaDecoder;
@@ -32,6 +34,7 @@ import org.polarspark.cuda.KernelImage;
  * <pre>
  * polar-bench [--models opt-6.7b,llama-2-7b,llama-3-8b] [--iters 30] [--warmup 5]
  *             [--out bench/results] [--gpu 0] [--only all|gemm|decode] [--polar true]
+ *             [--batches 1,32]
  * </pre>
  *
  * Definitions. GEMM ms: mean of {@code iters} back-to-back launches (median of 5 repeats), so
@@ -59,6 +62,10 @@ public final class PolarBench {
         int gpu = Integer.parseInt(opt.getOrDefault("gpu", "0"));
         String only = opt.getOrDefault("only", "all"); // all, gemm or decode
         boolean polar = Boolean.parseBoolean(opt.getOrDefault("polar", "false"));
+        // Optional subset of each shape's batch sizes (e.g. --batches 1,32), for profiling runs.
+        Set<Integer> onlyBatches = opt.containsKey("batches") ? Arrays.stream(
+                opt.get("batches").split(",")).map(String::trim).map(Integer::valueOf)
+                .collect(Collectors.toSet()) : null;
 
         Map<String, Object> report = new LinkedHashMap<>();
         List<Map<String, Object>> decode = new ArrayList<>();
@@ -89,6 +96,9 @@ public final class PolarBench {
                         Math.max(64, maxB), maxB, blocks * perBlock, neuronMajor)) {
                     dec.fillKvRandom(7);
                     for (int b : s.batches()) {
+                        if (onlyBatches != null && !onlyBatches.contains(b)) {
+                            continue;
+                        }
                         float[] ms = dec.benchDecode(b, s.context(), warmup, iters, 11, null);
                         double med = median(ms);
                         long bytes = dec.decodeBytes(b, s.context());
@@ -318,7 +328,7 @@ public final class PolarBench {
         Map<String, String> m = new LinkedHashMap<>();
         for (int i = 0; i < args.length; i++) {
             if (!args[i].startsWith("--") || i + 1 >= args.length) {
-                throw new IllegalArgumentException("usage: polar-bench [--models a,b] [--iters N]"
+                throw new IllegalArgumentException("usage: polar-bench [--models a,b] [--batches 1,32] [--iters N]"
                         + " [--warmup N] [--out DIR] [--gpu N]; bad argument '" + args[i] + "'");
             }
             m.put(args[i].substring(2), args[++i]);

@@ -20,12 +20,14 @@ import jcuda.driver.JCudaDriver;
  */
 public final class AttentionKernel {
     static final int TILE = 32;
-    private static final int THREADS = 128;
+    private static final int THREADS = 256;
+    /** Positions per tile of the decode kernel (its scores are held in shared memory). */
+    private static final int SUB = 256;
     private static final int MAX_GROUP = 8;      // query heads per KV group (registers)
     private static final int MAX_HEAD_DIM = 256;
     private final CUfunction[][] decode = new CUfunction[4][2]; // [log2 MAXG][chunks - 1]
     private final CUfunction combine;
-    private int sharedOptIn; // dynamic shared memory bytes enabled so far
+    private final int[][] sharedOptIn = new int[4][2]; // dynamic shared memory enabled, per kernel
 
     AttentionKernel(CudaModule m) {
         for (int gi = 0; gi < 4; gi++) {
@@ -37,9 +39,13 @@ public final class AttentionKernel {
         combine = m.function("attention_combine_bf16");
     }
 
-    /** Dynamic shared memory of the decode kernel: per warp, G heads of (acc, m, l). */
+    /**
+     * Dynamic shared memory of the decode kernel (floats): q [G][D], scores [G][SUB], statistics
+     * [G][4] and the warps' accumulators [warps][G][D].
+     */
     static int sharedBytes(int groupSize, int headDim) {
-        return 4 * (THREADS / 32) * groupSize * (headDim + 2);
+        return 4 * (groupSize * headDim + groupSize * SUB + 4 * groupSize
+                + (THREADS / 32) * groupSize * headDim);
     }
 
     public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
@@ -75,11 +81,11 @@ public final class AttentionKernel {
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
         int smem = sharedBytes(g, headDim);
         CUfunction fn = decode[gi][chunks - 1];
-        if (smem > 48 * 1024 && smem > sharedOptIn) {
+        if (smem > 48 * 1024 && smem > sharedOptIn[gi][chunks - 1]) {
             Cuda.check(JCudaDriver.cuFuncSetAttribute(fn,
                     CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem),
                     "cuFuncSetAttribute(" + k + ", " + smem + " bytes of shared memory)");
-            sharedOptIn = smem;
+            sharedOptIn[gi][chunks - 1] = smem;
         }
         new KernelArgs().ptr(qkv).i(rowStride).f(scale).ptr(kCache).ptr(vCache).ptr(blockTable)
                 .i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf).ptr(groupIdx).i(groupsPerToken)

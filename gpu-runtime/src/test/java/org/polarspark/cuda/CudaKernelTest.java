@@ -400,7 +400,8 @@ class CudaKernelTest extends GpuTest {
 
     static Stream<Arguments> attentionShapes() {
         List<Arguments> out = new ArrayList<>();
-        int[][] heads = {{8, 2, 16}, {4, 4, 24}, {8, 8, 32}, {32, 8, 128}, {12, 4, 64}};
+        int[][] heads = {{8, 2, 16}, {4, 4, 24}, {8, 8, 32}, {32, 8, 128}, {12, 4, 64},
+                {16, 2, 256}, {4, 2, 96}, {2, 2, 256}};
         int[][] lens = {{1, 54, 97}, {17, 300, 5}};
         for (int[] h : heads) {
             for (int[] l : lens) {
