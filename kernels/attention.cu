@@ -43,7 +43,9 @@
 // The warps' accumulators are summed in warp order at the end. Every order is fixed by the
 // positions alone, so a token's result never depends on the other tokens of the launch.
 // Shared memory (floats): q [G][D] | scores [G][ATT_SUB] | stats [G][4] | merge [WARPS][G][D].
-template <int MAXG, int CHUNKS>
+// FULL: the shape is exactly G = MAXG and head_dim = 128 * CHUNKS, so every bound below is a
+// compile-time constant (the common shapes: no masks, no division by run-time values).
+template <int MAXG, int CHUNKS, bool FULL>
 __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ qkv, int row_stride, float scale,
                             const bf16* __restrict__ k_cache, const bf16* __restrict__ v_cache,
                             const int* __restrict__ block_table, int max_blocks, int block_size,
@@ -55,7 +57,11 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     extern __shared__ __align__(16) float smem[];
     constexpr int CHA = 4 * CHUNKS;  // 32-dim slices of a K row (phase A)
     const int t = blockIdx.x, y = blockIdx.y, s = blockIdx.z;
-    const int G = num_heads / num_kv_heads, D = head_dim;
+    const int G = FULL ? MAXG : num_heads / num_kv_heads;
+    const int D = FULL ? 128 * CHUNKS : head_dim;
+    // Cache block of a position: a shift when block_size is a power of two (it always is here).
+    const bool pow2 = (block_size & (block_size - 1)) == 0;
+    const int bshift = __ffs(block_size) - 1;
     const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
     const int len = pos_of[t] + 1;
     const int start = s * split_len;
@@ -83,7 +89,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
         stat[tid * 4 + 2] = 0.f;
     }
     const int* table = block_table + (size_t)row_of[t] * max_blocks;
-    const int cha = (D + 31) / 32;
+    const int cha = FULL ? CHA : (D + 31) / 32;
     float acc[MAXG][CHUNKS][4];
 #pragma unroll
     for (int h = 0; h < MAXG; h++)
@@ -106,8 +112,10 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                 const int i = warp * ATT_PER_WARP + (r0 + u) * 4 + oct;
                 const int p = t0 + i;
                 const bool ok = i < tl;
-                const size_t base = ok ? (((size_t)table[p / block_size] * num_kv_heads + g)
-                                          * block_size + p % block_size) * D : 0;
+                const int blk = pow2 ? p >> bshift : p / block_size;
+                const int slot = pow2 ? p & (block_size - 1) : p % block_size;
+                const size_t base = ok ? (((size_t)table[blk] * num_kv_heads + g) * block_size
+                                          + slot) * D : 0;
 #pragma unroll
                 for (int c = 0; c < CHA; c++) {
                     const int d = c * 32 + l8 * 4;
@@ -183,8 +191,10 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                 const int i = warp * ATT_PER_WARP + j0 + u;
                 const int p = t0 + i;
                 const bool ok = i < tl;
-                const size_t base = ok ? (((size_t)table[p / block_size] * num_kv_heads + g)
-                                          * block_size + p % block_size) * D : 0;
+                const int blk = pow2 ? p >> bshift : p / block_size;
+                const int slot = pow2 ? p & (block_size - 1) : p % block_size;
+                const size_t base = ok ? (((size_t)table[blk] * num_kv_heads + g) * block_size
+                                          + slot) * D : 0;
 #pragma unroll
                 for (int c = 0; c < CHUNKS; c++) {
                     const int d = c * 128 + lane * 4;
@@ -245,28 +255,38 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
 }
 
 
-#define ATT_ENTRY(G_, C_)                                                                       \
-    extern "C" __global__ void __launch_bounds__(ATT_THREADS)                                   \
-        attention_decode_paged_g##G_##_c##C_##_bf16(                                            \
+#define ATT_ENTRY(G_, C_, FULL_, SUFFIX_, MINB_)                                                 \
+    extern "C" __global__ void __launch_bounds__(ATT_THREADS, MINB_)                            \
+        attention_decode_paged_g##G_##_c##C_##SUFFIX_##_bf16(                                   \
             const bf16* qkv, int row_stride, float scale, const bf16* k_cache,                  \
             const bf16* v_cache, const int* block_table, int max_blocks, int block_size,        \
             const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
             int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
             float* part_o, float* part_ml) {                                                    \
-        attention_decode_body<G_, C_>(qkv, row_stride, scale, k_cache, v_cache, block_table,    \
+        attention_decode_body<G_, C_, FULL_>(qkv, row_stride, scale, k_cache, v_cache, block_table,    \
                                       max_blocks, block_size, row_of, pos_of, group_idx,        \
                                       groups_per_token, num_heads, num_kv_heads, head_dim,      \
                                       split_len, num_splits, part_o, part_ml);                  \
     }
 
-ATT_ENTRY(1, 1)
-ATT_ENTRY(2, 1)
-ATT_ENTRY(4, 1)
-ATT_ENTRY(8, 1)
-ATT_ENTRY(1, 2)
-ATT_ENTRY(2, 2)
-ATT_ENTRY(4, 2)
-ATT_ENTRY(8, 2)
+// Any shape (G <= MAXG, head_dim <= 128 * C), and the exact shapes (suffix _full); four
+// blocks per SM (64 registers) where that costs no spills.
+ATT_ENTRY(1, 1, false, , 4)
+ATT_ENTRY(2, 1, false, , 4)
+ATT_ENTRY(4, 1, false, , 4)
+ATT_ENTRY(8, 1, false, , 1)
+ATT_ENTRY(1, 2, false, , 1)
+ATT_ENTRY(2, 2, false, , 1)
+ATT_ENTRY(4, 2, false, , 1)
+ATT_ENTRY(8, 2, false, , 1)
+ATT_ENTRY(1, 1, true, _full, 4)
+ATT_ENTRY(2, 1, true, _full, 4)
+ATT_ENTRY(4, 1, true, _full, 4)
+ATT_ENTRY(8, 1, true, _full, 1)
+ATT_ENTRY(1, 2, true, _full, 1)
+ATT_ENTRY(2, 2, true, _full, 1)
+ATT_ENTRY(4, 2, true, _full, 1)
+ATT_ENTRY(8, 2, true, _full, 1)
 
 extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   const float* __restrict__ part_o,

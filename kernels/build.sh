@@ -26,8 +26,11 @@ for src in "$here"/*.cu; do
   fat="$out/$name.fatbin"
   echo "$name.fatbin" >> "$tmp_index"
   # Rebuild only when the source or a shared header is newer than the fatbin.
-  if [ -f "$fat" ] && [ "$fat" -nt "$src" ] && [ "$fat" -nt "$here/common.cuh" ] \
-     && [ "$fat" -nt "$0" ]; then
+  fresh=1
+  for dep in "$src" "$here"/*.cuh "$0"; do
+    [ -f "$fat" ] && [ "$fat" -nt "$dep" ] || fresh=0
+  done
+  if [ "$fresh" = 1 ]; then
     continue
   fi
   echo "[kernels] nvcc $name.cu ($ARCHS)" >&2

@@ -38,3 +38,12 @@ POLAR_DEVICE float block_sum(float v, float* scratch) {
 
 POLAR_DEVICE float bf2f(bf16 v) { return __bfloat162float(v); }
 POLAR_DEVICE bf16 f2bf(float v) { return __float2bfloat16_rn(v); }
+
+// Rotate-half RoPE of one pair (x1 = x[i], x2 = x[i + half]) by angle = pos * inv_freq[i], rounded
+// explicitly (no contraction), so that every kernel that rotates gives the same bits.
+POLAR_DEVICE void rope_pair(float x1, float x2, float angle, float& o1, float& o2) {
+    float s, c;
+    sincosf(angle, &s, &c);
+    o1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+    o2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+}

@@ -9,15 +9,18 @@
 //   kernels read each residual row exactly once.
 // norm_cast_f32: y = bf16(x) (post-norm OPT feeds the un-normalised stream to the projections).
 // norm_gather_f32: out[j] = x[rows[j]] (fp32 rows picked for the LM head).
-// Grid: (n) rows; block: 256 threads. Statistics in fp32 with a two-pass variance.
-#include "common.cuh"
+// Grid: (n) rows; block: NORM_THREADS. Statistics in fp32 with a two-pass variance, over values
+// held in registers (norm_common.cuh), the same code as the fused decode reduce
+// (decode_fused.cu), so both give the same bits; h <= 16384 (host-checked). Rows with h % 4 != 0
+// (which the fused path never takes) use a scalar loop.
+#include "norm_common.cuh"
 
+// Rows whose length is not a multiple of 4 (never the fused path): the same statistics, over
+// values re-read from x.
 template <bool RMS>
-__device__ void norm_row(float* __restrict__ x, bf16* __restrict__ y, const bf16* __restrict__ w,
-                         const bf16* __restrict__ b, float eps, int h, int write_back) {
-    __shared__ float scratch[32];
-    int i = blockIdx.x;
-    float* xr = x + (size_t)i * h;
+__device__ void norm_row_scalar(float* __restrict__ xr, bf16* __restrict__ yr,
+                                const bf16* __restrict__ w, const bf16* __restrict__ b, float eps,
+                                int h, int write_back, float* scratch) {
     float mean = 0.f;
     if (!RMS) {
         float s = 0.f;
@@ -34,19 +37,37 @@ __device__ void norm_row(float* __restrict__ x, bf16* __restrict__ y, const bf16
         float v = (xr[d] - mean) * inv;
         if (w) v *= bf2f(w[d]);
         if (b) v += bf2f(b[d]);
-        y[(size_t)i * h + d] = f2bf(v);
+        yr[d] = f2bf(v);
         if (write_back) xr[d] = v;
     }
 }
 
-extern "C" __global__ void norm_layer_f32(float* x, bf16* y, const bf16* w, const bf16* b,
-                                          float eps, int n, int h, int write_back) {
-    if (blockIdx.x < n) norm_row<false>(x, y, w, b, eps, h, write_back);
+template <bool RMS>
+__device__ void norm_row(float* x, bf16* y, const bf16* w, const bf16* b, float eps, int n, int h,
+                         int write_back) {
+    __shared__ float scratch[32];
+    int i = blockIdx.x;
+    if (i >= n) return;
+    if (h % 4 != 0) {
+        norm_row_scalar<RMS>(x + (size_t)i * h, y + (size_t)i * h, w, b, eps, h, write_back,
+                             scratch);
+        return;
+    }
+    float4 v[NORM_MAXJ];
+    norm_load_row(x + (size_t)i * h, h, v);
+    norm_row_regs<RMS>(v, h, eps, w, b, scratch);
+    norm_store_row(v, h, y + (size_t)i * h, write_back ? x + (size_t)i * h : nullptr);
 }
 
-extern "C" __global__ void norm_rms_f32(float* x, bf16* y, const bf16* w, float eps, int n, int h,
-                                        int write_back) {
-    if (blockIdx.x < n) norm_row<true>(x, y, w, nullptr, eps, h, write_back);
+extern "C" __global__ void __launch_bounds__(NORM_THREADS)
+    norm_layer_f32(float* x, bf16* y, const bf16* w, const bf16* b, float eps, int n, int h,
+                   int write_back) {
+    norm_row<false>(x, y, w, b, eps, n, h, write_back);
+}
+
+extern "C" __global__ void __launch_bounds__(NORM_THREADS)
+    norm_rms_f32(float* x, bf16* y, const bf16* w, float eps, int n, int h, int write_back) {
+    norm_row<true>(x, y, w, nullptr, eps, n, h, write_back);
 }
 
 extern "C" __global__ void norm_cast_f32(const float* __restrict__ x, bf16* __restrict__ y, int n,

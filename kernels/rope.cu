@@ -8,7 +8,8 @@
 //   For i < head_dim/2, angle = pos * inv_freq[i] (fp32):
 //        out[i]          = x[i] cos - x[i + half] sin
 //        out[i + half]   = x[i + half] cos + x[i] sin
-// Grid: (n), block: 128 threads over (head, i) pairs. head_dim must be even (host-checked).
+// Grid: (n, ceil((num_heads + num_kv_heads) * head_dim / 2 / 128)), block 128: one (head, i)
+// pair per thread. head_dim must be even (host-checked).
 #include "common.cuh"
 
 extern "C" __global__ void rope_rotate_half_bf16(bf16* __restrict__ qkv, const int* __restrict__ pos,
@@ -21,13 +22,13 @@ extern "C" __global__ void rope_rotate_half_bf16(bf16* __restrict__ qkv, const i
     int heads = num_heads + num_kv_heads;
     float p = (float)pos[t];
     bf16* row = qkv + (size_t)t * row_stride;
-    for (int j = threadIdx.x; j < heads * half; j += blockDim.x) {
+    int j = blockIdx.y * blockDim.x + threadIdx.x;  // one (head, i) pair per thread
+    if (j < heads * half) {
         int h = j / half, i = j % half;
         bf16* v = h < num_heads ? row + h * head_dim : row + k_offset + (h - num_heads) * head_dim;
-        float s, c;
-        sincosf(p * inv_freq[i], &s, &c);
-        float x1 = bf2f(v[i]), x2 = bf2f(v[i + half]);
-        v[i] = f2bf(x1 * c - x2 * s);
-        v[i + half] = f2bf(x2 * c + x1 * s);
+        float o1, o2;
+        rope_pair(bf2f(v[i]), bf2f(v[i + half]), __fmul_rn(p, inv_freq[i]), o1, o2);
+        v[i] = f2bf(o1);
+        v[i + half] = f2bf(o2);
     }
 }

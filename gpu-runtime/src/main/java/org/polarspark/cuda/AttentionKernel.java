@@ -26,14 +26,19 @@ public final class AttentionKernel {
     private static final int MAX_GROUP = 8;      // query heads per KV group (registers)
     private static final int MAX_HEAD_DIM = 256;
     private final CUfunction[][] decode = new CUfunction[4][2]; // [log2 MAXG][chunks - 1]
+    /** The same for exact shapes: G = MAXG, head_dim = 128 * chunks (constant bounds). */
+    private final CUfunction[][] decodeFull = new CUfunction[4][2];
     private final CUfunction combine;
     private final int[][] sharedOptIn = new int[4][2]; // dynamic shared memory enabled, per kernel
+    private final int[][] sharedOptInFull = new int[4][2];
 
     AttentionKernel(CudaModule m) {
         for (int gi = 0; gi < 4; gi++) {
             for (int c = 1; c <= 2; c++) {
                 decode[gi][c - 1] = m.function("attention_decode_paged_g" + (1 << gi) + "_c" + c
                         + "_bf16");
+                decodeFull[gi][c - 1] = m.function("attention_decode_paged_g" + (1 << gi) + "_c"
+                        + c + "_full_bf16");
             }
         }
         combine = m.function("attention_combine_bf16");
@@ -59,7 +64,9 @@ public final class AttentionKernel {
             gi++;
         }
         int chunks = headDim <= 128 ? 1 : 2;
-        String k = "attention_decode_paged_g" + (1 << gi) + "_c" + chunks + "_bf16";
+        boolean full = heads == (kvHeads << gi) && headDim == 128 * chunks;
+        String k = "attention_decode_paged_g" + (1 << gi) + "_c" + chunks + (full ? "_full" : "")
+                + "_bf16";
         String shapes = "n=" + n + " heads=" + heads + " kv_heads=" + kvHeads + " head_dim="
                 + headDim + " splits=" + numSplits + "x" + splitLen;
         Check.positive(k, "n", n);
@@ -80,12 +87,13 @@ public final class AttentionKernel {
         Check.fits(k, "part_ml", partMl, (long) n * heads * numSplits * 2, 4);
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
         int smem = sharedBytes(g, headDim);
-        CUfunction fn = decode[gi][chunks - 1];
-        if (smem > 48 * 1024 && smem > sharedOptIn[gi][chunks - 1]) {
+        CUfunction fn = (full ? decodeFull : decode)[gi][chunks - 1];
+        int[][] optIn = full ? sharedOptInFull : sharedOptIn;
+        if (smem > 48 * 1024 && smem > optIn[gi][chunks - 1]) {
             Cuda.check(JCudaDriver.cuFuncSetAttribute(fn,
                     CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem),
                     "cuFuncSetAttribute(" + k + ", " + smem + " bytes of shared memory)");
-            sharedOptIn[gi][chunks - 1] = smem;
+            optIn[gi][chunks - 1] = smem;
         }
         new KernelArgs().ptr(qkv).i(rowStride).f(scale).ptr(kCache).ptr(vCache).ptr(blockTable)
                 .i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf).ptr(groupIdx).i(groupsPerToken)

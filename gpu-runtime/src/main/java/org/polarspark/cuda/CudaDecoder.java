@@ -103,6 +103,13 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private DeviceRouters routers;           // of the forward in progress, or null (dense)
     private boolean graphs = true;
 
+    /**
+     * Whether pieces of at most 64 tokens take the fused path (split-K partials reduced together
+     * with the residual add and the next norm, or with RoPE and the K/V append): the same bits
+     * as the unfused path, in fewer kernels. System property polar.decode.unfused turns it off.
+     */
+    private final boolean fusedDecode;
+
     private static final class LayerBuffers {
         DeviceBuffer attnW, attnB, wqkv, bqkv, wo, bo, mlpW, mlpB, w1, b1, w2, b2;
     }
@@ -284,9 +291,18 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         for (int l = 0; l < c.numLayers(); l++) {
             groupIdx[l] = scratchBuf("group_idx" + l, t * c.numKvHeads() * 4);
         }
-        // Split-K partials: splits * M * N floats with splits * tiles ~ 4 blocks per SM, so
-        // about 4 * SMs * 64 * 64 floats; twice that for slack.
-        this.gemmWork = scratchBuf("gemm_work", 2L * 4 * ctx.multiprocessors() * 64 * 64 * 4);
+        // Split-K partials: splits * M * N floats. At least room for the layer projections at
+        // 64 rows (the fused decode path, which always reduces partials), and 2 * 4 * SMs tiles.
+        long work = 2L * 4 * ctx.multiprocessors() * 64 * 64 * 4;
+        int fusedRows = (int) Math.min(GemmKernel.BM, t);
+        int ffnOut = c.gatedMlp() ? 2 * c.ffnDim() : c.ffnDim();
+        int[][] projections = {{qkvDim, h}, {h, c.qDim()}, {ffnOut, h}, {h, c.ffnDim()}};
+        for (int[] nk : projections) {
+            work = Math.max(work, kernels.gemm.splitsFor(nk[0], nk[1]) * 4L * fusedRows * nk[0]);
+        }
+        this.gemmWork = scratchBuf("gemm_work", work);
+        this.fusedDecode = h % 4 == 0 && h <= NormKernel.MAX_H
+                && !Boolean.getBoolean("polar.decode.unfused");
         this.nextLp = scratchBuf("next_logprob", lm * 4L);
         stream.synchronize();
     }
@@ -691,10 +707,15 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         LayerBuffers B = layers[l];
         int h = c.hiddenSize();
         boolean pre = c.doLayerNormBefore();
-        if (pre) {
-            norm(B.attnW, B.attnB, n, false);
-        } else {
-            k.norm.cast(stream, x, y, n, h);
+        // Fused path: y already holds this layer's input (the previous layer's last reduce
+        // normalised it), and each projection's partials are reduced by a fused kernel.
+        boolean fused = fusedDecode && n <= GemmKernel.BM;
+        if (!fused || l == 0) {
+            if (pre) {
+                norm(B.attnW, B.attnB, n, false);
+            } else {
+                k.norm.cast(stream, x, y, n, h);
+            }
         }
         int f = c.ffnDim();
         int mlpKept = routers != null ? routers.mlpK(l, n) : f;
@@ -709,16 +730,25 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             k.router.unionScores(stream, routers.mlpLogits, n, f, routers.mlpScore);
             k.router.selectTopk(stream, routers.mlpScore, f, mlpKept, routers.mlpIdx[l]);
         }
-        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, B.wqkv, h, B.bqkv, qkv, qkvDim,
-                n, qkvDim, h, gemmWork);
         int kOff = c.qDim();
         int vOff = c.qDim() + c.kvDim();
-        if (invFreq != null) {
-            k.rope.run(stream, qkv, pos, invFreq, n, qkvDim, c.numHeads(), c.numKvHeads(), kOff,
+        if (fused) {
+            int sp = k.gemm.partials(false, stream, y, h, B.wqkv, h, 0, n, qkvDim, h, gemmWork,
+                    null);
+            k.fused.qkvRopeKv(stream, gemmWork, sp, B.bqkv, qkv, pos, invFreq, n, c.numHeads(),
+                    c.numKvHeads(), c.headDim(), kCache[l], vCache[l], rowOf, blockTable,
+                    maxBlocksPerSeq, BLOCK_SIZE);
+        } else {
+            k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, B.wqkv, h, B.bqkv, qkv,
+                    qkvDim, n, qkvDim, h, gemmWork);
+            if (invFreq != null) {
+                k.rope.run(stream, qkv, pos, invFreq, n, qkvDim, c.numHeads(), c.numKvHeads(),
+                        kOff, c.headDim());
+            }
+            k.kvAppend.run(stream, kCache[l], vCache[l], qkv, rowOf, pos, blockTable,
+                    maxBlocksPerSeq, BLOCK_SIZE, n, qkvDim, kOff, vOff, c.numKvHeads(),
                     c.headDim());
         }
-        k.kvAppend.run(stream, kCache[l], vCache[l], qkv, rowOf, pos, blockTable, maxBlocksPerSeq,
-                BLOCK_SIZE, n, qkvDim, kOff, vOff, c.numKvHeads(), c.headDim());
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
         int groups = c.numKvHeads();
         DeviceBuffer table = null;
@@ -735,43 +765,84 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 c.numKvHeads(), c.headDim(), splitLen, splits, partO, partMl, n);
         k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
                 c.numKvHeads(), c.headDim(), splits, n);
-        k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, att, c.qDim(), B.wo, c.qDim(), B.bo, x,
-                h, n, h, c.qDim(), gemmWork);
-        if (!pre) {
-            norm(B.attnW, B.attnB, n, true);
-        }
-        if (pre) {
-            norm(B.mlpW, B.mlpB, n, false);
+        if (fused) {
+            // x += o_proj(att); then the MLP's input: pre-norm y = norm_mlp(x), post-norm
+            // x = norm_attn(x) and y = x.
+            int sp = k.gemm.partials(false, stream, att, c.qDim(), B.wo, c.qDim(), 0, n, h,
+                    c.qDim(), gemmWork, null);
+            k.fused.residualNorm(stream, gemmWork, sp, B.bo, x, y, normKind(),
+                    pre ? B.mlpW : B.attnW, pre ? B.mlpB : B.attnB, c.normEps(), n, h, !pre);
         } else {
-            k.norm.cast(stream, x, y, n, h);
+            k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, att, c.qDim(), B.wo, c.qDim(), B.bo,
+                    x, h, n, h, c.qDim(), gemmWork);
+            if (!pre) {
+                norm(B.attnW, B.attnB, n, true);
+            }
+            if (pre) {
+                norm(B.mlpW, B.mlpB, n, false);
+            } else {
+                k.norm.cast(stream, x, y, n, h);
+            }
         }
+        // MLP: its output projection either accumulates into x (unfused) or leaves partials.
+        boolean kn = false;
+        DeviceBuffer downIn;
+        int downK;
+        DeviceBuffer downRows = null;
         if (c.gatedMlp()) {
             k.gemm.run(GemmKernel.Epilogue.SWIGLU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n,
                     2 * f, h, gemmWork);
-            k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, f, B.b2, x, h, n, h, f,
-                    gemmWork);
+            downIn = hb;
+            downK = f;
         } else if (mlpKept < f) {
             // Sparse MLP: fc1 over the selected neurons' rows into a compact [n, kept] buffer,
             // then fc2 over the same neurons' rows of the neuron-major fc2.
             k.gemm.runGatherRows(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, f, B.b1,
                     hb, mlpKept, n, mlpKept, h, gemmWork, routers.mlpIdx[l]);
-            k.gemm.runKn(GemmKernel.Epilogue.ACCUM_F32, stream, hb, mlpKept, B.w2, h, f, B.b2, x,
-                    h, n, h, mlpKept, gemmWork, routers.mlpIdx[l]);
+            downIn = hb;
+            downK = mlpKept;
+            kn = true;
+            downRows = routers.mlpIdx[l];
         } else {
             k.gemm.run(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, B.b1, hb, f, n, f, h,
                     gemmWork);
-            if (fc2NeuronMajor) {
-                k.gemm.runKn(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, h, f, B.b2, x, h,
-                        n, h, f, gemmWork, null);
-            } else {
-                k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, hb, f, B.w2, f, B.b2, x, h, n,
-                        h, f, gemmWork);
-            }
+            downIn = hb;
+            downK = f;
+            kn = fc2NeuronMajor;
         }
-
+        if (fused) {
+            // x += fc2(...); then the next layer's input (pre-norm: its attention norm; the last
+            // layer leaves x for the final norm), or post-norm x = norm_mlp(x) and y = x.
+            int sp = k.gemm.partials(kn, stream, downIn, downK, B.w2, kn ? h : downK, f, n, h,
+                    downK, gemmWork, downRows);
+            boolean last = l == c.numLayers() - 1;
+            LayerBuffers next = last ? null : layers[l + 1];
+            if (pre) {
+                k.fused.residualNorm(stream, gemmWork, sp, B.b2, x, y,
+                        last ? DecodeFusedKernel.Norm.NONE : normKind(),
+                        last ? null : next.attnW, last ? null : next.attnB, c.normEps(), n, h,
+                        false);
+            } else {
+                k.fused.residualNorm(stream, gemmWork, sp, B.b2, x, y, normKind(), B.mlpW,
+                        B.mlpB, c.normEps(), n, h, true);
+            }
+            return;
+        }
+        if (kn) {
+            k.gemm.runKn(GemmKernel.Epilogue.ACCUM_F32, stream, downIn, downK, B.w2, h, f, B.b2,
+                    x, h, n, h, downK, gemmWork, downRows);
+        } else {
+            k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, downIn, downK, B.w2, downK, B.b2, x,
+                    h, n, h, downK, gemmWork);
+        }
         if (!pre) {
             norm(B.mlpW, B.mlpB, n, true);
         }
+    }
+
+    private DecodeFusedKernel.Norm normKind() {
+        return c.family() == ModelFamily.LLAMA ? DecodeFusedKernel.Norm.RMS
+                : DecodeFusedKernel.Norm.LAYER;
     }
 
     /** Final norm, projection and LM head for the wanted positions; logits copied to the host. */

@@ -34,8 +34,11 @@ public final class GemmKernel {
     private static final int STAGES = 4;
     private static final int PAD = 8;
     private static final int THREADS = 128;
-    /** Blocks per SM to aim for with split-K: enough loads in flight to saturate HBM. */
-    static final int TARGET_BLOCKS_PER_SM = 4;
+    /**
+     * Blocks per SM to aim for with split-K (system property polar.gemm.blocksPerSm, a tuning
+     * knob): several waves of blocks, so that the last partial wave costs little.
+     */
+    static final int TARGET_BLOCKS_PER_SM = Integer.getInteger("polar.gemm.blocksPerSm", 4);
     /** Smallest K range per split (8 pipeline steps of 32). */
     static final int MIN_SPLIT_K = 256;
 
@@ -145,11 +148,58 @@ public final class GemmKernel {
         launch(epi, true, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, kRows, wRows);
     }
 
+    /** Number of K chunks (split-K partials) of an n x k projection. */
+    int splitsFor(int n, int k) {
+        int chunk = chunkFor(n, k);
+        return (k + chunk - 1) / chunk;
+    }
+
+    /** Whether {@link #partials} can run m rows of an n-column output in this workspace. */
+    public boolean partialsFit(int m, int n, int k, DeviceBuffer workspace) {
+        int chunk = chunkFor(n, k);
+        long splits = (k + chunk - 1) / chunk;
+        return m <= BM && workspace != null && splits * m * n * 4 <= workspace.bytes();
+    }
+
+    /**
+     * Split-K partial sums only, for a fused reduce (kernels/decode_fused.cu): workspace fp32
+     * [splits, m, n] gets acc of each K chunk (no bias, no epilogue); returns splits. The chunks
+     * are those of every other path ({@link #chunkFor}), so a reduce that adds them in order has
+     * the bits of {@link #run}. Needs m <= 64 and {@link #partialsFit}.
+     *
+     * @param kRows null, or for the [K, N] layout (knLayout) W's row of each k (Polar's fc2)
+     */
+    public int partials(boolean knLayout, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
+                        int ldw, long wRows, int m, int n, int k, DeviceBuffer workspace,
+                        DeviceBuffer kRows) {
+        String name = "gemm partials";
+        Check.that(partialsFit(m, n, k, workspace), name, "needs M <= " + BM + " and a workspace"
+                + " for the partials (M=" + m + " N=" + n + " K=" + k + ")");
+        if (knLayout) {
+            Check.that(n % 8 == 0 && ldw % 8 == 0, name, "N and ldw must be multiples of 8, got N="
+                    + n + " ldw=" + ldw);
+            Check.fitsOrNull(name, "k rows", kRows, k, 4);
+        } else {
+            Check.that(kRows == null, name, "row gathers are for the [K, N] layout only");
+        }
+        return launch(Epilogue.STORE_BF16, knLayout, s, a, lda, w, ldw, null, null, 0, m, n, k,
+                workspace, kRows, kRows == null ? 0 : wRows, true);
+    }
+
     private void launch(Epilogue epi, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,
                         DeviceBuffer w, int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc,
                         int m, int n, int k, DeviceBuffer workspace, DeviceBuffer idx,
                         long wRows) {
-        String name = epi.symbol + (knLayout ? "_kn" : "");
+        launch(epi, knLayout, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, idx, wRows,
+                false);
+    }
+
+    private int launch(Epilogue epi, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,
+                        DeviceBuffer w, int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc,
+                        int m, int n, int k, DeviceBuffer workspace, DeviceBuffer idx,
+                        long wRows, boolean partialsOnly) {
+        String name = partialsOnly ? "gemm_partials" + (knLayout ? "_kn" : "")
+                : epi.symbol + (knLayout ? "_kn" : "");
         String shapes = "M=" + m + " N=" + n + " K=" + k + " lda=" + lda + " ldw=" + ldw
                 + " ldc=" + ldc;
         Check.positive(name, "M", m);
@@ -161,7 +211,8 @@ public final class GemmKernel {
                 + (knLayout ? "N" : "K") + " needed (" + shapes + ")");
         Check.that(n % 2 == 0, name, "N must be even (" + shapes + ")");
         int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
-        Check.that(ldc >= outCols, name, "ldc must be >= " + outCols + " (" + shapes + ")");
+        Check.that(partialsOnly || ldc >= outCols, name, "ldc must be >= " + outCols + " ("
+                + shapes + ")");
         Check.fits(name, "A", a, (long) (m - 1) * lda + k, 2);
         if (idx == null) {
             Check.fits(name, "W", w, knLayout ? (long) (k - 1) * ldw + n
@@ -171,12 +222,14 @@ public final class GemmKernel {
             Check.fits(name, "W", w, (wRows - 1) * ldw + (knLayout ? n : k), 2);
             Check.fitsOrNull(name, "bias", bias, knLayout ? n : wRows, 2);
         }
-        Check.fits(name, "out", out, (long) (m - 1) * ldc + outCols, epi.outBytes);
+        if (!partialsOnly) {
+            Check.fits(name, "out", out, (long) (m - 1) * ldc + outCols, epi.outBytes);
+        }
         int chunk = chunkFor(n, k);
         int splits = (k + chunk - 1) / chunk;
         // Split across blocks only for one-tile-high outputs whose partials fit the workspace;
         // otherwise each block walks the chunks itself (same bits either way).
-        boolean split = splits > 1 && m <= BM && workspace != null
+        boolean split = partialsOnly || splits > 1 && m <= BM && workspace != null
                 && (long) splits * m * n * 4 <= workspace.bytes();
         DeviceBuffer work = split ? workspace : null;
         if (!split) {
@@ -193,6 +246,9 @@ public final class GemmKernel {
                 .launch(f, small ? name + "_m16" : name, (n + bn - 1) / bn, (m + bm - 1) / bm,
                         splits, THREADS, knLayout ? smemKn(bm, bn, bk) : smem(bm, bn, bk), s,
                         shapes + " splits=" + splits);
+        if (partialsOnly) {
+            return splits;
+        }
         if (work != null) {
             long pairs = (long) m * n / 2;
             new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(out).i(ldc).i(m).i(n)
@@ -200,5 +256,6 @@ public final class GemmKernel {
                     .launch(reduce[epi.ordinal()], name + "_reduce", (int) ((pairs + 255) / 256),
                             1, 1, 256, 0, s, shapes + " splits=" + splits);
         }
+        return splits;
     }
 }

@@ -30,6 +30,7 @@ public final class KernelImage implements AutoCloseable {
     public final InitKernel init;
     public final RouterKernel router;
     public final SamplingKernel sampling;
+    public final DecodeFusedKernel fused;
 
     /** Loads every family into the current context (call {@link GpuContext#bind()} first). */
     public KernelImage() {
@@ -49,6 +50,7 @@ public final class KernelImage implements AutoCloseable {
             init = new InitKernel(module("init"));
             router = new RouterKernel(module("router"));
             sampling = new SamplingKernel(module("sampling"));
+            fused = new DecodeFusedKernel(module("decode_fused"));
         } catch (RuntimeException e) {
             close();
             throw e;

@@ -27,6 +27,21 @@ public final class NormKernel {
         gather = m.function("norm_gather_f32");
     }
 
+    /** Largest row of the register-resident norms (kernels/norm_common.cuh). */
+    static final int MAX_H = 4 * BLOCK * 16;
+
+    /** The fused decode reduce (register-resident rows): h % 4 == 0 and h <= MAX_H. */
+    static void normShape(String k, int h) {
+        Check.that(h % 4 == 0 && h <= MAX_H, k, "hidden size must be a multiple of 4 and at most "
+                + MAX_H + ", got " + h);
+    }
+
+    /** The standalone norms: rows of at most MAX_H (any length if not a multiple of 4). */
+    private static void standaloneShape(String k, int h) {
+        Check.that(h % 4 != 0 || h <= MAX_H, k, "hidden size must be at most " + MAX_H + ", got "
+                + h);
+    }
+
     private static void shapes(String k, DeviceBuffer x, DeviceBuffer y, int n, int h) {
         Check.positive(k, "n", n);
         Check.positive(k, "h", h);
@@ -38,6 +53,7 @@ public final class NormKernel {
                       DeviceBuffer b, float eps, int n, int h, boolean writeBack) {
         String k = "norm_layer_f32";
         shapes(k, x, y, n, h);
+        standaloneShape(k, h);
         Check.fitsOrNull(k, "w", w, h, 2);
         Check.fitsOrNull(k, "b", b, h, 2);
         new KernelArgs().ptr(x).ptr(y).ptr(w).ptr(b).f(eps).i(n).i(h).i(writeBack ? 1 : 0)
@@ -48,6 +64,7 @@ public final class NormKernel {
                     int n, int h, boolean writeBack) {
         String k = "norm_rms_f32";
         shapes(k, x, y, n, h);
+        standaloneShape(k, h);
         Check.fits(k, "w", w, h, 2);
         new KernelArgs().ptr(x).ptr(y).ptr(w).f(eps).i(n).i(h).i(writeBack ? 1 : 0)
                 .launch(rms, k, n, 1, 1, BLOCK, 0, s, "n=" + n + " h=" + h);

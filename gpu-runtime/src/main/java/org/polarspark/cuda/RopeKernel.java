@@ -33,6 +33,7 @@ public final class RopeKernel {
         Check.fits(k, "inv_freq", invFreq, headDim / 2, 4);
         new KernelArgs().ptr(qkv).ptr(pos).ptr(invFreq).i(n).i(rowStride).i(heads).i(kvHeads)
                 .i(kOffset).i(headDim)
-                .launch(fn, k, n, 1, 1, BLOCK, 0, s, "n=" + n + " heads=" + heads);
+                .launch(fn, k, n, ((heads + kvHeads) * (headDim / 2) + BLOCK - 1) / BLOCK, 1,
+                        BLOCK, 0, s, "n=" + n + " heads=" + heads);
     }
 }

@@ -1,0 +1,77 @@
+package org.polarspark.cuda;
+
+import jcuda.driver.CUfunction;
+
+/**
+ * Launcher for kernels/decode_fused.cu: the split-K reduces of the decode step with the work
+ * that follows them fused in. Both read the partials of {@link GemmKernel#partials} and give the
+ * bits of the unfused path.
+ * <pre>
+ * residualNorm: x[m] += sum_z work[z][m] + bias; then no norm, LayerNorm or RMSNorm of x into
+ *               y bf16 (weights w, b), writeBack: x = the normalised values too
+ * qkvRopeKv:    qkv[m] = bf16(sum_z work[z][m] + bias); RoPE on q and k heads (invFreq not null);
+ *               K and V appended to the paged cache at (rowOf[m], pos[m])
+ * </pre>
+ */
+public final class DecodeFusedKernel {
+    /** What follows the residual add. */
+    public enum Norm {
+        NONE, LAYER, RMS
+    }
+
+    private static final int BLOCK = 256;
+    private final CUfunction residualNorm;
+    private final CUfunction qkvRopeKv;
+
+    DecodeFusedKernel(CudaModule m) {
+        residualNorm = m.function("decode_residual_norm_f32");
+        qkvRopeKv = m.function("decode_qkv_rope_kv_bf16");
+    }
+
+    public void residualNorm(CudaStream s, DeviceBuffer work, int splits, DeviceBuffer bias,
+                             DeviceBuffer x, DeviceBuffer y, Norm norm, DeviceBuffer w,
+                             DeviceBuffer b, float eps, int m, int n, boolean writeBack) {
+        String k = "decode_residual_norm_f32";
+        Check.positive(k, "M", m);
+        Check.positive(k, "splits", splits);
+        NormKernel.normShape(k, n);
+        Check.fits(k, "work", work, (long) splits * m * n, 4);
+        Check.fitsOrNull(k, "bias", bias, n, 2);
+        Check.fits(k, "x", x, (long) m * n, 4);
+        if (norm != Norm.NONE) {
+            Check.fits(k, "y", y, (long) m * n, 2);
+            Check.fitsOrNull(k, "w", w, n, 2);
+            Check.fitsOrNull(k, "b", b, n, 2);
+            Check.that(norm == Norm.LAYER || b == null, k, "RMSNorm takes no bias");
+        }
+        new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(x).ptr(y).ptr(w).ptr(b).f(eps).i(m)
+                .i(n).i(norm.ordinal()).i(writeBack ? 1 : 0)
+                .launch(residualNorm, k, m, 1, 1, BLOCK, 0, s, "M=" + m + " N=" + n
+                        + " splits=" + splits + " norm=" + norm);
+    }
+
+    public void qkvRopeKv(CudaStream s, DeviceBuffer work, int splits, DeviceBuffer bias,
+                          DeviceBuffer qkv, DeviceBuffer pos, DeviceBuffer invFreq, int m,
+                          int heads, int kvHeads, int headDim, DeviceBuffer kCache,
+                          DeviceBuffer vCache, DeviceBuffer rowOf, DeviceBuffer blockTable,
+                          int maxBlocks, int blockSize) {
+        String k = "decode_qkv_rope_kv_bf16";
+        int n = (heads + 2 * kvHeads) * headDim;
+        String shapes = "M=" + m + " heads=" + heads + " kv_heads=" + kvHeads + " head_dim="
+                + headDim + " splits=" + splits;
+        Check.positive(k, "M", m);
+        Check.positive(k, "splits", splits);
+        Check.that(headDim % 2 == 0, k, "head_dim must be even (" + shapes + ")");
+        Check.fits(k, "work", work, (long) splits * m * n, 4);
+        Check.fitsOrNull(k, "bias", bias, n, 2);
+        Check.fits(k, "qkv", qkv, (long) m * n, 2);
+        Check.fits(k, "pos", pos, m, 4);
+        Check.fits(k, "row_of", rowOf, m, 4);
+        Check.fitsOrNull(k, "inv_freq", invFreq, headDim / 2, 4);
+        int pairs = n / 2;
+        new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(qkv).ptr(pos).ptr(invFreq).i(m)
+                .i(heads).i(kvHeads).i(headDim).ptr(kCache).ptr(vCache).ptr(rowOf)
+                .ptr(blockTable).i(maxBlocks).i(blockSize)
+                .launch(qkvRopeKv, k, (pairs + BLOCK - 1) / BLOCK, m, 1, BLOCK, 0, s, shapes);
+    }
+}

@@ -1,0 +1,103 @@
+// The decode step's split-K reduces with what follows them fused in (one kernel instead of
+// three), for batches small enough that every projection runs split-K (M <= 64 rows).
+// Each reduce adds the partials work[z][M][N] over z in order, exactly as gemm_reduce in gemm.cu
+// does, and applies the same epilogue, so the results have the bits of the unfused path
+// (GEMM, then norm.cu / rope.cu / kv_cache.cu).
+//
+// decode_residual_norm_f32: x[m] += sum_z work[z][m] + bias (the ACCUM_F32 epilogue), then
+//   mode 0: nothing more; 1: LayerNorm, 2: RMSNorm of the new x into y bf16 (with w, b), and
+//   with write_back the normalised values also replace x (post-norm OPT).
+//   Grid (M), block NORM_THREADS. N = hidden: N % 4 == 0, N <= 16384.
+// decode_qkv_rope_kv_bf16: qkv[m] = bf16(sum_z work[z][m] + bias) (the STORE_BF16 epilogue),
+//   then RoPE on the q and k heads (when inv_freq is not null), then K and V appended into the
+//   paged cache (kv_cache.cu's layout). Columns: q heads [0, H*D), k heads [H*D, (H+KV)*D),
+//   v heads [(H+KV)*D, (H+2KV)*D) = N. One thread per (head, i < D/2) pair.
+//   Grid (ceil(N / 2 / 256), M), block 256.
+#include "norm_common.cuh"
+
+extern "C" __global__ void __launch_bounds__(NORM_THREADS)
+    decode_residual_norm_f32(const float* __restrict__ work, int splits,
+                             const bf16* __restrict__ bias, float* __restrict__ x,
+                             bf16* __restrict__ y, const bf16* __restrict__ w,
+                             const bf16* __restrict__ b, float eps, int M, int N, int mode,
+                             int write_back) {
+    __shared__ float scratch[32];
+    const int m = blockIdx.x;
+    if (m >= M) return;
+    float* xr = x + (size_t)m * N;
+    float4 v[NORM_MAXJ];
+#pragma unroll
+    for (int j = 0; j < NORM_MAXJ; j++) {
+        if (!norm_has(j, N)) continue;
+        const int g = threadIdx.x + NORM_THREADS * j;
+        float a[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int z = 0; z < splits; z++) {
+            const float4 p = reinterpret_cast<const float4*>(work + ((size_t)z * M + m) * N)[g];
+            a[0] += p.x;
+            a[1] += p.y;
+            a[2] += p.z;
+            a[3] += p.w;
+        }
+        const float4 old = reinterpret_cast<const float4*>(xr)[g];
+        float o[4] = {old.x, old.y, old.z, old.w};
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float bb = bias ? bf2f(bias[4 * g + e]) : 0.f;
+            o[e] += a[e] + bb;
+        }
+        v[j] = make_float4(o[0], o[1], o[2], o[3]);
+        reinterpret_cast<float4*>(xr)[g] = v[j];
+    }
+    if (mode == 0) return;
+    if (mode == 1) {
+        norm_row_regs<false>(v, N, eps, w, b, scratch);
+    } else {
+        norm_row_regs<true>(v, N, eps, w, nullptr, scratch);
+    }
+    norm_store_row(v, N, y + (size_t)m * N, write_back ? xr : nullptr);
+}
+
+extern "C" __global__ void decode_qkv_rope_kv_bf16(
+    const float* __restrict__ work, int splits, const bf16* __restrict__ bias,
+    bf16* __restrict__ qkv, const int* __restrict__ pos, const float* __restrict__ inv_freq,
+    int M, int num_heads, int num_kv_heads, int head_dim, bf16* __restrict__ k_cache,
+    bf16* __restrict__ v_cache, const int* __restrict__ row_of,
+    const int* __restrict__ block_table, int max_blocks, int block_size) {
+    const int m = blockIdx.y;
+    const int half = head_dim / 2;
+    const int heads = num_heads + 2 * num_kv_heads;
+    const int N = heads * head_dim;
+    const int pr = blockIdx.x * blockDim.x + threadIdx.x;
+    if (pr >= heads * half) return;
+    const int hd = pr / half, i = pr % half;
+    const int c1 = hd * head_dim + i, c2 = c1 + half;
+    float a1 = 0.f, a2 = 0.f;
+    for (int z = 0; z < splits; z++) {
+        const float* wz = work + ((size_t)z * M + m) * N;
+        a1 += wz[c1];
+        a2 += wz[c2];
+    }
+    a1 += bias ? bf2f(bias[c1]) : 0.f;  // as the GEMM epilogue: + 0 without a bias
+    a2 += bias ? bf2f(bias[c2]) : 0.f;
+    bf16 o1 = f2bf(a1), o2 = f2bf(a2);
+    if (inv_freq && hd < num_heads + num_kv_heads) {
+        float r1, r2;
+        rope_pair(bf2f(o1), bf2f(o2), __fmul_rn((float)pos[m], inv_freq[i]), r1, r2);
+        o1 = f2bf(r1);
+        o2 = f2bf(r2);
+    }
+    bf16* row = qkv + (size_t)m * N;
+    row[c1] = o1;
+    row[c2] = o2;
+    if (hd >= num_heads) {
+        const int kv = hd - num_heads;                // 0 .. 2 KV - 1
+        const int g = kv % num_kv_heads;
+        bf16* cache = kv < num_kv_heads ? k_cache : v_cache;
+        const int p = pos[m];
+        const int block = block_table[(size_t)row_of[m] * max_blocks + p / block_size];
+        const size_t dst = (((size_t)block * num_kv_heads + g) * block_size + p % block_size)
+                           * head_dim;
+        cache[dst + i] = o1;
+        cache[dst + i + half] = o2;
+    }
+}
