@@ -91,6 +91,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer sampleStep; // int32 [maxRows]
     private final DeviceBuffer nextIds;    // int32 [LM_CHUNK]: device argmax of each row
     private final DeviceBuffer nextLp;     // fp32 [LM_CHUNK]: its log-probability
+    // --- tiled prefill attention (PrefillAttentionKernel) ---
+    private final DeviceBuffer prefillTiles; // int32 [maxTiles, 4]: the piece's prompt tiles
+    /** Flat tokens [prefillFrom, n) of the piece in progress are prompt tokens (see runPiece). */
+    private int prefillFrom;
+    private int prefillTileCount;            // 0: every token goes to the flash-decoding kernel
     private static final int PART_SPLITS = 4;
     /** Positions per flash-decoding split (a multiple of the kernel's 32-position tile). */
     static final int SPLIT_LEN = 256;
@@ -304,6 +309,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.fusedDecode = h % 4 == 0 && h <= NormKernel.MAX_H
                 && !Boolean.getBoolean("polar.decode.unfused");
         this.nextLp = scratchBuf("next_logprob", lm * 4L);
+        this.prefillTiles = scratchBuf("prefill_tiles",
+                PrefillAttentionKernel.maxTiles(maxTokens, maxRows) * 16L);
         stream.synchronize();
     }
 
@@ -481,11 +488,17 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         List<int[]> want = new ArrayList<>(); // {flat index, row, logit slot}
         int i = 0;
         int maxLen = 0;
-        for (int j = 0; j < segs.size(); j++) {
+        // Tiled prefill attention: prompt rows' tokens are laid out last (see prefillOrder).
+        List<int[]> runs = new ArrayList<>(); // {first flat token, segment, first position, count}
+        prefillFrom = 0;
+        for (int j : prefillOrder(segs, tokens)) {
             int[] sg = segs.get(j);
             CudaSequence s = seqs.get(sg[0]);
             for (int b = 0; b < s.blocks.size(); b++) {
                 table[j * maxBlocksPerSeq + b] = s.blocks.get(b);
+            }
+            if (isPromptRow(tokens[sg[0]])) {
+                runs.add(new int[] {i, j, s.length, sg[2] - sg[1]});
             }
             int firstLogit = tokens[sg[0]].length - logitsLast[sg[0]];
             for (int t = sg[1]; t < sg[2]; t++) {
@@ -498,13 +511,18 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 maxLen = Math.max(maxLen, hPos[i] + 1);
                 i++;
             }
+            if (!isPromptRow(tokens[sg[0]])) {
+                prefillFrom = i;
+            }
         }
+        uploadPrefillTiles(runs);
         ids.copyFrom(Pointer.to(hIds), n * 4L, stream);
         pos.copyFrom(Pointer.to(hPos), n * 4L, stream);
         rowOf.copyFrom(Pointer.to(hRow), n * 4L, stream);
         blockTable.copyFrom(Pointer.to(table), table.length * 4L, stream);
 
-        boolean decodeOnly = want.size() == n && n == segs.size() && graphs;
+        boolean decodeOnly = want.size() == n && n == segs.size() && graphs
+                && prefillTileCount == 0;
         if (decodeOnly) {
             // One new token per row, logits for each: the captured decode step for n slots.
             int[] identity = new int[n];
@@ -516,12 +534,59 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             copyLogits(want, 0, n, out);
         } else {
             int splitLen = splitLength(n, maxLen);
-            compute(n, splitLen, (maxLen + splitLen - 1) / splitLen);
+            try {
+                compute(n, splitLen, (maxLen + splitLen - 1) / splitLen);
+            } finally {
+                prefillTileCount = 0; // graphs and later pieces see decode-only attention
+            }
             lmHead(want, out);
         }
         for (int[] sg : segs) {
             seqs.get(sg[0]).length += sg[2] - sg[1];
         }
+    }
+
+    // --- tiled prefill attention: piece layout (see runPiece and layer) ---
+
+    /**
+     * Whether a row's tokens in this forward call take the tiled prefill kernel: rows with more
+     * than one token (prompts, also when split across pieces), for head dims it supports. The
+     * choice depends only on the call, never on batching, so a row gets the same bits alone or
+     * batched; one-token rows (decode steps) keep the flash-decoding kernel.
+     */
+    private boolean isPromptRow(int[] rowTokens) {
+        return rowTokens.length > 1 && PrefillAttentionKernel.supports(c.headDim());
+    }
+
+    /** Segment indices, the other rows first and then prompt rows, each in their order. */
+    private int[] prefillOrder(List<int[]> segs, int[][] tokens) {
+        int[] order = new int[segs.size()];
+        int o = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            for (int j = 0; j < segs.size(); j++) {
+                if (isPromptRow(tokens[segs.get(j)[0]]) == (pass == 1)) {
+                    order[o++] = j;
+                }
+            }
+        }
+        return order;
+    }
+
+    /** The tile list of the piece's prompt runs {first flat token, segment, position, count}. */
+    private void uploadPrefillTiles(List<int[]> runs) {
+        prefillTileCount = 0;
+        if (runs.isEmpty()) {
+            return;
+        }
+        int[][] cols = new int[4][runs.size()];
+        for (int q = 0; q < runs.size(); q++) {
+            for (int f = 0; f < 4; f++) {
+                cols[f][q] = runs.get(q)[f];
+            }
+        }
+        int[] tiles = PrefillAttentionKernel.tiles(cols[0], cols[1], cols[2], cols[3]);
+        prefillTiles.copyFrom(Pointer.to(tiles), tiles.length * 4L, stream);
+        prefillTileCount = tiles.length / 4;
     }
 
     private void setPolicy(SparsityPolicy policy) {
@@ -760,11 +825,21 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             k.router.headTopk(stream, y, h, routers.weight[l], routers.bias[l], n, h,
                     c.numKvHeads(), groups, table);
         }
-        k.attention.decode(stream, qkv, qkvDim, scale, kCache[l], vCache[l], blockTable,
-                maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(),
-                c.numKvHeads(), c.headDim(), splitLen, splits, partO, partMl, n);
-        k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
-                c.numKvHeads(), c.headDim(), splits, n);
+        int decodeN = n;
+        if (prefillTileCount > 0 && table == null) {
+            // Prompt tokens [prefillFrom, n): tiled causal prefill attention (dense layers).
+            k.prefillAttention.run(stream, att, qkv, qkvDim, scale, kCache[l], vCache[l],
+                    blockTable, maxBlocksPerSeq, BLOCK_SIZE, prefillTiles, prefillTileCount,
+                    c.numHeads(), c.numKvHeads(), c.headDim(), n);
+            decodeN = prefillFrom;
+        }
+        if (decodeN > 0) {
+            k.attention.decode(stream, qkv, qkvDim, scale, kCache[l], vCache[l], blockTable,
+                    maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(),
+                    c.numKvHeads(), c.headDim(), splitLen, splits, partO, partMl, decodeN);
+            k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
+                    c.numKvHeads(), c.headDim(), splits, decodeN);
+        }
         if (fused) {
             // x += o_proj(att); then the MLP's input: pre-norm y = norm_mlp(x), post-norm
             // x = norm_attn(x) and y = x.

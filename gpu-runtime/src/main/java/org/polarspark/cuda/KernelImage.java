@@ -26,6 +26,7 @@ public final class KernelImage implements AutoCloseable {
     public final RopeKernel rope;
     public final KvAppendKernel kvAppend;
     public final AttentionKernel attention;
+    public final PrefillAttentionKernel prefillAttention;
     public final LmHeadKernel lmHead;
     public final InitKernel init;
     public final RouterKernel router;
@@ -46,6 +47,7 @@ public final class KernelImage implements AutoCloseable {
             rope = new RopeKernel(module("rope"));
             kvAppend = new KvAppendKernel(module("kv_cache"));
             attention = new AttentionKernel(module("attention"));
+            prefillAttention = new PrefillAttentionKernel(module("attention_prefill"));
             lmHead = new LmHeadKernel(module("lm_head"));
             init = new InitKernel(module("init"));
             router = new RouterKernel(module("router"));
