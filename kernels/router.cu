@@ -68,72 +68,114 @@ extern "C" __global__ void router_union_scores_f32(const float* __restrict__ log
 // increasing index order; among scores equal to the k-th largest, the lowest indices are taken.
 // One block of 1024 threads: a radix select over the float bit patterns (4 passes of 8 bits,
 // a 256-bin histogram each) finds the k-th largest value t, then each thread compacts its
-// contiguous segment (all > t, then = t while the ties budget lasts) at offsets from a scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F.
+// contiguous segment (all > t, then = t while the ties budget lasts) at offsets from a block
+// scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F.
+// Exclusive prefix sum over the block (blockDim.x a multiple of 32, <= 1024); returns this
+// thread's exclusive offset and the block total in *total. `warp_tot` holds 32 ints.
+POLAR_DEVICE int block_exclusive_scan(int v, int* warp_tot, int* total) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int inc = v;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        int u = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= o) inc += u;
+    }
+    __syncthreads();
+    if (lane == 31) warp_tot[warp] = inc;
+    __syncthreads();
+    if (warp == 0) {
+        const int nw = blockDim.x >> 5;
+        int w = lane < nw ? warp_tot[lane] : 0;
+        int wi = w;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            int u = __shfl_up_sync(0xffffffffu, wi, o);
+            if (lane >= o) wi += u;
+        }
+        warp_tot[lane] = wi - w;  // exclusive offset of each warp
+        if (lane == 31) warp_tot[32] = wi;
+    }
+    __syncthreads();
+    *total = warp_tot[32];
+    return warp_tot[warp] + inc - v;
+}
+
 extern "C" __global__ void __launch_bounds__(1024)
 router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx) {
-    __shared__ float scratch[32];
-    __shared__ int gt_off[1024];
-    __shared__ int eq_off[1024];
-    __shared__ int hist[256];
+    __shared__ int warp_tot[33];
+    __shared__ int hist[257];  // bin 256: lanes with nothing to count
     __shared__ unsigned s_prefix;
     __shared__ int s_need;
     // Radix select of the k-th largest bit pattern, 8 bits at a time from the top: 4 passes of
-    // a 256-bin histogram over the elements that match the bits chosen so far.
+    // a 256-bin histogram over the elements that match the bits chosen so far. Lanes of a warp
+    // that fall in the same bin add once (warp-aggregated), since most scores share their top
+    // bits.
     if (threadIdx.x == 0) {
         s_prefix = 0;
         s_need = k;
     }
     for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+        for (int i = threadIdx.x; i < 257; i += blockDim.x) hist[i] = 0;
         __syncthreads();
         const unsigned prefix = s_prefix;
         const unsigned above = shift == 24 ? 0u : (0xffffffffu << (shift + 8));
-        for (int j = threadIdx.x; j < F; j += blockDim.x) {
-            unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
-            if ((b & above) == prefix) atomicAdd(&hist[(b >> shift) & 255], 1);
+        for (int j0 = 0; j0 < F; j0 += blockDim.x) {  // uniform trip count for the warp
+            const int j = j0 + threadIdx.x;
+            int bin = 256;
+            if (j < F) {
+                unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
+                if ((b & above) == prefix) bin = (b >> shift) & 255;
+            }
+            const unsigned peers = __match_any_sync(0xffffffffu, bin);
+            if ((threadIdx.x & 31) == __ffs(peers) - 1 && bin < 256)
+                atomicAdd(&hist[bin], __popc(peers));
         }
         __syncthreads();
-        if (threadIdx.x == 0) {
-            int need = s_need;
-            int bin = 255;
-            for (; bin > 0; bin--) {
-                if (hist[bin] >= need) break;
-                need -= hist[bin];
+        if (threadIdx.x < 32) {  // warp 0: the bin holding the need-th largest, from the top
+            const int need = s_need;
+            // Lane l sums bins [255 - 8l - 7, 255 - 8l]; a scan over lanes gives the count above.
+            int local = 0;
+#pragma unroll
+            for (int q = 0; q < 8; q++) local += hist[255 - 8 * threadIdx.x - q];
+            int inc = local;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                int u = __shfl_up_sync(0xffffffffu, inc, o);
+                if ((int)threadIdx.x >= o) inc += u;
             }
-            s_prefix = prefix | ((unsigned)bin << shift);
-            s_need = need;
+            const int before = inc - local;  // elements in higher bins than this lane's
+            const bool mine = before < need && inc >= need;
+            const unsigned who = __ballot_sync(0xffffffffu, mine);
+            if (who == 0) {  // fewer than need matching (cannot happen for 1 <= k <= F)
+                if (threadIdx.x == 0) s_need = need;
+            } else if ((int)threadIdx.x == __ffs(who) - 1) {
+                int left = need - before;
+                int bin = 255 - 8 * threadIdx.x;
+                for (int q = 0; q < 8; q++, bin--) {
+                    if (hist[bin] >= left || bin == 0) break;
+                    left -= hist[bin];
+                }
+                s_prefix = prefix | ((unsigned)bin << shift);
+                s_need = left;
+            }
         }
         __syncthreads();
     }
-    const unsigned lo = s_prefix;
-    const unsigned t = lo;
+    const unsigned t = s_prefix;
     const int seg = (F + blockDim.x - 1) / blockDim.x;
-    const int b0 = threadIdx.x * seg, b1 = min(F, b0 + seg);
+    const int b0 = min(F, (int)threadIdx.x * seg), b1 = min(F, b0 + seg);
     int gt = 0, eq = 0;
     for (int j = b0; j < b1; j++) {
         unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
         gt += b > t;
         eq += b == t;
     }
-    gt_off[threadIdx.x] = gt;
-    eq_off[threadIdx.x] = eq;
-    __syncthreads();
-    if (threadIdx.x == 0) {  // exclusive scans
-        int g = 0, e = 0;
-        for (int i = 0; i < (int)blockDim.x; i++) {
-            int a = gt_off[i], b = eq_off[i];
-            gt_off[i] = g;
-            eq_off[i] = e;
-            g += a;
-            e += b;
-        }
-        scratch[0] = __int_as_float(g);  // total strictly greater
-    }
-    __syncthreads();
-    const int total_gt = __float_as_int(scratch[0]);
+    int total_gt, total_eq;
+    const int gt_off = block_exclusive_scan(gt, warp_tot, &total_gt);
+    const int eq_off = block_exclusive_scan(eq, warp_tot, &total_eq);
     const int budget = k - total_gt;  // ties to take, lowest indices first
-    int ties = max(0, min(eq, budget - eq_off[threadIdx.x]));
-    int out = gt_off[threadIdx.x] + min(eq_off[threadIdx.x], max(0, budget));
+    int ties = max(0, min(eq, budget - eq_off));
+    int out = gt_off + min(eq_off, max(0, budget));
     for (int j = b0; j < b1; j++) {
         unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
         if (b > t) {
