@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Compiles every kernels/*.cu into a fatbin (SASS for sm_80, sm_86, sm_89, sm_90 plus
 # compute_80 PTX for newer GPUs) under OUT_DIR, with an index file listing them.
+# kernels/*_sm90a.cu (Hopper-only code: wgmma) are compiled for sm_90a alone, and only when the
+# architectures include 90; the runtime loads them on compute capability 9.0 only.
 # Called by gpu-runtime's build (generate-resources). Without nvcc it prints how to get the
 # kernels and exits 0, so the Java build still passes; the CUDA backend then refuses to start
 # with a message that says the same.
@@ -24,6 +26,11 @@ tmp_index="$(mktemp)"
 for src in "$here"/*.cu; do
   name="$(basename "$src" .cu)"
   fat="$out/$name.fatbin"
+  flags=("${gencode[@]}")
+  if [[ "$name" == *_sm90a ]]; then
+    [[ " $ARCHS " == *" 90 "* ]] || continue
+    flags=(-gencode "arch=compute_90a,code=sm_90a")
+  fi
   echo "$name.fatbin" >> "$tmp_index"
   # Rebuild only when the source or a shared header is newer than the fatbin.
   fresh=1
@@ -33,8 +40,8 @@ for src in "$here"/*.cu; do
   if [ "$fresh" = 1 ]; then
     continue
   fi
-  echo "[kernels] nvcc $name.cu ($ARCHS)" >&2
-  "$NVCC" -fatbin -O3 -std=c++17 -lineinfo -Xptxas -O3 "${gencode[@]}" -I "$here" \
+  echo "[kernels] nvcc $name.cu (${flags[*]})" >&2
+  "$NVCC" -fatbin -O3 -std=c++17 -lineinfo -Xptxas -O3 "${flags[@]}" -I "$here" \
       -o "$fat.tmp" "$src"
   mv "$fat.tmp" "$fat"
 done

@@ -311,3 +311,289 @@ GEMM_ENTRY(gemm_relu_bf16, RELU_BF16)
 GEMM_ENTRY(gemm_accum_f32, ACCUM_F32)
 GEMM_ENTRY(gemm_store_f32, STORE_F32)
 GEMM_ENTRY(gemm_swiglu_bf16, SWIGLU_BF16)
+
+// ---------------------------------------------------------------------------------------------
+// Large-M (prefill) tiles: gemm_<epi>_l. Same m16n8k16 steps in increasing k as gemm_<epi>, the
+// same K chunks and the same fold order, so a row gets the same bits from every tile shape.
+// A 64 x 64 warp tile holds 128 fp32 accumulators per thread, which leaves no registers for the
+// chunk total of the non-split path: with TOT_SMEM it lives in shared memory (float4
+// [MI * NI][THREADS], each thread its own column, so the fold needs no barrier), read and
+// written once per chunk (every k_chunk / BK K steps). The fold is bitwise the register
+// version's: total = total + acc per chunk (total starting at +0), and the result acc + total.
+// Shared memory holds NST stages of A and W tiles, XOR-swizzled (SWZ: 16-byte chunk c of row r
+// stored at c ^ (r & 7) for 128-byte rows, c ^ ((r >> 1) & 3) for 64-byte rows: conflict-free
+// ldmatrix and cp.async) or padded, then the total:
+//   NST * (BM + BN) * (SWZ ? BK : BK + 8) * 2 + (TOT_SMEM ? BM * BN * 4 : 0) bytes.
+// Copies read only in-bounds addresses (rows past M or N are clamped to row 0 and zero-filled).
+POLAR_DEVICE void cp_async16_sz(uint32_t dst, const void* src, int src_size) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_size));
+}
+
+POLAR_DEVICE void ldmatrix_x4_a(uint32_t* r, uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+template <int EPI, int BM, int BN, int BK, int WM, int WN, int NST, bool TOT_SMEM, bool SWZ>
+__device__ __forceinline__ void gemm_body_l(const bf16* __restrict__ A, int lda,
+                                            const bf16* __restrict__ W, int ldw,
+                                            const bf16* __restrict__ bias,
+                                            void* __restrict__ out, int ldc, int M, int N, int K,
+                                            int k_chunk, float* __restrict__ work,
+                                            const int* __restrict__ w_idx) {
+    constexpr int THREADS = WM * WN * 32;
+    constexpr int WTM = BM / WM, WTN = BN / WN;
+    constexpr int MI = WTM / 16;
+    constexpr int NI = WTN / 8;
+    constexpr int LDS = SWZ ? BK : BK + PAD;  // row pitch (elements) of both tiles
+    constexpr int CPR = BK / 8;                // 16-byte chunks per row
+    constexpr int A_IT = BM * CPR / THREADS;
+    constexpr int B_IT = BN * CPR / THREADS;
+    constexpr int KS = BK / 16;
+    constexpr int A_STAGE = BM * LDS * 2, B_STAGE = BN * LDS * 2;  // bytes
+    static_assert(!SWZ || BK == 32 || BK == 64, "the swizzle is for 64- or 128-byte rows");
+    static_assert(THREADS % CPR == 0 && A_IT * THREADS == BM * CPR && B_IT * THREADS == BN * CPR,
+                  "whole 16-byte chunks per thread");
+    static_assert((THREADS / CPR) % 8 == 0, "a thread's rows share one swizzle phase");
+    static_assert(NI % 2 == 0, "B fragments load two n8 tiles at a time");
+    extern __shared__ __align__(128) unsigned char gemm_smem_l[];
+    const uint32_t sA = smem_addr(gemm_smem_l);  // [NST][BM][LDS] bf16
+    const uint32_t sB = sA + NST * A_STAGE;      // [NST][BN][LDS] bf16
+    float4* tot = reinterpret_cast<float4*>(gemm_smem_l + NST * (A_STAGE + B_STAGE));
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp / WN, wn = warp % WN;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const bool split = work != nullptr;
+    const int k_begin = split ? blockIdx.z * k_chunk : 0;
+    const int k_end = split ? min(K, k_begin + k_chunk) : K;
+    const int KT = (k_end - k_begin + BK - 1) / BK;
+    const int tiles_per_chunk = k_chunk / BK;
+    // 64-wide tiles skip the k16 steps that 32-wide ones (gemm_<epi>) never run.
+    const int k_lim = k_begin + (k_end - k_begin + 31) / 32 * 32;
+    // Byte offset of 16-byte chunk c of row r in a stage.
+    auto soff = [](int r, int c) {
+        return (r * LDS + (SWZ ? (c ^ (BK == 64 ? (r & 7) : ((r >> 1) & 3))) : c) * 8) * 2;
+    };
+
+    float acc[MI][NI][4];
+    float total[TOT_SMEM ? 1 : MI][TOT_SMEM ? 1 : NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; i++)
+#pragma unroll
+        for (int j = 0; j < NI; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+    if (TOT_SMEM) {
+        if (!split) {
+#pragma unroll
+            for (int i = 0; i < MI * NI; i++)
+                tot[i * THREADS + tid] = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < (TOT_SMEM ? 1 : MI); i++)
+#pragma unroll
+            for (int j = 0; j < (TOT_SMEM ? 1 : NI); j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) total[i][j][e] = 0.f;
+    }
+
+    // Each thread copies chunk column kc of rows r0 + i * THREADS / CPR every K step.
+    const int kc = tid % CPR, r0 = tid / CPR;
+    const uint32_t a_dst = sA + soff(r0, kc), b_dst = sB + soff(r0, kc);
+    const bf16* a_src[A_IT];
+    const bf16* b_src[B_IT];
+    int a_sz[A_IT], b_sz[B_IT];  // 16, or 0 for rows past M / N (zero-filled)
+#pragma unroll
+    for (int i = 0; i < A_IT; i++) {
+        int gm = m0 + r0 + i * (THREADS / CPR);
+        a_sz[i] = gm < M ? 16 : 0;
+        a_src[i] = A + (size_t)(gm < M ? gm : 0) * lda + k_begin + kc * 8;
+    }
+#pragma unroll
+    for (int i = 0; i < B_IT; i++) {
+        int gn = n0 + r0 + i * (THREADS / CPR);
+        b_sz[i] = gn < N ? 16 : 0;
+        size_t wr = gn < N ? (size_t)(w_idx ? w_idx[gn] : gn) : 0;
+        b_src[i] = W + wr * ldw + k_begin + kc * 8;
+    }
+    auto load = [&](int stage, int kt) {
+        if (kt < KT) {
+            const int kofs = kt * BK;
+            const bool kv = k_begin + kofs + kc * 8 < k_end;
+            const int ofs = kv ? kofs : 0;  // past K: zero-fill from an in-bounds address
+#pragma unroll
+            for (int i = 0; i < A_IT; i++)
+                cp_async16_sz(a_dst + stage * A_STAGE + i * (THREADS / CPR) * LDS * 2,
+                              a_src[i] + ofs, kv ? a_sz[i] : 0);
+#pragma unroll
+            for (int i = 0; i < B_IT; i++)
+                cp_async16_sz(b_dst + stage * B_STAGE + i * (THREADS / CPR) * LDS * 2,
+                              b_src[i] + ofs, kv ? b_sz[i] : 0);
+        }
+        asm volatile("cp.async.commit_group;\n" ::);  // always: keeps the group count uniform
+    };
+
+    // ldmatrix addresses of this lane for each k16 step (fragment rows start at multiples of
+    // 16, so the swizzle depends on the lane's part only and mi / nj add constants).
+    uint32_t a_off[KS], b_off[KS];
+    {
+        const int a_row = wm * WTM + (lane & 15), a_chk = lane >> 4;
+        const int b_row = wn * WTN + (lane & 7) + (lane >> 4) * 8, b_chk = (lane >> 3) & 1;
+#pragma unroll
+        for (int ks = 0; ks < KS; ks++) {
+            a_off[ks] = sA + soff(a_row, ks * 2 + a_chk);
+            b_off[ks] = sB + soff(b_row, ks * 2 + b_chk);
+        }
+    }
+    uint32_t a[MI][4], b[NI][2];
+    auto load_frags = [&](int stage, int ks) {
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++)
+            ldmatrix_x4_a(a[mi], a_off[ks] + stage * A_STAGE + mi * 16 * LDS * 2);
+#pragma unroll
+        for (int nj = 0; nj < NI / 2; nj++) {
+            uint32_t r[4];
+            ldmatrix_x4_a(r, b_off[ks] + stage * B_STAGE + nj * 16 * LDS * 2);
+            b[nj * 2][0] = r[0];
+            b[nj * 2][1] = r[1];
+            b[nj * 2 + 1][0] = r[2];
+            b[nj * 2 + 1][1] = r[3];
+        }
+    };
+    auto mmas = [&]() {
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++) mma_bf16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+    };
+    auto fold = [&]() {  // chunk boundary: total += acc, acc = 0
+        if (TOT_SMEM) {
+#pragma unroll
+            for (int i = 0; i < MI; i++)
+#pragma unroll
+                for (int j = 0; j < NI; j++) {
+                    float4& t = tot[(i * NI + j) * THREADS + tid];
+                    float4 o = t;
+                    o.x += acc[i][j][0];
+                    o.y += acc[i][j][1];
+                    o.z += acc[i][j][2];
+                    o.w += acc[i][j][3];
+                    t = o;
+#pragma unroll
+                    for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+                }
+        } else {
+#pragma unroll
+            for (int i = 0; i < (TOT_SMEM ? 1 : MI); i++)
+#pragma unroll
+                for (int j = 0; j < (TOT_SMEM ? 1 : NI); j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        total[i][j][e] += acc[i][j][e];
+                        acc[i][j][e] = 0.f;
+                    }
+        }
+    };
+    // Tiles left before the next chunk boundary (never reached when split: one chunk a block).
+    int left = split ? KT + 1 : tiles_per_chunk;
+
+    // Per tile: wait for it, barrier (everyone is also done with the stage refilled next),
+    // refill, then its k16 steps (fragments loaded right before their MMAs). On H100 this beat
+    // double-buffered fragments, 64-deep tiles in two stages and 128 x 256 tiles of 8 warps.
+#pragma unroll
+    for (int s = 0; s < NST - 1; s++) load(s, s);
+    int rd = 0, wr = NST - 1;
+    for (int kt = 0; kt < KT; kt++) {
+        if (left == 0) {
+            fold();
+            left = tiles_per_chunk;
+        }
+        left--;
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(NST - 2));
+        __syncthreads();
+        load(wr, kt + NST - 1);
+        wr = wr == NST - 1 ? 0 : wr + 1;
+#pragma unroll
+        for (int ks = 0; ks < KS; ks++) {
+            if (ks < 2 || k_begin + kt * BK + ks * 16 < k_lim) {
+                load_frags(rd, ks);
+                mmas();
+            }
+        }
+        rd = rd == NST - 1 ? 0 : rd + 1;
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    if (!split) {
+        if (TOT_SMEM) {
+#pragma unroll
+            for (int i = 0; i < MI; i++)
+#pragma unroll
+                for (int j = 0; j < NI; j++) {
+                    float4 t = tot[(i * NI + j) * THREADS + tid];
+                    acc[i][j][0] += t.x;
+                    acc[i][j][1] += t.y;
+                    acc[i][j][2] += t.z;
+                    acc[i][j][3] += t.w;
+                }
+        } else {
+#pragma unroll
+            for (int i = 0; i < (TOT_SMEM ? 1 : MI); i++)
+#pragma unroll
+                for (int j = 0; j < (TOT_SMEM ? 1 : NI); j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) acc[i][j][e] += total[i][j][e];
+        }
+    }
+
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++) {
+#pragma unroll
+        for (int ni = 0; ni < NI; ni++) {
+            int col = n0 + wn * WTN + ni * 8 + (lane & 3) * 2;
+            if (col >= N) continue;  // N even, so col + 1 < N too
+            float b0 = 0.f, b1 = 0.f;
+            if (!split) bias_pair(bias, w_idx, col, b0, b1);
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                int row = m0 + wm * WTM + mi * 16 + (lane >> 2) + half * 8;
+                if (row >= M) continue;
+                float v0 = acc[mi][ni][half * 2];
+                float v1 = acc[mi][ni][half * 2 + 1];
+                if (split) {
+                    float* w = work + ((size_t)blockIdx.z * M + row) * N + col;
+                    w[0] = v0;
+                    w[1] = v1;
+                } else {
+                    epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
+                }
+            }
+        }
+    }
+}
+
+// The large-M configuration: 128 x 128 x 32, 4 warps (2 x 2, 64 x 64 each), 3 stages, two
+// blocks per SM (112 KiB of shared memory each: 48 KiB of stages, 64 KiB of chunk totals).
+#define GEMM_L_BM 128
+#define GEMM_L_BN 128
+#define GEMM_L_BK 32
+#define GEMM_L_WM 2
+#define GEMM_L_WN 2
+#define GEMM_L_THREADS (GEMM_L_WM * GEMM_L_WN * 32)
+#define GEMM_L_STAGES 3
+#define GEMM_L_MIN_BLOCKS 2
+
+#define GEMM_ENTRY_L(name, epi)                                                                  \
+    extern "C" __global__ void __launch_bounds__(GEMM_L_THREADS, GEMM_L_MIN_BLOCKS)             \
+        name##_l(GEMM_ARGS) {                                                                    \
+        gemm_body_l<epi, GEMM_L_BM, GEMM_L_BN, GEMM_L_BK, GEMM_L_WM, GEMM_L_WN, GEMM_L_STAGES,   \
+                    true, true>(GEMM_PASS);                                                      \
+    }
+
+GEMM_ENTRY_L(gemm_store_bf16, STORE_BF16)
+GEMM_ENTRY_L(gemm_relu_bf16, RELU_BF16)
+GEMM_ENTRY_L(gemm_accum_f32, ACCUM_F32)
+GEMM_ENTRY_L(gemm_store_f32, STORE_F32)
+GEMM_ENTRY_L(gemm_swiglu_bf16, SWIGLU_BF16)

@@ -21,6 +21,13 @@ import jcuda.driver.CUfunction;
  * blocks per SM run; partials go to the workspace (fp32 [splits, M, N]) and a reduce kernel adds
  * them in a fixed order and applies the epilogue. Results are deterministic either way, but the
  * split changes the summation order, so the same M, N, K always uses the same split.
+ *
+ * <p>Tiles: M <= 16 uses the decode tile (gemm_&lt;epi&gt;_m16), otherwise the 64 x 64 tile,
+ * except for prefill-sized outputs (M > 64, no split, W not gathered, at least
+ * {@link #MIN_LARGE_TILES} tiles of 128 x 128), which use the large tile: gemm_&lt;epi&gt;_wg
+ * (wgmma, kernels/gemm_sm90a.cu) on compute capability 9.0 when that image loaded, else
+ * gemm_&lt;epi&gt;_l (mma.sync, any GPU). Every tile gives the same bits for a row (same K
+ * chunks, same k16 steps, same fold order), so the choice never changes a result.
  */
 public final class GemmKernel {
     /** Output tile of one block (rows of A x rows of W): the general shape... */
@@ -34,9 +41,26 @@ public final class GemmKernel {
     private static final int STAGES = 4;
     private static final int PAD = 8;
     private static final int THREADS = 128;
+    /** The large tile (gemm_&lt;epi&gt;_l and gemm_&lt;epi&gt;_wg): 128 x 128. */
+    static final int BM_LARGE = 128;
+    static final int BN_LARGE = 128;
+    /** gemm_&lt;epi&gt;_l: 4 warps, 32-deep K steps, 3 stages, plus the fp32 chunk totals. */
+    private static final int BK_LARGE = 32;
+    private static final int STAGES_LARGE = 3;
+    private static final int THREADS_LARGE = 128;
+    /** gemm_&lt;epi&gt;_wg: 2 warpgroups, 64-deep K steps, 4 stages, 1 KiB alignment slack. */
+    private static final int BK_WG = 64;
+    private static final int STAGES_WG = 4;
+    private static final int THREADS_WG = 256;
+    /**
+     * Fewest 128 x 128 output tiles for which the large tile is used. Measured on H100 (K =
+     * 4096, N = 4096): at M = 128 (32 tiles) it already runs 1.5x (mma.sync) and 2.4x (wgmma)
+     * faster than the 64 x 64 tile; below that it is not measured.
+     */
+    static final int MIN_LARGE_TILES = 32;
     /**
      * Blocks per SM to aim for with split-K (system property polar.gemm.blocksPerSm, a tuning
-     * knob): several waves of blocks, so that the last partial wave costs little.
+     * knob): enough loads in flight to saturate HBM.
      */
     static final int TARGET_BLOCKS_PER_SM = Integer.getInteger("polar.gemm.blocksPerSm", 4);
     /** Smallest K range per split (8 pipeline steps of 32). */
@@ -61,9 +85,21 @@ public final class GemmKernel {
     private final CUfunction[] kn = new CUfunction[Epilogue.values().length];
     private final CUfunction[] knDecode = new CUfunction[Epilogue.values().length];
     private final CUfunction[] reduce = new CUfunction[Epilogue.values().length];
+    private final CUfunction[] large = new CUfunction[Epilogue.values().length];
+    /** The wgmma kernels, or null without the sm_90a image (not Hopper, or built without it). */
+    private final CUfunction[] wgmma;
     private final int sms;
 
+    /** Which tile a launch uses: AUTO chooses (see the class comment); the others force one. */
+    enum Tile { AUTO, BASE, LARGE, WGMMA }
+
     GemmKernel(CudaModule m) {
+        this(m, null);
+    }
+
+    /** @param sm90a the kernels/gemm_sm90a.cu image, or null (then gemm_&lt;epi&gt;_l) */
+    GemmKernel(CudaModule m, CudaModule sm90a) {
+        wgmma = sm90a == null ? null : new CUfunction[Epilogue.values().length];
         for (Epilogue e : Epilogue.values()) {
             fns[e.ordinal()] = m.function(e.symbol);
             decode[e.ordinal()] = m.function(e.symbol + "_m16");
@@ -75,6 +111,13 @@ public final class GemmKernel {
                     jcuda.driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     smem(BM_DECODE, BN_DECODE, BK_DECODE)), "cuFuncSetAttribute(" + e.symbol
                     + "_m16, shared memory)");
+            // The large tiles need far more (about 112 and 129 KiB).
+            large[e.ordinal()] = m.function(e.symbol + "_l");
+            setSharedMemory(large[e.ordinal()], e.symbol + "_l", smemLarge());
+            if (wgmma != null) {
+                wgmma[e.ordinal()] = sm90a.function(e.symbol + "_wg");
+                setSharedMemory(wgmma[e.ordinal()], e.symbol + "_wg", smemWgmma());
+            }
         }
         jcuda.driver.CUdevice dev = new jcuda.driver.CUdevice();
         Cuda.check(jcuda.driver.JCudaDriver.cuCtxGetDevice(dev), "cuCtxGetDevice");
@@ -93,6 +136,36 @@ public final class GemmKernel {
      */
     private static int smem(int bm, int bn, int bk) {
         return STAGES * (bm + bn) * (bk + PAD) * 2;
+    }
+
+    /** gemm_&lt;epi&gt;_l: swizzled stages (no padding) and the fp32 chunk totals of the tile. */
+    static int smemLarge() {
+        return STAGES_LARGE * (BM_LARGE + BN_LARGE) * BK_LARGE * 2 + BM_LARGE * BN_LARGE * 4;
+    }
+
+    /** gemm_&lt;epi&gt;_wg: 1024-byte aligned swizzled stages (+ 1 KiB to align). */
+    static int smemWgmma() {
+        return STAGES_WG * (BM_LARGE + BN_LARGE) * BK_WG * 2 + 1024;
+    }
+
+    private static void setSharedMemory(CUfunction f, String name, int bytes) {
+        Cuda.check(jcuda.driver.JCudaDriver.cuFuncSetAttribute(f,
+                jcuda.driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                bytes), "cuFuncSetAttribute(" + name + ", shared memory " + bytes + ")");
+    }
+
+    /** True if the wgmma (sm_90a) kernels are loaded and used for large outputs. */
+    public boolean hasWgmma() {
+        return wgmma != null;
+    }
+
+    /** The tile AUTO picks for a plain (not gathered, not [K, N]) launch. */
+    Tile autoTile(int m, int n, boolean split) {
+        long tiles = (long) ((m + BM_LARGE - 1) / BM_LARGE) * ((n + BN_LARGE - 1) / BN_LARGE);
+        if (split || m <= BM || tiles < MIN_LARGE_TILES) {
+            return Tile.BASE;
+        }
+        return wgmma != null ? Tile.WGMMA : Tile.LARGE;
     }
 
     private static int smemKn(int bm, int bn, int bk) {
@@ -121,7 +194,15 @@ public final class GemmKernel {
     public void run(Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w, int ldw,
                     DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n, int k,
                     DeviceBuffer workspace) {
-        launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, null, 0);
+        launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, null, 0,
+                Tile.AUTO);
+    }
+
+    /** As {@link #run} with the tile forced (tests: every tile must give the same bits). */
+    void runTile(Tile tile, Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
+                 int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n, int k,
+                 DeviceBuffer workspace) {
+        launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, null, 0, tile);
     }
 
     /**
@@ -132,7 +213,8 @@ public final class GemmKernel {
                               int ldw, long wRows, DeviceBuffer bias, DeviceBuffer out, int ldc,
                               int m, int n, int k, DeviceBuffer workspace, DeviceBuffer rows) {
         Check.fits("gemm gather", "rows", rows, n, 4);
-        launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, rows, wRows);
+        launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, rows, wRows,
+                Tile.BASE);
     }
 
     /**
@@ -145,7 +227,8 @@ public final class GemmKernel {
         Check.that(n % 8 == 0 && ldw % 8 == 0, epi.symbol + "_kn", "N and ldw must be multiples"
                 + " of 8, got N=" + n + " ldw=" + ldw);
         Check.fitsOrNull(epi.symbol + "_kn", "k rows", kRows, k, 4);
-        launch(epi, true, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, kRows, wRows);
+        launch(epi, true, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, kRows, wRows,
+                Tile.BASE);
     }
 
     /** Number of K chunks (split-K partials) of an n x k projection. */
@@ -156,9 +239,8 @@ public final class GemmKernel {
 
     /** Whether {@link #partials} can run m rows of an n-column output in this workspace. */
     public boolean partialsFit(int m, int n, int k, DeviceBuffer workspace) {
-        int chunk = chunkFor(n, k);
-        long splits = (k + chunk - 1) / chunk;
-        return m <= BM && workspace != null && splits * m * n * 4 <= workspace.bytes();
+        return m <= BM && workspace != null
+                && (long) splitsFor(n, k) * m * n * 4 <= workspace.bytes();
     }
 
     /**
@@ -183,21 +265,21 @@ public final class GemmKernel {
             Check.that(kRows == null, name, "row gathers are for the [K, N] layout only");
         }
         return launch(Epilogue.STORE_BF16, knLayout, s, a, lda, w, ldw, null, null, 0, m, n, k,
-                workspace, kRows, kRows == null ? 0 : wRows, true);
+                workspace, kRows, kRows == null ? 0 : wRows, Tile.BASE, true);
     }
 
     private void launch(Epilogue epi, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,
                         DeviceBuffer w, int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc,
                         int m, int n, int k, DeviceBuffer workspace, DeviceBuffer idx,
-                        long wRows) {
+                        long wRows, Tile tile) {
         launch(epi, knLayout, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, idx, wRows,
-                false);
+                tile, false);
     }
 
     private int launch(Epilogue epi, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,
-                        DeviceBuffer w, int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc,
-                        int m, int n, int k, DeviceBuffer workspace, DeviceBuffer idx,
-                        long wRows, boolean partialsOnly) {
+                       DeviceBuffer w, int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc,
+                       int m, int n, int k, DeviceBuffer workspace, DeviceBuffer idx,
+                       long wRows, Tile tile, boolean partialsOnly) {
         String name = partialsOnly ? "gemm_partials" + (knLayout ? "_kn" : "")
                 : epi.symbol + (knLayout ? "_kn" : "");
         String shapes = "M=" + m + " N=" + n + " K=" + k + " lda=" + lda + " ldw=" + ldw
@@ -235,6 +317,23 @@ public final class GemmKernel {
         if (!split) {
             splits = 1;
         }
+        if (tile == Tile.AUTO) {
+            tile = knLayout || idx != null ? Tile.BASE : autoTile(m, n, split);
+        }
+        if (tile != Tile.BASE) {
+            Check.that(!knLayout && idx == null, name, "the large tiles take plain [N, K] W only");
+            boolean wg = tile == Tile.WGMMA;
+            Check.that(!wg || wgmma != null, name, "no wgmma (sm_90a) image loaded");
+            String kernel = epi.symbol + (wg ? "_wg" : "_l");
+            new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n)
+                    .i(k).i(chunk).ptr(work).ptr(idx)
+                    .launch((wg ? wgmma : large)[epi.ordinal()], kernel,
+                            (n + BN_LARGE - 1) / BN_LARGE, (m + BM_LARGE - 1) / BM_LARGE, splits,
+                            wg ? THREADS_WG : THREADS_LARGE, wg ? smemWgmma() : smemLarge(), s,
+                            shapes + " splits=" + splits);
+            reduce(epi, s, work, splits, bias, out, ldc, m, n, null, name, shapes);
+            return splits;
+        }
         boolean small = m <= BM_DECODE;
         int bm = small ? BM_DECODE : BM;
         int bn = small ? BN_DECODE : BN;
@@ -249,13 +348,20 @@ public final class GemmKernel {
         if (partialsOnly) {
             return splits;
         }
+        reduce(epi, s, work, splits, bias, out, ldc, m, n, knLayout ? null : idx, name, shapes);
+        return splits;
+    }
+
+    /** With a split (work != null): adds the partials in order and applies the epilogue. */
+    private void reduce(Epilogue epi, CudaStream s, DeviceBuffer work, int splits,
+                        DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n,
+                        DeviceBuffer biasIdx, String name, String shapes) {
         if (work != null) {
             long pairs = (long) m * n / 2;
             new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(out).i(ldc).i(m).i(n)
-                    .ptr(knLayout ? null : idx)
+                    .ptr(biasIdx)
                     .launch(reduce[epi.ordinal()], name + "_reduce", (int) ((pairs + 255) / 256),
                             1, 1, 256, 0, s, shapes + " splits=" + splits);
         }
-        return splits;
     }
 }

@@ -14,10 +14,18 @@ import org.slf4j.LoggerFactory;
 /**
  * The kernel fatbins built from kernels/*.cu, shipped as resources of this jar, loaded into the
  * current context with cuModuleLoadData, and every launcher's functions resolved at once.
+ * Families built for one architecture only (kernels/*_sm90a.cu: Hopper's wgmma) are loaded only
+ * on a GPU of compute capability 9.0, and are optional: without them (other GPUs, a build
+ * without sm_90, a load failure, or -D{@value #SM90A_PROPERTY}=false) the launchers use the
+ * portable kernels, which give the same bits.
  */
 public final class KernelImage implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(KernelImage.class);
     static final String ROOT = "/org/polarspark/cuda/kernels/";
+    /** Suffix of the families compiled for sm_90a only (kernels/build.sh). */
+    static final String SM90A_SUFFIX = "_sm90a";
+    /** System property that turns the sm_90a kernels off (default on). */
+    public static final String SM90A_PROPERTY = "polar.cuda.sm90a";
 
     private final Map<String, CudaModule> modules = new HashMap<>();
     public final EmbeddingKernel embedding;
@@ -37,13 +45,21 @@ public final class KernelImage implements AutoCloseable {
     public KernelImage() {
         List<String> files = index();
         try {
+            boolean hopper = computeCapability() == 90
+                    && Boolean.parseBoolean(System.getProperty(SM90A_PROPERTY, "true"));
             for (String f : files) {
                 String family = f.replace(".fatbin", "");
+                if (family.endsWith(SM90A_SUFFIX)) {
+                    if (hopper) {
+                        loadOptional(family, f);
+                    }
+                    continue;
+                }
                 modules.put(family, new CudaModule(family, read(ROOT + f)));
             }
             embedding = new EmbeddingKernel(module("embedding"));
             norm = new NormKernel(module("norm"));
-            gemm = new GemmKernel(module("gemm"));
+            gemm = new GemmKernel(module("gemm"), modules.get("gemm" + SM90A_SUFFIX));
             rope = new RopeKernel(module("rope"));
             kvAppend = new KvAppendKernel(module("kv_cache"));
             attention = new AttentionKernel(module("attention"));
@@ -81,6 +97,32 @@ public final class KernelImage implements AutoCloseable {
                     + "(mvn package) to use backend=cuda; see kernels/README.md");
         }
         return out;
+    }
+
+    /** Loads an architecture-specific family; on a (non-sticky) failure logs and goes on. */
+    private void loadOptional(String family, String file) {
+        try {
+            modules.put(family, new CudaModule(family, read(ROOT + file)));
+        } catch (CudaFatalException e) {
+            throw e;
+        } catch (CudaException e) {
+            LOG.warn("Not using {} ({}): the portable kernels run instead", file, e.getMessage());
+        }
+    }
+
+    /** Compute capability of the current context's device, as 10 * major + minor. */
+    private static int computeCapability() {
+        jcuda.driver.CUdevice dev = new jcuda.driver.CUdevice();
+        Cuda.check(jcuda.driver.JCudaDriver.cuCtxGetDevice(dev), "cuCtxGetDevice");
+        int[] major = new int[1];
+        int[] minor = new int[1];
+        Cuda.check(jcuda.driver.JCudaDriver.cuDeviceGetAttribute(major,
+                jcuda.driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev),
+                "cuDeviceGetAttribute(COMPUTE_CAPABILITY_MAJOR)");
+        Cuda.check(jcuda.driver.JCudaDriver.cuDeviceGetAttribute(minor,
+                jcuda.driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev),
+                "cuDeviceGetAttribute(COMPUTE_CAPABILITY_MINOR)");
+        return 10 * major[0] + minor[0];
     }
 
     private CudaModule module(String family) {

@@ -100,6 +100,129 @@ class CudaKernelTest extends GpuTest {
         assertClose(epi + " split-K M=" + m + " N=" + n + " K=" + k, got, got2, 0, 0);
     }
 
+    static Stream<Arguments> largeTileShapes() {
+        // Not tile multiples; K = 2056 and 1032 run in several K chunks (chunk totals folded).
+        int[][] shapes = {{130, 258, 264, 264}, {257, 300, 1032, 1040}, {200, 514, 2056, 2056}};
+        List<Arguments> out = new ArrayList<>();
+        for (int[] s : shapes) {
+            for (Epilogue e : Epilogue.values()) {
+                out.add(Arguments.of(e, s[0], s[1], s[2], s[3]));
+            }
+        }
+        return out.stream();
+    }
+
+    /**
+     * The prefill tiles (gemm_&lt;epi&gt;_l, and gemm_&lt;epi&gt;_wg where the sm_90a image
+     * loaded) against the host reference, and bit for bit against the 64 x 64 tile.
+     */
+    @ParameterizedTest(name = "{0} M={1} N={2} K={3} lda={4}")
+    @MethodSource("largeTileShapes")
+    void largeTilesMatchTheReferenceAndTheSmallTileBits(Epilogue epi, int m, int n, int k,
+                                                        int lda) {
+        Random r = new Random(17L * m + 5L * n + k + epi.ordinal());
+        float[] a = Bf16.round(random(r, m * lda, 1.0));
+        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
+        float[] bias = m % 2 == 1 ? Bf16.round(random(r, n, 0.5)) : null;
+        int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
+        float[] init = random(r, m * outCols, 1.0);
+        float[] expected = gemmReference(epi, a, lda, w, bias, init, m, n, k);
+        DeviceBuffer da = bf16(a);
+        DeviceBuffer dw = bf16(w);
+        DeviceBuffer db = bias == null ? null : bf16(bias);
+        boolean f32 = epi == Epilogue.ACCUM_F32 || epi == Epilogue.STORE_F32;
+        List<GemmKernel.Tile> tiles = new ArrayList<>(List.of(GemmKernel.Tile.BASE,
+                GemmKernel.Tile.LARGE));
+        if (kernels.gemm.hasWgmma()) {
+            tiles.add(GemmKernel.Tile.WGMMA);
+        }
+        float[] base = null;
+        for (GemmKernel.Tile t : tiles) {
+            DeviceBuffer out = f32 ? f32(init) : zeros((long) m * outCols * 2);
+            kernels.gemm.runTile(t, epi, stream, da, lda, dw, k, db, out, outCols, m, n, k, null);
+            float[] got = f32 ? readF32(out, m * outCols) : readBf16(out, m * outCols);
+            double rtol = f32 ? F32_OUT_RTOL : BF16_OUT_RTOL;
+            String what = epi + " " + t + " M=" + m + " N=" + n + " K=" + k;
+            assertClose(what, expected, got, rtol, rtol);
+            if (base == null) {
+                base = got;
+            } else {
+                assertArrayEquals(base, got, what + ": bits differ from the 64 x 64 tile");
+            }
+        }
+    }
+
+    /**
+     * Batch invariance across tiles: rows of a prefill-sized batch (large tile, chosen by the
+     * launcher) are the same bits as the same rows run alone (decode tile, split-K) and through
+     * the 64 x 64 tile.
+     */
+    @Test
+    void prefillRowsMatchDecodeAndSmallTileBits() {
+        Random r = new Random(4242);
+        int n = 1536;
+        int k = 2048;
+        int m = 600;  // 5 x 12 tiles of 128 x 128: the launcher picks the large tile
+        float[] a = Bf16.round(random(r, m * k, 1.0));
+        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
+        DeviceBuffer da = bf16(a);
+        DeviceBuffer dw = bf16(w);
+        DeviceBuffer work = zeros(64L << 20);
+        assertTrue(kernels.gemm.autoTile(m, n, false) != GemmKernel.Tile.BASE,
+                "M=600 should take the large tile");
+        DeviceBuffer big = zeros((long) m * n * 4);
+        kernels.gemm.run(Epilogue.STORE_F32, stream, da, k, dw, k, null, big, n, m, n, k, work);
+        float[] prefill = readF32(big, m * n);
+        DeviceBuffer small = zeros((long) m * n * 4);
+        kernels.gemm.runTile(GemmKernel.Tile.BASE, Epilogue.STORE_F32, stream, da, k, dw, k, null,
+                small, n, m, n, k, null);
+        assertArrayEquals(readF32(small, m * n), prefill, "large vs 64 x 64 tile");
+        DeviceBuffer one = zeros((long) n * 4);
+        kernels.gemm.run(Epilogue.STORE_F32, stream, da, k, dw, k, null, one, n, 1, n, k, work);
+        assertArrayEquals(readF32(one, n), java.util.Arrays.copyOf(prefill, n),
+                "row 0 alone (decode tile, split-K) vs in the prefill batch");
+    }
+
+    /** Host reference (double) of the GEMM and its epilogue; init is out's prior content. */
+    private static float[] gemmReference(Epilogue epi, float[] a, int lda, float[] w,
+                                         float[] bias, float[] init, int m, int n, int k) {
+        int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
+        double[] acc = new double[m * n];
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double s = bias == null ? 0 : bias[j];
+                for (int q = 0; q < k; q++) {
+                    s += (double) a[i * lda + q] * w[j * k + q];
+                }
+                acc[i * n + j] = s;
+            }
+        }
+        float[] expected = new float[m * outCols];
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < outCols; j++) {
+                double v = acc[i * n + j];
+                switch (epi) {
+                    case RELU_BF16:
+                        v = Math.max(v, 0);
+                        break;
+                    case ACCUM_F32:
+                        v += init[i * outCols + j];
+                        break;
+                    case SWIGLU_BF16: {
+                        double g = acc[i * n + 2 * j];
+                        double u = acc[i * n + 2 * j + 1];
+                        v = g / (1 + Math.exp(-g)) * u;
+                        break;
+                    }
+                    default:
+                        break;
+                }
+                expected[i * outCols + j] = (float) v;
+            }
+        }
+        return expected;
+    }
+
     /**
      * Batch invariance: a row's GEMM result is the same bits whether it runs alone (decode tile,
      * maybe split-K), in a small batch, or inside a large prefill batch (64-row tile, no split).

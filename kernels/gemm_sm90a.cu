@@ -1,0 +1,290 @@
+// Hopper-only (sm_90a) large-M GEMM: the wgmma form of gemm.cu's gemm_<epi>_l, same arguments,
+// same epilogues, same bits. Built into its own fatbin for compute_90a only (kernels/build.sh)
+// and used by GemmKernel only on compute capability 9.0; gemm.cu's mma.sync kernels are the
+// fallback everywhere else.
+//
+// Bits: each wgmma.m64n128k16 step computes, for every output element, the same 16-term bf16
+// product sum plus accumulator as one mma.sync m16n8k16 step; measured identical on H100 over
+// random inputs (single steps with random accumulators and 32-step chains, exponent spreads up
+// to +-12). Steps run in increasing k from zeroed accumulators (scale-d = 1, never 0) inside
+// each K chunk of k_chunk, chunk sums fold in order into a register total exactly as in
+// gemm.cu, and the k16 steps go exactly as far as gemm.cu's 32-wide tiles do (to K rounded up
+// to 32, zero-padded), so a row gets the same bits as from gemm_<epi> or gemm_<epi>_l.
+//
+// Tile 128 x 128 x 64, 256 threads = 2 warpgroups (64 rows x 128 columns each, 64 fp32
+// accumulators + 64 chunk totals per thread). NST-stage cp.async pipeline into K-major tiles
+// with the 128-byte swizzle (16-byte chunk c of row r at c ^ (r & 7), 1024-byte aligned
+// stages), read by wgmma through shared-memory descriptors. Prefetch distance NST - 2: a stage
+// is refilled two tiles after its wgmmas were issued, once every warpgroup has waited for them
+// (wgmma.wait_group 1) and passed the next tile's barrier.
+// Shared memory: NST * 256 * 128 + 1024 bytes (alignment slack).
+// Preconditions as gemm.cu (K, lda, ldw multiples of 8, 16-byte aligned A and W, N even,
+// k_chunk a multiple of 64).
+#include "common.cuh"
+
+namespace sm90a {
+
+enum Epi { STORE_BF16 = 0, RELU_BF16 = 1, ACCUM_F32 = 2, STORE_F32 = 3, SWIGLU_BF16 = 4 };
+
+POLAR_DEVICE uint32_t wg_smem_addr(const void* p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+POLAR_DEVICE void wg_cp_async16(uint32_t dst, const void* src, int src_size) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_size));
+}
+
+// As gemm.cu (kept identical: the epilogue is part of the bits).
+POLAR_DEVICE void wg_bias_pair(const bf16* __restrict__ bias, const int* __restrict__ w_idx,
+                               int col, float& b0, float& b1) {
+    b0 = b1 = 0.f;
+    if (bias) {
+        b0 = bf2f(bias[w_idx ? w_idx[col] : col]);
+        b1 = bf2f(bias[w_idx ? w_idx[col + 1] : col + 1]);
+    }
+}
+
+template <int EPI>
+POLAR_DEVICE void wg_epilogue(void* __restrict__ out, int ldc, int row, int col, float v0,
+                              float v1, float b0, float b1) {
+    v0 += b0;
+    v1 += b1;
+    if (EPI == STORE_BF16 || EPI == RELU_BF16) {
+        if (EPI == RELU_BF16) {
+            v0 = fmaxf(v0, 0.f);
+            v1 = fmaxf(v1, 0.f);
+        }
+        bf16* o = (bf16*)out + (size_t)row * ldc + col;
+        o[0] = f2bf(v0);
+        o[1] = f2bf(v1);
+    } else if (EPI == ACCUM_F32) {
+        float* o = (float*)out + (size_t)row * ldc + col;
+        o[0] += v0;
+        o[1] += v1;
+    } else if (EPI == STORE_F32) {
+        float* o = (float*)out + (size_t)row * ldc + col;
+        o[0] = v0;
+        o[1] = v1;
+    } else {  // SWIGLU_BF16: v0 = gate_j, v1 = up_j with j = col / 2
+        float silu = v0 / (1.f + __expf(-v0));
+        ((bf16*)out)[(size_t)row * ldc + col / 2] = f2bf(silu * v1);
+    }
+}
+
+// Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart.
+POLAR_DEVICE uint64_t desc_sw128(uint32_t saddr) {
+    uint64_t d = (uint64_t)((saddr & 0x3FFFF) >> 4);
+    d |= (uint64_t)1 << 16;            // leading byte offset: unused for swizzled K-major
+    d |= (uint64_t)(1024 >> 4) << 32;  // stride byte offset: 8 rows x 128 bytes
+    d |= (uint64_t)1 << 62;            // 128-byte swizzle
+    return d;
+}
+
+// d[64] += A (64 x 16, descriptor) * B (16 x 128, descriptor); d fragment as mma.sync's per
+// warp: n8 block j in d[4j .. 4j + 3].
+POLAR_DEVICE void wgmma_m64n128k16(float* d, uint64_t da, uint64_t db) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "%64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]),
+          "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+          "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),
+          "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+          "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+          "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]),
+          "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]),
+          "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+          "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db));
+#endif
+}
+
+POLAR_DEVICE void wgmma_fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+POLAR_DEVICE void wgmma_commit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+// Pins the accumulators at this point of the program (no read or write of them moves across):
+// after a wait, before their first use; after a change, before the next wgmma.
+POLAR_DEVICE void fence_acc(float* d) {
+#pragma unroll
+    for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+POLAR_DEVICE void proxy_fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+template <int N>
+POLAR_DEVICE void wgmma_wait() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+template <int EPI, int NST>
+__device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda,
+                                             const bf16* __restrict__ W, int ldw,
+                                             const bf16* __restrict__ bias,
+                                             void* __restrict__ out, int ldc, int M, int N, int K,
+                                             int k_chunk, float* __restrict__ work,
+                                             const int* __restrict__ w_idx) {
+    constexpr int BM = 128, BN = 128, BK = 64, THREADS = 256, CPR = BK / 8;
+    constexpr int A_IT = BM * CPR / THREADS, B_IT = BN * CPR / THREADS;
+    constexpr int A_STAGE = BM * BK * 2, B_STAGE = BN * BK * 2;  // bytes
+    static_assert(NST >= 3, "prefetch distance NST - 2");
+    extern __shared__ __align__(128) unsigned char gemm_smem_wg[];
+    const uint32_t sA = (wg_smem_addr(gemm_smem_wg) + 1023) & ~1023u;  // [NST][BM][BK]
+    const uint32_t sB = sA + NST * A_STAGE;                          // [NST][BN][BK]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const bool split = work != nullptr;
+    const int k_begin = split ? blockIdx.z * k_chunk : 0;
+    const int k_end = split ? min(K, k_begin + k_chunk) : K;
+    const int KT = (k_end - k_begin + BK - 1) / BK;
+    const int tiles_per_chunk = k_chunk / BK;
+    const int k_lim = k_begin + (k_end - k_begin + 31) / 32 * 32;  // gemm.cu's last k16 step
+    auto soff = [](int r, int c) { return r * 128 + (c ^ (r & 7)) * 16; };
+
+    float acc[64], total[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) acc[i] = total[i] = 0.f;
+    fence_acc(acc);
+
+    // Each thread copies chunk column kc of rows r0 + 32 i; rows past M / N are clamped to row
+    // 0 and zero-filled, K past the end zero-filled from an in-bounds address.
+    const int kc = tid % CPR, r0 = tid / CPR;
+    const uint32_t a_dst = sA + soff(r0, kc), b_dst = sB + soff(r0, kc);
+    const bf16* a_src[A_IT];
+    const bf16* b_src[B_IT];
+    int a_sz[A_IT], b_sz[B_IT];
+#pragma unroll
+    for (int i = 0; i < A_IT; i++) {
+        int gm = m0 + r0 + i * (THREADS / CPR);
+        a_sz[i] = gm < M ? 16 : 0;
+        a_src[i] = A + (size_t)(gm < M ? gm : 0) * lda + k_begin + kc * 8;
+    }
+#pragma unroll
+    for (int i = 0; i < B_IT; i++) {
+        int gn = n0 + r0 + i * (THREADS / CPR);
+        b_sz[i] = gn < N ? 16 : 0;
+        size_t wr = gn < N ? (size_t)(w_idx ? w_idx[gn] : gn) : 0;
+        b_src[i] = W + wr * ldw + k_begin + kc * 8;
+    }
+    auto load = [&](int stage, int kt) {
+        if (kt < KT) {
+            const int kofs = kt * BK;
+            const bool kv = k_begin + kofs + kc * 8 < k_end;
+            const int ofs = kv ? kofs : 0;
+#pragma unroll
+            for (int i = 0; i < A_IT; i++)
+                wg_cp_async16(a_dst + stage * A_STAGE + i * (THREADS / CPR) * 128, a_src[i] + ofs,
+                              kv ? a_sz[i] : 0);
+#pragma unroll
+            for (int i = 0; i < B_IT; i++)
+                wg_cp_async16(b_dst + stage * B_STAGE + i * (THREADS / CPR) * 128, b_src[i] + ofs,
+                              kv ? b_sz[i] : 0);
+        }
+        asm volatile("cp.async.commit_group;\n" ::);  // always: keeps the group count uniform
+    };
+
+    int left = split ? KT + 1 : tiles_per_chunk;  // tiles before the next chunk boundary
+#pragma unroll
+    for (int s = 0; s < NST - 2; s++) load(s, s);
+    int rd = 0, wr = NST - 2;
+    for (int kt = 0; kt < KT; kt++) {
+        if (left == 0) {  // chunk boundary: total += acc, acc = 0
+            wgmma_wait<0>();
+            fence_acc(acc);
+#pragma unroll
+            for (int i = 0; i < 64; i++) {
+                total[i] += acc[i];
+                acc[i] = 0.f;
+            }
+            fence_acc(acc);
+            left = tiles_per_chunk;
+        }
+        left--;
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(NST - 3));
+        proxy_fence();  // this thread's landed copies, visible to wgmma (async proxy)
+        __syncthreads();
+        load(wr, kt + NST - 2);
+        wr = wr == NST - 1 ? 0 : wr + 1;
+        wgmma_fence();
+        const uint32_t a_base = sA + rd * A_STAGE + wg * 64 * 128, b_base = sB + rd * B_STAGE;
+        const int k0 = k_begin + kt * BK;
+#pragma unroll
+        for (int ks = 0; ks < BK / 16; ks++)
+            if (ks < 2 || k0 + ks * 16 < k_lim)  // as far as 32-wide tiles go
+                wgmma_m64n128k16(acc, desc_sw128(a_base + ks * 32), desc_sw128(b_base + ks * 32));
+        wgmma_commit();
+        wgmma_wait<1>();
+        rd = rd == NST - 1 ? 0 : rd + 1;
+    }
+    wgmma_wait<0>();
+    fence_acc(acc);
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    if (!split) {
+#pragma unroll
+        for (int i = 0; i < 64; i++) acc[i] += total[i];
+    }
+    // Warp w (of 8) holds rows 16 w .. 16 w + 15 of the tile.
+#pragma unroll
+    for (int nb = 0; nb < BN / 8; nb++) {
+        int col = n0 + nb * 8 + (lane & 3) * 2;
+        if (col >= N) continue;  // N even, so col + 1 < N too
+        float b0 = 0.f, b1 = 0.f;
+        if (!split) wg_bias_pair(bias, w_idx, col, b0, b1);
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            int row = m0 + warp * 16 + (lane >> 2) + half * 8;
+            if (row >= M) continue;
+            float v0 = acc[nb * 4 + half * 2], v1 = acc[nb * 4 + half * 2 + 1];
+            if (split) {
+                float* w = work + ((size_t)blockIdx.z * M + row) * N + col;
+                w[0] = v0;
+                w[1] = v1;
+            } else {
+                wg_epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
+            }
+        }
+    }
+}
+
+}  // namespace sm90a
+
+#define GEMM_WG_STAGES 4
+#define GEMM_WG_ARGS                                                                            \
+    const bf16 *A, int lda, const bf16 *W, int ldw, const bf16 *bias, void *out, int ldc, int M, \
+        int N, int K, int k_chunk, float *work, const int *w_idx
+#define GEMM_WG_ENTRY(name, epi)                                                                \
+    extern "C" __global__ void __launch_bounds__(256, 1) name##_wg(GEMM_WG_ARGS) {             \
+        sm90a::gemm_body_wg<sm90a::epi, GEMM_WG_STAGES>(A, lda, W, ldw, bias, out, ldc, M, N,  \
+                                                        K, k_chunk, work, w_idx);              \
+    }
+
+GEMM_WG_ENTRY(gemm_store_bf16, STORE_BF16)
+GEMM_WG_ENTRY(gemm_relu_bf16, RELU_BF16)
+GEMM_WG_ENTRY(gemm_accum_f32, ACCUM_F32)
+GEMM_WG_ENTRY(gemm_store_f32, STORE_F32)
+GEMM_WG_ENTRY(gemm_swiglu_bf16, SWIGLU_BF16)
