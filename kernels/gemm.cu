@@ -9,11 +9,14 @@
 //   gemm_swiglu_bf16:  W holds gate and up rows interleaved (row 2j = gate_j, 2j+1 = up_j, N = 2F);
 //                      out bf16[m, j] = silu(acc[m, 2j] + bias[2j]) * (acc[m, 2j+1] + bias[2j+1])
 //   bias may be null; out has row stride ldc.
-// Two tile shapes, both 4 warps with a four-stage cp.async pipeline and ldmatrix fragment loads
-// from padded shared memory (row pitch BK + 8 elements: conflict-free):
-//   gemm_<epi>       64 x 64 x 32 (warps 2 x 2, 32 x 32 each): prefill and batches over 16 rows;
+// Tile shapes with a cp.async pipeline and ldmatrix fragment loads from padded shared memory
+// (row pitch BK + 8 elements: conflict-free), all 4 stages and 4 warps unless noted:
+//   gemm_<epi>       64 x 64 x 32 (warps 2 x 2, 32 x 32 each): batches over 64 rows without the
+//                    large tile below, and the [K, N] layout;
 //   gemm_<epi>_m16   16 x 64 x 64 (warps 1 x 4, 16 x 16 each): decode, M <= 16. It reads each
-//                    weight row in 128-byte runs per stage and wastes no MMA rows.
+//                    weight row in 128-byte runs per stage and wastes no MMA rows;
+//   gemm_<epi>_m64   64 x 128 x 64, 3 stages, 8 warps (2 x 4, 32 x 32 each): decode, 16 < M <= 64
+//                    (H100: 1.6-1.9 TB/s of weights against 1.25-1.45 for the 64 x 64 x 32 tile).
 // Every output element is the same sequence of m16n8k16 steps in increasing k in both shapes,
 // so they give identical bits.
 // K is summed in chunks of k_chunk (chosen by the host from N and K only): each chunk's products
@@ -110,7 +113,7 @@ POLAR_DEVICE void epilogue(void* __restrict__ out, int ldc, int row, int col, fl
 //             (and bias entry): the row-gather of Polar's fc1.
 // KN = true:  W is [K, N] (N contiguous, row stride ldw); w_idx (or null) maps k to W's row:
 //             the neuron-major fc2 of Polar's sparse MLP, gathering the selected neurons' rows.
-template <int EPI, int BM, int BN, int BK, int WM, int WN, bool KN>
+template <int EPI, int BM, int BN, int BK, int WM, int WN, bool KN, int NST = STAGES>
 __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __restrict__ W, int ldw,
                           const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
                           int N, int K, int k_chunk, float* __restrict__ work,
@@ -120,11 +123,11 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
     constexpr int LDS = BK + PAD;
     constexpr int LDB = KN ? BN + PAD : BK + PAD;  // Bs row pitch
     constexpr int BROWS = KN ? BK : BN;
-    static_assert(WM * WN * 32 == GEMM_THREADS, "4 warps");
+    constexpr int NT = WM * WN * 32;  // threads
     static_assert(NI % 2 == 0, "B fragments load two n8 tiles at a time");
     extern __shared__ __align__(16) unsigned char gemm_smem[];
-    bf16* As = reinterpret_cast<bf16*>(gemm_smem);  // [STAGES][BM][LDS]
-    bf16* Bs = As + STAGES * BM * LDS;  // [STAGES][BN][LDS], or [STAGES][BK][BN + PAD] for KN
+    bf16* As = reinterpret_cast<bf16*>(gemm_smem);  // [NST][BM][LDS]
+    bf16* Bs = As + NST * BM * LDS;  // [NST][BN][LDS], or [NST][BK][BN + PAD] for KN
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / WN, wn = warp % WN;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
@@ -145,7 +148,7 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
     auto load = [&](int stage, int kt) {
         if (kt < KT) {
             constexpr int CPR = BK / 8;  // 16-byte chunks per A row
-            for (int c = tid; c < BM * CPR; c += GEMM_THREADS) {
+            for (int c = tid; c < BM * CPR; c += NT) {
                 int r = c / CPR, kc = (c % CPR) * 8;
                 int k = k_begin + kt * BK + kc;
                 int gm = m0 + r;
@@ -153,7 +156,7 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
                 cp_async16(As + (stage * BM + r) * LDS + kc, v ? A + (size_t)gm * lda + k : A, v);
             }
             if (!KN) {
-                for (int c = tid; c < BN * CPR; c += GEMM_THREADS) {
+                for (int c = tid; c < BN * CPR; c += NT) {
                     int r = c / CPR, kc = (c % CPR) * 8;
                     int k = k_begin + kt * BK + kc;
                     int gn = n0 + r;
@@ -163,7 +166,7 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
                 }
             } else {
                 constexpr int CPN = BN / 8;  // 16-byte chunks per k row of the tile
-                for (int c = tid; c < BK * CPN; c += GEMM_THREADS) {
+                for (int c = tid; c < BK * CPN; c += NT) {
                     int r = c / CPN, nc = (c % CPN) * 8;
                     int k = k_begin + kt * BK + r;
                     int gn = n0 + nc;
@@ -177,9 +180,9 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
     };
 
 #pragma unroll
-    for (int st = 0; st < STAGES - 1; st++) load(st, st);
+    for (int st = 0; st < NST - 1; st++) load(st, st);
     for (int kt = 0; kt < KT; kt++) {
-        const int st = kt % STAGES;
+        const int st = kt % NST;
         if (!split && kt > 0 && kt % tiles_per_chunk == 0) {  // chunk boundary: fold in order
 #pragma unroll
             for (int i = 0; i < MI; i++)
@@ -191,9 +194,9 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
                         acc[i][j][e] = 0.f;
                     }
         }
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(NST - 2));
         __syncthreads();  // stage st is complete, and everyone is done with stage kt - 1
-        load((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
+        load((kt + NST - 1) % NST, kt + NST - 1);
         const bf16* as = As + st * BM * LDS;
         const bf16* bs = Bs + st * BROWS * LDB;
 #pragma unroll
@@ -293,6 +296,9 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
     }                                                                                           \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name##_m16(GEMM_ARGS) {          \
         gemm_body<epi, 16, 64, 64, 1, 4, false>(GEMM_PASS);                                     \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(2 * GEMM_THREADS) name##_m64(GEMM_ARGS) {      \
+        gemm_body<epi, 64, 128, 64, 2, 4, false, 3>(GEMM_PASS);                                 \
     }                                                                                           \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name##_kn(GEMM_ARGS) {           \
         gemm_body<epi, 64, 64, 32, 2, 2, true>(GEMM_PASS);                                      \

@@ -62,7 +62,7 @@ public final class GemmKernel {
      * Blocks per SM to aim for with split-K (system property polar.gemm.blocksPerSm, a tuning
      * knob): enough loads in flight to saturate HBM.
      */
-    static final int TARGET_BLOCKS_PER_SM = Integer.getInteger("polar.gemm.blocksPerSm", 4);
+    static final int TARGET_BLOCKS_PER_SM = Integer.getInteger("polar.gemm.blocksPerSm", 8);
     /** Smallest K range per split (8 pipeline steps of 32). */
     static final int MIN_SPLIT_K = 256;
 
@@ -84,6 +84,12 @@ public final class GemmKernel {
     private final CUfunction[] decode = new CUfunction[Epilogue.values().length];
     private final CUfunction[] kn = new CUfunction[Epilogue.values().length];
     private final CUfunction[] knDecode = new CUfunction[Epilogue.values().length];
+    private final CUfunction[] mid = new CUfunction[Epilogue.values().length];
+    /** The decode tile for 16 < M <= 64 rows (gemm_&lt;epi&gt;_m64): 64 x 128 x 64, 8 warps. */
+    private static final int BN_MID = 128;
+    private static final int BK_MID = 64;
+    private static final int STAGES_MID = 3;
+    private static final int THREADS_MID = 256;
     private final CUfunction[] reduce = new CUfunction[Epilogue.values().length];
     private final CUfunction[] large = new CUfunction[Epilogue.values().length];
     /** The wgmma kernels, or null without the sm_90a image (not Hopper, or built without it). */
@@ -105,6 +111,9 @@ public final class GemmKernel {
             decode[e.ordinal()] = m.function(e.symbol + "_m16");
             kn[e.ordinal()] = m.function(e.symbol + "_kn");
             knDecode[e.ordinal()] = m.function(e.symbol + "_kn_m16");
+            mid[e.ordinal()] = m.function(e.symbol + "_m64");
+            setSharedMemory(mid[e.ordinal()], e.symbol + "_m64",
+                    smemStages(BM, BN_MID, BK_MID, STAGES_MID));
             reduce[e.ordinal()] = m.function(e.symbol + "_reduce");
             // The decode shape's four stages need more than the default 48 KiB of shared memory.
             Cuda.check(jcuda.driver.JCudaDriver.cuFuncSetAttribute(decode[e.ordinal()],
@@ -166,6 +175,10 @@ public final class GemmKernel {
             return Tile.BASE;
         }
         return wgmma != null ? Tile.WGMMA : Tile.LARGE;
+    }
+
+    private static int smemStages(int bm, int bn, int bk, int stages) {
+        return stages * (bm + bn) * (bk + PAD) * 2;
     }
 
     private static int smemKn(int bm, int bn, int bk) {
@@ -335,16 +348,26 @@ public final class GemmKernel {
             return splits;
         }
         boolean small = m <= BM_DECODE;
-        int bm = small ? BM_DECODE : BM;
-        int bn = small ? BN_DECODE : BN;
-        int bk = small ? BK_DECODE : BK;
-        CUfunction f = knLayout ? (small ? knDecode : kn)[epi.ordinal()]
-                : (small ? decode : fns)[epi.ordinal()];
-        new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
-                .i(chunk).ptr(work).ptr(idx)
-                .launch(f, small ? name + "_m16" : name, (n + bn - 1) / bn, (m + bm - 1) / bm,
-                        splits, THREADS, knLayout ? smemKn(bm, bn, bk) : smem(bm, bn, bk), s,
-                        shapes + " splits=" + splits);
+        if (!knLayout && !small && m <= BM) {
+            // 16 < M <= 64: the wider decode tile (same bits: the same K steps in order).
+            new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
+                    .i(chunk).ptr(work).ptr(idx)
+                    .launch(mid[epi.ordinal()], name + "_m64", (n + BN_MID - 1) / BN_MID, 1,
+                            splits, THREADS_MID, smemStages(BM, BN_MID, BK_MID, STAGES_MID), s,
+                            shapes + " splits=" + splits);
+        } else {
+            int bm = small ? BM_DECODE : BM;
+            int bn = small ? BN_DECODE : BN;
+            int bk = small ? BK_DECODE : BK;
+            CUfunction f = knLayout ? (small ? knDecode : kn)[epi.ordinal()]
+                    : (small ? decode : fns)[epi.ordinal()];
+            new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n)
+                    .i(k).i(chunk).ptr(work).ptr(idx)
+                    .launch(f, small ? name + "_m16" : name, (n + bn - 1) / bn,
+                            (m + bm - 1) / bm, splits, THREADS,
+                            knLayout ? smemKn(bm, bn, bk) : smem(bm, bn, bk), s,
+                            shapes + " splits=" + splits);
+        }
         if (partialsOnly) {
             return splits;
         }
