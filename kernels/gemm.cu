@@ -16,7 +16,8 @@
 //   gemm_<epi>_m16   16 x 64 x 64 (warps 1 x 4, 16 x 16 each): decode, M <= 16. It reads each
 //                    weight row in 128-byte runs per stage and wastes no MMA rows;
 //   gemm_<epi>_m64   64 x 128 x 64, 3 stages, 8 warps (2 x 4, 32 x 32 each): decode, 16 < M <= 64
-//                    (H100: 1.6-1.9 TB/s of weights against 1.25-1.45 for the 64 x 64 x 32 tile).
+//                    (H100: 1.6-1.9 TB/s of weights against 1.25-1.45 for the 64 x 64 x 32 tile);
+//                    gemm_<epi>_kn_m64 the same for the [K, N] layout.
 // Every output element is the same sequence of m16n8k16 steps in increasing k in both shapes,
 // so they give identical bits.
 // K is summed in chunks of k_chunk (chosen by the host from N and K only): each chunk's products
@@ -302,6 +303,9 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
     }                                                                                           \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name##_kn(GEMM_ARGS) {           \
         gemm_body<epi, 64, 64, 32, 2, 2, true>(GEMM_PASS);                                      \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(2 * GEMM_THREADS) name##_kn_m64(GEMM_ARGS) {   \
+        gemm_body<epi, 64, 128, 64, 2, 4, true, 3>(GEMM_PASS);                                  \
     }                                                                                           \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS) name##_kn_m16(GEMM_ARGS) {       \
         gemm_body<epi, 16, 64, 64, 1, 4, true>(GEMM_PASS);                                      \

@@ -64,12 +64,39 @@ extern "C" __global__ void router_union_scores_f32(const float* __restrict__ log
     score[j] = s;
 }
 
+// router_reduce_union_f32: the same scores from split-K partials of the router's second GEMM
+// (work[z][r][j], z < splits, as GemmKernel.partials writes them), without the fp32 logits in
+// between: logit = sum_z work[z][r][j] + 0 (the STORE_F32 epilogue without a bias), then
+// score[j] = sum over rows of max(0, logit), in the same orders as the two-kernel path.
+// Grid: ceil(F / 32), block 256 (8 warps split the rows; n <= 64).
+extern "C" __global__ void __launch_bounds__(256)
+router_reduce_union_f32(const float* __restrict__ work, int splits, int n, int F,
+                        float* __restrict__ score) {
+    __shared__ float logit[64][33];  // n <= 64 rows (host-checked) x 32 columns
+    const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+    const int j = blockIdx.x * 32 + tx;
+    if (j < F) {
+#pragma unroll 2
+        for (int r = ty; r < n; r += 8) {
+            float v = 0.f;
+            for (int z = 0; z < splits; z++) v += work[((size_t)z * n + r) * F + j];
+            logit[r][tx] = v + 0.f;
+        }
+    }
+    __syncthreads();
+    if (ty == 0 && j < F) {
+        float s = 0.f;
+        for (int r = 0; r < n; r++) s += fmaxf(0.f, logit[r][tx]);
+        score[j] = s;
+    }
+}
+
 // router_select_topk_f32: idx[0..k) = the indices of the k largest scores (scores >= 0), in
 // increasing index order; among scores equal to the k-th largest, the lowest indices are taken.
 // One block of 1024 threads: a radix select over the float bit patterns (4 passes of 8 bits,
 // a 256-bin histogram each) finds the k-th largest value t, then each thread compacts its
 // contiguous segment (all > t, then = t while the ties budget lasts) at offsets from a block
-// scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F.
+// scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F. Dynamic shared memory: cached * 4 bytes.
 // Exclusive prefix sum over the block (blockDim.x a multiple of 32, <= 1024); returns this
 // thread's exclusive offset and the block total in *total. `warp_tot` holds 32 ints.
 POLAR_DEVICE int block_exclusive_scan(int v, int* warp_tot, int* total) {
@@ -101,7 +128,9 @@ POLAR_DEVICE int block_exclusive_scan(int v, int* warp_tot, int* total) {
 }
 
 extern "C" __global__ void __launch_bounds__(1024)
-router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx) {
+router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx,
+                       int cached) {
+    extern __shared__ unsigned sbits[];  // the first `cached` scores' bit patterns
     __shared__ int warp_tot[33];
     __shared__ int hist[257];  // bin 256: lanes with nothing to count
     __shared__ unsigned s_prefix;
@@ -114,6 +143,14 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
         s_prefix = 0;
         s_need = k;
     }
+    // The scores as bit patterns, read once into shared memory (the first `cached` of them;
+    // the rest, if any, are re-read from memory in each pass).
+    for (int j = threadIdx.x; j < cached; j += blockDim.x)
+        sbits[j] = __float_as_uint(fmaxf(score[j], 0.f));
+    auto bits_of = [&](int j) -> unsigned {
+        return j < cached ? sbits[j] : __float_as_uint(fmaxf(score[j], 0.f));
+    };
+    __syncthreads();
     for (int shift = 24; shift >= 0; shift -= 8) {
         for (int i = threadIdx.x; i < 257; i += blockDim.x) hist[i] = 0;
         __syncthreads();
@@ -123,7 +160,7 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
             const int j = j0 + threadIdx.x;
             int bin = 256;
             if (j < F) {
-                unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
+                const unsigned b = bits_of(j);
                 if ((b & above) == prefix) bin = (b >> shift) & 255;
             }
             const unsigned peers = __match_any_sync(0xffffffffu, bin);
@@ -166,7 +203,7 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
     const int b0 = min(F, (int)threadIdx.x * seg), b1 = min(F, b0 + seg);
     int gt = 0, eq = 0;
     for (int j = b0; j < b1; j++) {
-        unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
+        const unsigned b = bits_of(j);
         gt += b > t;
         eq += b == t;
     }
@@ -177,7 +214,7 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
     int ties = max(0, min(eq, budget - eq_off));
     int out = gt_off + min(eq_off, max(0, budget));
     for (int j = b0; j < b1; j++) {
-        unsigned b = __float_as_uint(fmaxf(score[j], 0.f));
+        const unsigned b = bits_of(j);
         if (b > t) {
             idx[out++] = j;
         } else if (b == t && ties > 0) {

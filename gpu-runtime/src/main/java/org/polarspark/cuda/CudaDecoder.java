@@ -785,15 +785,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         int f = c.ffnDim();
         int mlpKept = routers != null ? routers.mlpK(l, n) : f;
         if (mlpKept < f) {
-            // Polar MLP router on the same normed input: hidden -> rank -> ffn, batch-union
-            // scores, the mlpKept best neurons (in index order) for fc1/fc2 below.
-            k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, routers.mlpDown[l], h, null,
-                    routers.mlpT, routers.rank, n, routers.rank, h, gemmWork);
-            k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, routers.mlpT, routers.rank,
-                    routers.mlpUp[l], routers.rank, null, routers.mlpLogits, f, n, f,
-                    routers.rank, gemmWork);
-            k.router.unionScores(stream, routers.mlpLogits, n, f, routers.mlpScore);
-            k.router.selectTopk(stream, routers.mlpScore, f, mlpKept, routers.mlpIdx[l]);
+            mlpRouter(routers, l, n, mlpKept);
         }
         int kOff = c.qDim();
         int vOff = c.qDim() + c.kvDim();
@@ -913,6 +905,28 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         if (!pre) {
             norm(B.mlpW, B.mlpB, n, true);
         }
+    }
+
+    /**
+     * Polar MLP router of layer l on the normed input y: hidden -> rank -> ffn, batch-union
+     * scores, then the {@code kept} best neurons (in index order) into r.mlpIdx[l].
+     */
+    private void mlpRouter(DeviceRouters r, int l, int n, int kept) {
+        int h = c.hiddenSize();
+        int f = c.ffnDim();
+        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, r.mlpDown[l], h, null, r.mlpT,
+                r.rank, n, r.rank, h, gemmWork);
+        if (k.gemm.partialsFit(n, f, r.rank, gemmWork)) {
+            // The batch-union scores straight from the split-K partials (same bits).
+            int sp = k.gemm.partials(false, stream, r.mlpT, r.rank, r.mlpUp[l], r.rank, 0, n, f,
+                    r.rank, gemmWork, null);
+            k.router.reduceUnion(stream, gemmWork, sp, n, f, r.mlpScore);
+        } else {
+            k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, r.mlpT, r.rank, r.mlpUp[l], r.rank,
+                    null, r.mlpLogits, f, n, f, r.rank, gemmWork);
+            k.router.unionScores(stream, r.mlpLogits, n, f, r.mlpScore);
+        }
+        k.router.selectTopk(stream, r.mlpScore, f, kept, r.mlpIdx[l]);
     }
 
     private DecodeFusedKernel.Norm normKind() {
@@ -1058,15 +1072,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                     }
                     int kept = polar.mlpK(l, batch);
                     if (kept < c.ffnDim()) {
-                        int f = c.ffnDim();
-                        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h,
-                                polar.mlpDown[l], h, null, polar.mlpT, polar.rank, batch,
-                                polar.rank, h, gemmWork);
-                        k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, polar.mlpT,
-                                polar.rank, polar.mlpUp[l], polar.rank, null, polar.mlpLogits, f,
-                                batch, f, polar.rank, gemmWork);
-                        k.router.unionScores(stream, polar.mlpLogits, batch, f, polar.mlpScore);
-                        k.router.selectTopk(stream, polar.mlpScore, f, kept, polar.mlpIdx[l]);
+                        mlpRouter(polar, l, batch, kept);
                     }
                 }
             }, "routers, " + batch + " rows");

@@ -85,6 +85,7 @@ public final class GemmKernel {
     private final CUfunction[] kn = new CUfunction[Epilogue.values().length];
     private final CUfunction[] knDecode = new CUfunction[Epilogue.values().length];
     private final CUfunction[] mid = new CUfunction[Epilogue.values().length];
+    private final CUfunction[] knMid = new CUfunction[Epilogue.values().length];
     /** The decode tile for 16 < M <= 64 rows (gemm_&lt;epi&gt;_m64): 64 x 128 x 64, 8 warps. */
     private static final int BN_MID = 128;
     private static final int BK_MID = 64;
@@ -114,6 +115,9 @@ public final class GemmKernel {
             mid[e.ordinal()] = m.function(e.symbol + "_m64");
             setSharedMemory(mid[e.ordinal()], e.symbol + "_m64",
                     smemStages(BM, BN_MID, BK_MID, STAGES_MID));
+            knMid[e.ordinal()] = m.function(e.symbol + "_kn_m64");
+            setSharedMemory(knMid[e.ordinal()], e.symbol + "_kn_m64",
+                    smemKnStages(BM, BN_MID, BK_MID, STAGES_MID));
             reduce[e.ordinal()] = m.function(e.symbol + "_reduce");
             // The decode shape's four stages need more than the default 48 KiB of shared memory.
             Cuda.check(jcuda.driver.JCudaDriver.cuFuncSetAttribute(decode[e.ordinal()],
@@ -179,6 +183,10 @@ public final class GemmKernel {
 
     private static int smemStages(int bm, int bn, int bk, int stages) {
         return stages * (bm + bn) * (bk + PAD) * 2;
+    }
+
+    private static int smemKnStages(int bm, int bn, int bk, int stages) {
+        return stages * (bm * (bk + PAD) + bk * (bn + PAD)) * 2;
     }
 
     private static int smemKn(int bm, int bn, int bk) {
@@ -348,12 +356,14 @@ public final class GemmKernel {
             return splits;
         }
         boolean small = m <= BM_DECODE;
-        if (!knLayout && !small && m <= BM) {
+        if (!small && m <= BM) {
             // 16 < M <= 64: the wider decode tile (same bits: the same K steps in order).
             new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
                     .i(chunk).ptr(work).ptr(idx)
-                    .launch(mid[epi.ordinal()], name + "_m64", (n + BN_MID - 1) / BN_MID, 1,
-                            splits, THREADS_MID, smemStages(BM, BN_MID, BK_MID, STAGES_MID), s,
+                    .launch((knLayout ? knMid : mid)[epi.ordinal()], name + "_m64",
+                            (n + BN_MID - 1) / BN_MID, 1, splits, THREADS_MID,
+                            knLayout ? smemKnStages(BM, BN_MID, BK_MID, STAGES_MID)
+                                    : smemStages(BM, BN_MID, BK_MID, STAGES_MID), s,
                             shapes + " splits=" + splits);
         } else {
             int bm = small ? BM_DECODE : BM;

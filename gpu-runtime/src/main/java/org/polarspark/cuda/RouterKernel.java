@@ -15,14 +15,21 @@ public final class RouterKernel {
     static final int MAX_UNITS = 64;
     private final CUfunction topk;
     private final CUfunction union;
+    private final CUfunction reduceUnion;
+    /** Scores the MLP top-k keeps in shared memory (96 KiB: fits every supported GPU). */
+    static final int SELECT_CACHE = 24 * 1024;
     private final CUfunction head;
     private final CUfunction select;
 
     RouterKernel(CudaModule m) {
         topk = m.function("router_topk_f32");
         union = m.function("router_union_scores_f32");
+        reduceUnion = m.function("router_reduce_union_f32");
         head = m.function("router_head_topk_bf16");
         select = m.function("router_select_topk_f32");
+        Cuda.check(jcuda.driver.JCudaDriver.cuFuncSetAttribute(select,
+                jcuda.driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                SELECT_CACHE * 4), "cuFuncSetAttribute(router_select_topk_f32, shared memory)");
     }
 
     /**
@@ -56,13 +63,28 @@ public final class RouterKernel {
                 .launch(union, name, (f + 255) / 256, 1, 1, 256, 0, s, "n=" + n + " F=" + f);
     }
 
+    /** unionScores over the logits that split-K partials work[splits][n][f] add up to. */
+    public void reduceUnion(CudaStream s, DeviceBuffer work, int splits, int n, int f,
+                            DeviceBuffer score) {
+        String name = "router_reduce_union_f32";
+        Check.positive(name, "n", n);
+        Check.positive(name, "splits", splits);
+        Check.that(n <= 64, name, "at most 64 rows, got " + n);
+        Check.fits(name, "work", work, (long) splits * n * f, 4);
+        Check.fits(name, "score", score, f, 4);
+        new KernelArgs().ptr(work).i(splits).i(n).i(f).ptr(score)
+                .launch(reduceUnion, name, (f + 31) / 32, 1, 1, 256, 0, s, "n=" + n + " F="
+                        + f + " splits=" + splits);
+    }
+
     public void selectTopk(CudaStream s, DeviceBuffer score, int f, int k, DeviceBuffer idx) {
         String name = "router_select_topk_f32";
         Check.that(k >= 1 && k <= f, name, "k must be in [1, " + f + "], got " + k);
         Check.fits(name, "score", score, f, 4);
         Check.fits(name, "idx", idx, k, 4);
-        new KernelArgs().ptr(score).i(f).i(k).ptr(idx)
-                .launch(select, name, 1, 1, 1, 1024, 0, s, "F=" + f + " k=" + k);
+        int cached = Math.min(f, SELECT_CACHE);
+        new KernelArgs().ptr(score).i(f).i(k).ptr(idx).i(cached)
+                .launch(select, name, 1, 1, 1, 1024, cached * 4, s, "F=" + f + " k=" + k);
     }
 
     public void topk(CudaStream s, DeviceBuffer logits, int n, int units, int k,

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Random;
@@ -310,14 +311,50 @@ class CudaKernelTest extends GpuTest {
             DeviceBuffer out = f32(init);
             kernels.gemm.runKn(Epilogue.ACCUM_F32, stream, dh, kept, dw2, hidden, ffn, db2, out,
                     hidden, m, hidden, kept, ws, didx);
-            assertClose("fc2 [K, N] gather, workspace " + (ws != null), expected,
-                    readF32(out, m * hidden), 1e-3, 1e-3);
+            float[] got = readF32(out, m * hidden);
+            assertClose("fc2 [K, N] gather, workspace " + (ws != null), expected, got, 1e-3,
+                    1e-3);
+            // Batch invariance of the [K, N] tiles: row 0 alone gives the same bits.
+            DeviceBuffer one = f32(Arrays.copyOf(init, hidden));
+            kernels.gemm.runKn(Epilogue.ACCUM_F32, stream, dh, kept, dw2, hidden, ffn, db2, one,
+                    hidden, 1, hidden, kept, ws, didx);
+            assertArrayEquals(Arrays.copyOf(got, hidden), readF32(one, hidden),
+                    "fc2 [K, N] gather: row 0 alone vs in a batch of " + m);
         }
     }
 
     static Stream<Arguments> gatherShapes() {
         return Stream.of(Arguments.of(1, 768, 192, 256), Arguments.of(5, 1000, 136, 520),
                 Arguments.of(20, 4096, 256, 2048), Arguments.of(70, 768, 192, 96));
+    }
+
+    /**
+     * The MLP router's union scores straight from split-K partials (router_reduce_union_f32)
+     * are the bits of the two-kernel path (GEMM into fp32 logits, then union scores).
+     */
+    @ParameterizedTest(name = "n={0} F={1} rank={2}")
+    @MethodSource("reduceUnionShapes")
+    void reduceUnionMatchesLogitsThenUnion(int n, int f, int rank) {
+        Random r = new Random(n * 13 + f + rank);
+        DeviceBuffer a = bf16(Bf16.round(random(r, n * rank, 1.0)));
+        DeviceBuffer w = bf16(Bf16.round(random(r, f * rank, 1.0 / Math.sqrt(rank))));
+        DeviceBuffer work = zeros(64L << 20);
+        DeviceBuffer logits = zeros((long) n * f * 4);
+        DeviceBuffer s1 = zeros(f * 4L);
+        DeviceBuffer s2 = zeros(f * 4L);
+        kernels.gemm.run(Epilogue.STORE_F32, stream, a, rank, w, rank, null, logits, f, n, f,
+                rank, work);
+        kernels.router.unionScores(stream, logits, n, f, s1);
+        int splits = kernels.gemm.partials(false, stream, a, rank, w, rank, 0, n, f, rank, work,
+                null);
+        kernels.router.reduceUnion(stream, work, splits, n, f, s2);
+        assertArrayEquals(readF32(s1, f), readF32(s2, f), "union scores from partials, splits="
+                + splits);
+    }
+
+    static Stream<Arguments> reduceUnionShapes() {
+        return Stream.of(Arguments.of(1, 768, 64), Arguments.of(7, 1000, 136),
+                Arguments.of(33, 4096, 1024), Arguments.of(64, 2050, 256));
     }
 
     /** MLP union top-k: exact k, index order, ties to the lowest ids, against a host sort. */
@@ -355,7 +392,8 @@ class CudaKernelTest extends GpuTest {
 
     static Stream<Arguments> unionShapes() {
         return Stream.of(Arguments.of(1, 768, 8), Arguments.of(4, 768, 256),
-                Arguments.of(64, 16384, 10240), Arguments.of(3, 1000, 1000));
+                Arguments.of(64, 16384, 10240), Arguments.of(3, 1000, 1000),
+                Arguments.of(2, 30000, 777));
     }
 
     @Test
