@@ -96,7 +96,8 @@ router_reduce_union_f32(const float* __restrict__ work, int splits, int n, int F
 // One block of 1024 threads: a radix select over the float bit patterns (4 passes of 8 bits,
 // a 256-bin histogram each) finds the k-th largest value t, then each thread compacts its
 // contiguous segment (all > t, then = t while the ties budget lasts) at offsets from a block
-// scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F. Dynamic shared memory: cached * 4 bytes.
+// scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F. Dynamic shared memory: cached * 4 bytes
+// (plus 33 KiB static).
 // Exclusive prefix sum over the block (blockDim.x a multiple of 32, <= 1024); returns this
 // thread's exclusive offset and the block total in *total. `warp_tot` holds 32 ints.
 POLAR_DEVICE int block_exclusive_scan(int v, int* warp_tot, int* total) {
@@ -132,13 +133,14 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
                        int cached) {
     extern __shared__ unsigned sbits[];  // the first `cached` scores' bit patterns
     __shared__ int warp_tot[33];
-    __shared__ int hist[257];  // bin 256: lanes with nothing to count
+    __shared__ int hist[256];
+    __shared__ int whist[32][256];  // one histogram per warp: no atomics across warps
     __shared__ unsigned s_prefix;
     __shared__ int s_need;
     // Radix select of the k-th largest bit pattern, 8 bits at a time from the top: 4 passes of
-    // a 256-bin histogram over the elements that match the bits chosen so far. Lanes of a warp
-    // that fall in the same bin add once (warp-aggregated), since most scores share their top
-    // bits.
+    // a 256-bin histogram over the elements that match the bits chosen so far. Each warp counts
+    // into its own histogram (a warp whose lanes share one bin, as most do in the first pass,
+    // adds once); the warps' counts are then summed per bin.
     if (threadIdx.x == 0) {
         s_prefix = 0;
         s_need = k;
@@ -151,9 +153,10 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
         return j < cached ? sbits[j] : __float_as_uint(fmaxf(score[j], 0.f));
     };
     __syncthreads();
+    const int wid = threadIdx.x >> 5;
     for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int i = threadIdx.x; i < 257; i += blockDim.x) hist[i] = 0;
-        __syncthreads();
+        for (int i = threadIdx.x & 31; i < 256; i += 32) whist[wid][i] = 0;
+        __syncwarp();
         const unsigned prefix = s_prefix;
         const unsigned above = shift == 24 ? 0u : (0xffffffffu << (shift + 8));
         for (int j0 = 0; j0 < F; j0 += blockDim.x) {  // uniform trip count for the warp
@@ -163,9 +166,21 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
                 const unsigned b = bits_of(j);
                 if ((b & above) == prefix) bin = (b >> shift) & 255;
             }
-            const unsigned peers = __match_any_sync(0xffffffffu, bin);
-            if ((threadIdx.x & 31) == __ffs(peers) - 1 && bin < 256)
-                atomicAdd(&hist[bin], __popc(peers));
+            // Often the whole warp falls in one bin (the top bits of similar scores): one add.
+            // Otherwise each lane adds to its warp's histogram (few lanes share a bin then).
+            const int first = __shfl_sync(0xffffffffu, bin, 0);
+            if (__all_sync(0xffffffffu, bin == first)) {
+                if ((threadIdx.x & 31) == 0 && bin < 256) whist[wid][bin] += 32;
+            } else if (bin < 256) {
+                atomicAdd(&whist[wid][bin], 1);
+            }
+            __syncwarp();
+        }
+        __syncthreads();
+        if (threadIdx.x < 256) {
+            int c = 0;
+            for (int w = 0; w < (int)(blockDim.x >> 5); w++) c += whist[w][threadIdx.x];
+            hist[threadIdx.x] = c;
         }
         __syncthreads();
         if (threadIdx.x < 32) {  // warp 0: the bin holding the need-th largest, from the top
