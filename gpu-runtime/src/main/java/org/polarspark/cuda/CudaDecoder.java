@@ -3,8 +3,11 @@ package org.polarspark.cuda;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Deque;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import jcuda.Pointer;
 import org.polarspark.cpu.CpuWeights;
 import org.polarspark.generate.BatchDecoder;
@@ -106,6 +109,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceAllocator routerAlloc;
     private final DeviceBuffer[] groupIdx;   // per layer int32 [T, G]: selected groups per token
     private DeviceRouters routers;           // of the forward in progress, or null (dense)
+    /** Polar selections and router time of every routed forward piece and decode step. */
+    private final org.polarspark.polar.PolarCounters polarCounters =
+            new org.polarspark.polar.PolarCounters();
+    /** Router time of one routed piece of n tokens (key), measured once by replaying them. */
+    private final Map<Integer, Long> routerNanosByRows = new HashMap<>();
     private boolean graphs = true;
 
     /**
@@ -531,11 +539,13 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             }
             gatherRows.copyFrom(Pointer.to(identity), n * 4L, stream);
             graph(n).launch(stream);
+            countPolar(n);
             copyLogits(want, 0, n, out);
         } else {
             int splitLen = splitLength(n, maxLen);
             try {
                 compute(n, splitLen, (maxLen + splitLen - 1) / splitLen);
+            countPolar(n);
             } finally {
                 prefillTileCount = 0; // graphs and later pieces see decode-only attention
             }
@@ -679,6 +689,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         sampleSeed.copyFrom(Pointer.to(seeds), n * 8L, stream);
         sampleStep.copyFrom(Pointer.to(steps), n * 4L, stream);
         graph(n).launch(stream);
+        countPolar(n);
         k.sampling.sample(stream, logits, n, c.vocabSize(), sampleTemp, sampleTopK, sampleTopP,
                 sampleSeed, sampleStep, sampleQ, nextIds, nextLp);
         int[] out = new int[n];
@@ -929,6 +940,80 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         k.router.selectTopk(stream, r.mlpScore, f, kept, r.mlpIdx[l]);
     }
 
+    /**
+     * Polar statistics of every routed piece and decode step so far (all calls on this
+     * decoder): head selections and kept groups per token and layer, MLP union selections per
+     * layer and call (f of f where the MLP runs dense), and router time. Router time is that of
+     * the router kernels of a piece of the same size replayed alone (measured once per size):
+     * inside a captured step they cannot be timed apart.
+     */
+    public org.polarspark.polar.PolarStats polarStats() {
+        return polarCounters.snapshot();
+    }
+
+    private void countPolar(int n) {
+        if (routers == null) {
+            return;
+        }
+        int layersN = c.numLayers();
+        int g = c.numKvHeads();
+        int f = c.ffnDim();
+        long kept = 0;
+        for (int l = 0; l < layersN; l++) {
+            kept += Math.min(g, routers.kept[l]);
+            if (c.reluMlp()) {
+                polarCounters.neurons(f, Math.min(f, routers.mlpK(l, n)));
+            }
+        }
+        polarCounters.groups((long) n * layersN, (long) n * layersN * g, n * kept);
+        Long ns = routerNanosByRows.get(n);
+        if (ns == null) {
+            ns = timeRouters(routers, n);
+            routerNanosByRows.put(n, ns);
+        }
+        polarCounters.routerNanos(ns);
+    }
+
+    /**
+     * Device time of the routers of one piece of n tokens (every layer's head router and top-k,
+     * MLP router and union top-k) on the current normed input: median of 3 replays of a graph
+     * of them alone. Their outputs are rewritten by the next step, so this changes nothing.
+     */
+    private long timeRouters(DeviceRouters r, int n) {
+        CudaGraph g = CudaGraph.capture(stream, () -> routerKernels(r, n), "routers, " + n
+                + " rows");
+        try (CudaEvent start = new CudaEvent(); CudaEvent end = new CudaEvent()) {
+            float[] ms = new float[3];
+            for (int i = 0; i < ms.length; i++) {
+                start.record(stream);
+                g.launch(stream);
+                end.record(stream);
+                end.synchronize();
+                ms[i] = end.elapsedSince(start);
+            }
+            Arrays.sort(ms);
+            return (long) (ms[1] * 1e6);
+        } finally {
+            stream.synchronize();
+            g.close();
+        }
+    }
+
+    /** The router kernels of every layer for n rows (what {@link #layer} runs for Polar). */
+    private void routerKernels(DeviceRouters r, int n) {
+        int h = c.hiddenSize();
+        for (int l = 0; l < c.numLayers(); l++) {
+            if (r.kept[l] < c.numKvHeads()) {
+                k.router.headTopk(stream, y, h, r.weight[l], r.bias[l], n, h, c.numKvHeads(),
+                        r.kept[l], groupIdx[l]);
+            }
+            int kept = r.mlpK(l, n);
+            if (kept < c.ffnDim()) {
+                mlpRouter(r, l, n, kept);
+            }
+        }
+    }
+
     private DecodeFusedKernel.Norm normKind() {
         return c.family() == ModelFamily.LLAMA ? DecodeFusedKernel.Norm.RMS
                 : DecodeFusedKernel.Norm.LAYER;
@@ -1063,19 +1148,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     public float[] benchRouters(int batch, DeviceRouters polar, int warmup, int iters) {
         return benchGraph(batch, 2, warmup, iters, 1, null, () -> {
             k.init.uniformBf16(stream, y, (long) batch * c.hiddenSize(), 5, 1f);
-            return CudaGraph.capture(stream, () -> {
-                int h = c.hiddenSize();
-                for (int l = 0; l < c.numLayers(); l++) {
-                    if (polar.kept[l] < c.numKvHeads()) {
-                        k.router.headTopk(stream, y, h, polar.weight[l], polar.bias[l], batch,
-                                h, c.numKvHeads(), polar.kept[l], groupIdx[l]);
-                    }
-                    int kept = polar.mlpK(l, batch);
-                    if (kept < c.ffnDim()) {
-                        mlpRouter(polar, l, batch, kept);
-                    }
-                }
-            }, "routers, " + batch + " rows");
+            return CudaGraph.capture(stream, () -> routerKernels(polar, batch),
+                    "routers, " + batch + " rows");
         });
     }
 

@@ -146,27 +146,11 @@ public final class CudaEngine implements Engine {
     public synchronized Result<GenerationResult> generate(List<GenerationRequest> requests) {
         ctx.bind();
         SparsityPolicy decode = routers == null ? SparsityPolicy.DENSE : routers;
+        PolarStats before = decoder.polarStats();
         Result<GenerationResult> r = new Generator<>(decoder, tokenizer, maxBatch).generate(
                 requests, everyToken ? decode : SparsityPolicy.DENSE, decode);
-        long sparseTokens = r.stats().decodeTokens() + (everyToken ? r.stats().prefillTokens() : 0);
-        return new Result<>(r.results(), r.stats().withPolar(polarStats(sparseTokens)));
-    }
-
-    /**
-     * Selections of n routed tokens: each keeps routers.kept(l) of G groups at layer l (the
-     * device selects exactly that many). Router time is not measured per call on the device.
-     */
-    private PolarStats polarStats(long n) {
-        if (routers == null || n == 0) {
-            return PolarStats.ZERO;
-        }
-        var c = decoder.config();
-        long kept = 0;
-        for (int l = 0; l < c.numLayers(); l++) {
-            kept += routers.kept(l);
-        }
-        return new PolarStats(n * c.numLayers(), n * c.numLayers() * c.numKvHeads(), n * kept,
-                0, 0, 0, 0);
+        return new Result<>(r.results(), r.stats().withPolar(
+                decoder.polarStats().minus(before)));
     }
 
     @Override
@@ -175,7 +159,7 @@ public final class CudaEngine implements Engine {
         ctx.bind();
         List<LoglikelihoodResult> out = new ArrayList<>(requests.size());
         EngineStats stats = EngineStats.ZERO;
-        long sparse = 0; // tokens that went through the routers
+        PolarStats before = decoder.polarStats();
         int from = 0;
         while (from < requests.size()) {
             List<CudaSequence> seqs = new ArrayList<>();
@@ -208,9 +192,6 @@ public final class CudaEngine implements Engine {
                 if (routers != null && !everyToken) {
                     logits = TeacherForcing.continuationLogits(decoder, seqs,
                             requests.subList(from, from + rows), routers);
-                    for (int r = 0; r < rows; r++) {
-                        sparse += requests.get(from + r).continuation().length - 1;
-                    }
                 } else {
                     int[] last = new int[rows];
                     for (int r = 0; r < rows; r++) {
@@ -218,9 +199,6 @@ public final class CudaEngine implements Engine {
                     }
                     logits = decoder.forward(seqs, toks.toArray(new int[0][]), last,
                             routers == null ? SparsityPolicy.DENSE : routers);
-                    if (routers != null) {
-                        sparse += prefill;
-                    }
                 }
                 long dt = System.nanoTime() - t0;
                 for (int r = 0; r < rows; r++) {
@@ -241,7 +219,7 @@ public final class CudaEngine implements Engine {
                 }
             }
         }
-        return new Result<>(out, stats.withPolar(polarStats(sparse)));
+        return new Result<>(out, stats.withPolar(decoder.polarStats().minus(before)));
     }
 
     /** Bytes of device memory still allocated (weights, KV cache, scratch). */

@@ -510,10 +510,54 @@ class CudaDecoderTest extends GpuTest {
                         1e-12);
                 assertEquals(b.stats().polar().headSelections(),
                         a.stats().polar().headSelections());
+                assertTrue(a.stats().polar().routerNanos() > 0, "router time is measured");
                 System.out.printf("[gpu] Polar engine (every token %s): head fraction %.3f, "
                         + "ll gpu %.4f cpu %.4f%n", every, a.stats().polar().headFraction(),
                         a.results().get(0).loglikelihood(), b.results().get(0).loglikelihood());
             }
+        }
+    }
+
+    /**
+     * The bundled tiny-opt with its shipped routers (heads and the MLP union top-k) through the
+     * CUDA engine: the same log-likelihoods as the CPU engine with the same router files (within
+     * bf16 rounding: a near-tie neuron or group may be chosen differently), and per-call Polar
+     * statistics (head and MLP fractions, router time).
+     */
+    @Test
+    void shippedTinyOptRoutersOnTheGpu() {
+        java.nio.file.Path dir = Golden.repoRoot().resolve("datasets/models/tiny-opt");
+        org.junit.jupiter.api.Assumptions.assumeTrue(java.nio.file.Files.exists(
+                dir.resolve("polar/polar.json")), "no shipped routers under " + dir);
+        var settings = new org.polarspark.polar.PolarSettings(true, null, null, false);
+        try (CudaEngine gpu = CudaEngine.load(dir, 0, 4, settings);
+             org.polarspark.cpu.CpuEngine cpu = org.polarspark.cpu.CpuEngine.load(dir, 4,
+                     settings)) {
+            List<org.polarspark.generate.LoglikelihoodRequest> reqs = new ArrayList<>();
+            for (Golden.Case gc : Golden.load("tiny-opt").cases()) {
+                int[] ids = gc.inputIds();
+                int cut = Math.max(1, ids.length / 2);
+                reqs.add(new org.polarspark.generate.LoglikelihoodRequest(
+                        java.util.Arrays.copyOf(ids, cut), gc.greedyIds()));
+            }
+            var a = gpu.loglikelihood(reqs);
+            var b = cpu.loglikelihood(reqs);
+            for (int i = 0; i < reqs.size(); i++) {
+                double x = a.results().get(i).loglikelihood();
+                double y = b.results().get(i).loglikelihood();
+                assertTrue(Math.abs(x - y) <= 3e-2 * Math.abs(y) + 0.1, "row " + i + ": gpu " + x
+                        + " cpu " + y);
+            }
+            var p = a.stats().polar();
+            assertEquals(b.stats().polar().headFraction(), p.headFraction(), 1e-12);
+            assertTrue(p.routerNanos() > 0, "router time is measured");
+            assertTrue(p.neuronsTotal() > 0 && p.mlpFraction() > 0 && p.mlpFraction() <= 1,
+                    "MLP fraction " + p.mlpFraction());
+            System.out.printf("[gpu] tiny-opt shipped routers: head fraction %.3f, MLP fraction "
+                    + "%.3f (cpu %.3f), router time %.2f ms, ll gpu %.4f cpu %.4f%n",
+                    p.headFraction(), p.mlpFraction(), b.stats().polar().mlpFraction(),
+                    p.routerNanos() / 1e6, a.results().get(0).loglikelihood(),
+                    b.results().get(0).loglikelihood());
         }
     }
 
