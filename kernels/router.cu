@@ -91,15 +91,8 @@ router_reduce_union_f32(const float* __restrict__ work, int splits, int n, int F
     }
 }
 
-// router_select_topk_f32: idx[0..k) = the indices of the k largest scores (scores >= 0), in
-// increasing index order; among scores equal to the k-th largest, the lowest indices are taken.
-// One block of 1024 threads: a radix select over the float bit patterns (4 passes of 8 bits,
-// a 256-bin histogram each) finds the k-th largest value t, then each thread compacts its
-// contiguous segment (all > t, then = t while the ties budget lasts) at offsets from a block
-// scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F. Dynamic shared memory: cached * 4 bytes
-// (plus 33 KiB static).
 // Exclusive prefix sum over the block (blockDim.x a multiple of 32, <= 1024); returns this
-// thread's exclusive offset and the block total in *total. `warp_tot` holds 32 ints.
+// thread's exclusive offset and the block total in *total. `warp_tot` holds 33 ints.
 POLAR_DEVICE int block_exclusive_scan(int v, int* warp_tot, int* total) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int inc = v;
@@ -128,6 +121,13 @@ POLAR_DEVICE int block_exclusive_scan(int v, int* warp_tot, int* total) {
     return warp_tot[warp] + inc - v;
 }
 
+// router_select_topk_f32: idx[0..k) = the indices of the k largest scores (scores >= 0), in
+// increasing index order; among scores equal to the k-th largest, the lowest indices are taken.
+// One block of 1024 threads: a radix select over the float bit patterns (4 passes of 8 bits,
+// a 256-bin histogram each) finds the k-th largest value t, then each warp compacts its
+// contiguous range (all > t, and = t while the ties budget lasts) at offsets from a block
+// scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F. Dynamic shared memory: cached * 4 bytes
+// (plus 33 KiB static).
 extern "C" __global__ void __launch_bounds__(1024)
 router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx,
                        int cached) {
@@ -214,28 +214,39 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
         __syncthreads();
     }
     const unsigned t = s_prefix;
-    const int seg = (F + blockDim.x - 1) / blockDim.x;
-    const int b0 = min(F, (int)threadIdx.x * seg), b1 = min(F, b0 + seg);
+    // Compaction in index order: each warp owns a contiguous range and walks it 32 elements at
+    // a time (ballots give each lane its rank; shared-memory reads stay conflict-free).
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    const unsigned below = (1u << lane) - 1u;
+    const int per = (F + nw - 1) / nw;
+    const int w0 = min(F, wid * per), w1 = min(F, w0 + per);
     int gt = 0, eq = 0;
-    for (int j = b0; j < b1; j++) {
-        const unsigned b = bits_of(j);
-        gt += b > t;
-        eq += b == t;
+    for (int j0 = w0; j0 < w1; j0 += 32) {
+        const int j = j0 + lane;
+        const unsigned b = j < w1 ? bits_of(j) : 0u;
+        gt += __popc(__ballot_sync(0xffffffffu, j < w1 && b > t));
+        eq += __popc(__ballot_sync(0xffffffffu, j < w1 && b == t));
     }
     int total_gt, total_eq;
-    const int gt_off = block_exclusive_scan(gt, warp_tot, &total_gt);
-    const int eq_off = block_exclusive_scan(eq, warp_tot, &total_eq);
-    const int budget = k - total_gt;  // ties to take, lowest indices first
-    int ties = max(0, min(eq, budget - eq_off));
-    int out = gt_off + min(eq_off, max(0, budget));
-    for (int j = b0; j < b1; j++) {
-        const unsigned b = bits_of(j);
-        if (b > t) {
-            idx[out++] = j;
-        } else if (b == t && ties > 0) {
-            idx[out++] = j;
-            ties--;
-        }
+    // Warp totals into a block scan (lane 0 carries its warp's count).
+    int gt_before = __shfl_sync(0xffffffffu,
+                                block_exclusive_scan(lane == 0 ? gt : 0, warp_tot, &total_gt), 0);
+    int eq_before = __shfl_sync(0xffffffffu,
+                                block_exclusive_scan(lane == 0 ? eq : 0, warp_tot, &total_eq), 0);
+    const int budget = k - total_gt;  // elements equal to t to take, lowest indices first
+    for (int j0 = w0; j0 < w1; j0 += 32) {
+        const int j = j0 + lane;
+        const unsigned b = j < w1 ? bits_of(j) : 0u;
+        const bool g = j < w1 && b > t;
+        const bool e = j < w1 && b == t;
+        const unsigned gm = __ballot_sync(0xffffffffu, g);
+        const unsigned em = __ballot_sync(0xffffffffu, e);
+        const bool take = g || (e && eq_before + __popc(em & below) < budget);
+        const unsigned tm = __ballot_sync(0xffffffffu, take);
+        const int sel_before = gt_before + min(eq_before, max(0, budget));
+        if (take) idx[sel_before + __popc(tm & below)] = j;
+        gt_before += __popc(gm);
+        eq_before += __popc(em);
     }
 }
 

@@ -538,13 +538,15 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 identity[j] = j;
             }
             gatherRows.copyFrom(Pointer.to(identity), n * 4L, stream);
+            timeRoutersOnce(n);
             graph(n).launch(stream);
             countPolar(n);
             copyLogits(want, 0, n, out);
         } else {
             int splitLen = splitLength(n, maxLen);
             try {
-                compute(n, splitLen, (maxLen + splitLen - 1) / splitLen);
+                timeRoutersOnce(n);
+            compute(n, splitLen, (maxLen + splitLen - 1) / splitLen);
             countPolar(n);
             } finally {
                 prefillTileCount = 0; // graphs and later pieces see decode-only attention
@@ -688,6 +690,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         sampleTopP.copyFrom(Pointer.to(topP), n * 4L, stream);
         sampleSeed.copyFrom(Pointer.to(seeds), n * 8L, stream);
         sampleStep.copyFrom(Pointer.to(steps), n * 4L, stream);
+        timeRoutersOnce(n);
         graph(n).launch(stream);
         countPolar(n);
         k.sampling.sample(stream, logits, n, c.vocabSize(), sampleTemp, sampleTopK, sampleTopP,
@@ -966,18 +969,24 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             }
         }
         polarCounters.groups((long) n * layersN, (long) n * layersN * g, n * kept);
-        Long ns = routerNanosByRows.get(n);
-        if (ns == null) {
-            ns = timeRouters(routers, n);
-            routerNanosByRows.put(n, ns);
+        polarCounters.routerNanos(routerNanosByRows.getOrDefault(n, 0L));
+    }
+
+    /**
+     * Before a routed piece of n tokens runs: times its routers alone if no piece of that size
+     * has been timed. It runs before the piece, so the piece itself then writes the selection
+     * tables that {@link #lastGroupTable} and {@link #lastNeuronSelection} read back.
+     */
+    private void timeRoutersOnce(int n) {
+        if (routers != null && !routerNanosByRows.containsKey(n)) {
+            routerNanosByRows.put(n, timeRouters(routers, n));
         }
-        polarCounters.routerNanos(ns);
     }
 
     /**
      * Device time of the routers of one piece of n tokens (every layer's head router and top-k,
      * MLP router and union top-k) on the current normed input: median of 3 replays of a graph
-     * of them alone. Their outputs are rewritten by the next step, so this changes nothing.
+     * of them alone. It overwrites the selection tables, so it runs before a piece, never after.
      */
     private long timeRouters(DeviceRouters r, int n) {
         CudaGraph g = CudaGraph.capture(stream, () -> routerKernels(r, n), "routers, " + n
