@@ -426,8 +426,14 @@ final class CalibrateJob {
                         out[l] = FileChannel.open(local.resolve("layer-" + l + ".bin"),
                                 StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
                     }
+                    int done = 0;
                     for (int[] w : s.windows()) {
                         ByteBuffer[] bufs = Calibration.collectWindow(engine, w);
+                        if (++done % 50 == 0) {
+                            LOG.info("calibrate: task {}: {} of {} windows, {} s", s.task(), done,
+                                    s.windows().length, String.format("%.0f",
+                                            (System.nanoTime() - t0) / 1e9));
+                        }
                         for (int l = 0; l < layers; l++) {
                             while (bufs[l].hasRemaining()) {
                                 out[l].write(bufs[l]);
