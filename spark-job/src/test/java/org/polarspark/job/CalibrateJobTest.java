@@ -1,5 +1,6 @@
 package org.polarspark.job;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -26,7 +27,11 @@ import org.junit.jupiter.api.io.TempDir;
 import org.polarspark.cpu.CpuEngine;
 import org.polarspark.generate.LoglikelihoodRequest;
 import org.polarspark.model.ModelConfig;
+import org.polarspark.polar.CalibrateMain;
+import org.polarspark.polar.KTableTuner;
 import org.polarspark.polar.PolarConfig;
+import org.polarspark.polar.RouterCalibration;
+import org.polarspark.polar.RouterTrainer;
 import org.polarspark.polar.PolarSettings;
 import org.polarspark.polar.RouterWeights;
 
@@ -161,6 +166,21 @@ class CalibrateJobTest {
             assertEquals(2000L * rec, bytes, "layer " + l);
         }
         assertTrue(Files.isRegularFile(out.resolve("_summary.json")));
+
+        // One implementation: the one-JVM CalibrateMain on the same corpus, budget and seeds
+        // trains the very same routers (same windows, same sample order, seeded per layer).
+        RouterCalibration.Calibrated local = CalibrateMain.calibrate(new CalibrateMain.Options(
+                OPT, Path.of(CORPUS), 2000, 0.5, 2, null, false,
+                RouterTrainer.Options.defaults().withEpochs(6, 3), KTableTuner.DEFAULT_BUCKETS));
+        for (int l = 0; l < layers; l++) {
+            assertArrayEquals(local.weights().headWeight(l), rw.headWeight(l), "layer " + l);
+            assertArrayEquals(local.weights().headBias(l), rw.headBias(l), "layer " + l);
+            assertArrayEquals(local.weights().mlpDown(l), rw.mlpDown(l), "layer " + l);
+            assertArrayEquals(local.weights().mlpUp(l), rw.mlpUp(l), "layer " + l);
+            assertArrayEquals(local.config().mlp().k()[l], pc.mlp().k()[l], "layer " + l);
+        }
+        assertEquals(local.config().calibration().get("recall").toString(),
+                cal.get("recall").toString());
         assertNotNull(s.table());
         assertTrue(s.table().contains("head recall"));
     }
