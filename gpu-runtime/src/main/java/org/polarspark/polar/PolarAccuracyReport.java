@@ -267,11 +267,15 @@ public final class PolarAccuracyReport {
             log(m.name, "dense", m.dense);
             writeJson(root, partial);
         }
+        // Decode only (as deployed: what the default-density rule reads) before every token;
+        // within each, densities from high to low across models, so a stopped run has the rows
+        // the rule needs.
         for (boolean every : new boolean[] {false, true}) {
-            for (Model m : loaded) {
-                boolean relu = m.pc.mlp() != null;
-                for (boolean mlpOn : relu ? new boolean[] {false, true} : new boolean[] {false}) {
-                    for (double d : densities) {
+            for (double d : densities) {
+                for (Model m : loaded) {
+                    boolean relu = m.pc.mlp() != null;
+                    for (boolean mlpOn : relu ? new boolean[] {false, true}
+                            : new boolean[] {false}) {
                         m.row(d, mlpOn, every, threads);
                         writeJson(root, partial);
                     }
@@ -434,7 +438,16 @@ public final class PolarAccuracyReport {
             md.append("| config | head density | groups kept | MLP sparsity | Polar applied | "
                     + "test ppl | Δppl | MC acc | MC acc_norm | s | note |\n");
             md.append("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|\n");
-            for (JsonNode r : rows) {
+            List<JsonNode> sorted = new ArrayList<>();
+            rows.forEach(sorted::add);
+            // dense first; then decode only before every token, MLP off before on, density
+            // from high to low
+            sorted.sort(java.util.Comparator.comparing((JsonNode r) -> !r.get("config").asText()
+                            .equals("dense"))
+                    .thenComparing(r -> r.get("every_token").asBoolean())
+                    .thenComparing(r -> r.get("mlp").asBoolean())
+                    .thenComparing(r -> -r.get("density").asDouble()));
+            for (JsonNode r : sorted) {
                 boolean isDense = r.get("config").asText().equals("dense");
                 md.append(String.format(Locale.ROOT,
                         "| %s | %s | %d | %s | %s | %.3f | %+.2f%% | %.3f | %.3f | %.0f | %s |\n",
@@ -548,23 +561,31 @@ public final class PolarAccuracyReport {
      * sparsity as {@code mlp} says) at density &gt;= d passes the rule; 1.0 when none does.
      */
     static double lowestContiguous(ArrayNode rows, Scores dense, boolean mlp) {
+        // Walk the densities from 1.0 down; a density without a row (a stopped run) ends the
+        // walk like a failing one: the rule must hold at every density down to the chosen one.
         double chosen = 1.0;
-        List<JsonNode> dep = new ArrayList<>();
+        java.util.TreeSet<Double> all = new java.util.TreeSet<>(java.util.Comparator
+                .reverseOrder());
         for (JsonNode r : rows) {
-            if (r.get("config").asText().equals("polar") && !r.get("every_token").asBoolean()
-                    && r.get("mlp").asBoolean() == mlp) {
-                dep.add(r);
+            if (r.get("config").asText().equals("polar")) {
+                all.add(r.get("density").asDouble());
             }
         }
-        dep.sort((a, b) -> Double.compare(b.get("density").asDouble(),
-                a.get("density").asDouble()));
-        for (JsonNode r : dep) {
-            boolean ok = r.get("ppl").asDouble() <= dense.ppl() * (1 + MAX_PPL_RISE)
-                    && r.get("acc_norm").asDouble() >= dense.accNorm() - MAX_ACC_DROP - 1e-12;
+        for (double d : all) {
+            JsonNode row = null;
+            for (JsonNode r : rows) {
+                if (r.get("config").asText().equals("polar") && !r.get("every_token").asBoolean()
+                        && r.get("mlp").asBoolean() == mlp && r.get("density").asDouble() == d) {
+                    row = r;
+                }
+            }
+            boolean ok = row != null
+                    && row.get("ppl").asDouble() <= dense.ppl() * (1 + MAX_PPL_RISE)
+                    && row.get("acc_norm").asDouble() >= dense.accNorm() - MAX_ACC_DROP - 1e-12;
             if (!ok) {
                 break;
             }
-            chosen = r.get("density").asDouble();
+            chosen = d;
         }
         return chosen;
     }
