@@ -42,11 +42,15 @@ import org.polarspark.model.TextTokenizer;
  * <pre>
  * java ... org.polarspark.polar.PolarAccuracyReport --model NAME=MODEL_DIR[:ROUTER_DIR] ...
  *     [--passages N] [--mc N] [--threads T] [--out bench/results] [--ship]
+ *     [--name polar-accuracy] [--resume EARLIER.json] [--from EARLIER.json]
  *     [--densities 1.0,0.75,...]
  * </pre>
  *
  * ROUTER_DIR holds {@code polar/} (default: the model directory). With {@code --ship}, each
- * model's routers are written into MODEL_DIR/polar with the chosen default density.
+ * model's routers are written into MODEL_DIR/polar with the chosen default density. The JSON
+ * ({@code <out>/<name>-<date>.json}) is rewritten after every row, so a stopped run keeps its
+ * rows; {@code --resume} reuses an earlier run's evaluated rows and computes the rest;
+ * {@code --from} only redoes the choice, the Markdown and shipping from an earlier JSON.
  */
 public final class PolarAccuracyReport {
     private static final ObjectMapper JSON = new ObjectMapper()
@@ -203,6 +207,7 @@ public final class PolarAccuracyReport {
         Path evalDir = Path.of("datasets/eval");
         boolean ship = false;
         Path from = null;
+        Path resume = null;
         double[] densities = DENSITIES;
         String name = "polar-accuracy";
         for (int i = 0; i < args.length; i++) {
@@ -221,6 +226,7 @@ public final class PolarAccuracyReport {
                 case "--ship" -> ship = true;
                 case "--name" -> name = args[++i];
                 case "--from" -> from = Path.of(args[++i]);
+                case "--resume" -> resume = Path.of(args[++i]);
                 case "--densities" -> {
                     String[] p = args[++i].split(",");
                     densities = new double[p.length];
@@ -261,8 +267,34 @@ public final class PolarAccuracyReport {
         }
         Path partial = out.resolve(name + "-" + date + ".json");
         Files.createDirectories(out);
+        if (resume != null) {
+            // Rows of an earlier (stopped) run with the same models and data are reused: an
+            // evaluated configuration is identified by (groups kept, MLP, every token).
+            JsonNode old = JSON.readTree(resume.toFile());
+            for (Model m : loaded) {
+                JsonNode om = old.path("models").path(m.name);
+                if (om.isMissingNode() || om.get("passages").asInt() != m.set.passageCount()
+                        || om.get("mc_items").asInt() != m.set.mcCount()) {
+                    continue;
+                }
+                for (JsonNode r : om.get("rows")) {
+                    Scores sc = new Scores(r.get("ppl").asDouble(), r.get("tokens").asLong(),
+                            r.get("acc").asDouble(), r.get("acc_norm").asDouble(),
+                            r.get("items").asInt(), r.get("seconds").asDouble());
+                    if (r.get("config").asText().equals("dense")) {
+                        m.dense = sc;
+                    } else if (r.get("note").asText().isEmpty()) {
+                        m.done.put(r.get("groups_kept").asInt() + "/" + r.get("mlp").asBoolean()
+                                + "/" + r.get("every_token").asBoolean(), sc);
+                    }
+                }
+            }
+            root.put("resumed_from", resume.toString());
+        }
         for (Model m : loaded) {
-            m.dense = evaluate(new CpuEngine(m.dec, m.tok, 1), m.set, threads);
+            if (m.dense == null) {
+                m.dense = evaluate(new CpuEngine(m.dec, m.tok, 1), m.set, threads);
+            }
             addRow(m.rows, "dense", 1.0, false, false, m.dense, m.dense, m.mc.numKvHeads());
             log(m.name, "dense", m.dense);
             writeJson(root, partial);
