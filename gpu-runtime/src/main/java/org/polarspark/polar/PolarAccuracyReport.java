@@ -43,6 +43,7 @@ import org.polarspark.model.TextTokenizer;
  * java ... org.polarspark.polar.PolarAccuracyReport --model NAME=MODEL_DIR[:ROUTER_DIR] ...
  *     [--passages N] [--mc N] [--threads T] [--out bench/results] [--ship]
  *     [--name polar-accuracy] [--resume EARLIER.json] [--from EARLIER.json]
+ *     [--only decode|every]
  *     [--densities 1.0,0.75,...]
  * </pre>
  *
@@ -208,6 +209,7 @@ public final class PolarAccuracyReport {
         boolean ship = false;
         Path from = null;
         Path resume = null;
+        boolean[] modes = {false, true}; // decode only, every token
         double[] densities = DENSITIES;
         String name = "polar-accuracy";
         for (int i = 0; i < args.length; i++) {
@@ -227,6 +229,14 @@ public final class PolarAccuracyReport {
                 case "--name" -> name = args[++i];
                 case "--from" -> from = Path.of(args[++i]);
                 case "--resume" -> resume = Path.of(args[++i]);
+                case "--only" -> {
+                    String o = args[++i];
+                    if (!o.equals("decode") && !o.equals("every")) {
+                        throw new IllegalArgumentException("--only must be decode or every, got "
+                                + o);
+                    }
+                    modes = new boolean[] {o.equals("every")};
+                }
                 case "--densities" -> {
                     String[] p = args[++i].split(",");
                     densities = new double[p.length];
@@ -302,7 +312,7 @@ public final class PolarAccuracyReport {
         // Decode only (as deployed: what the default-density rule reads) before every token;
         // within each, densities from high to low across models, so a stopped run has the rows
         // the rule needs.
-        for (boolean every : new boolean[] {false, true}) {
+        for (boolean every : modes) {
             for (double d : densities) {
                 for (Model m : loaded) {
                     boolean relu = m.pc.mlp() != null;
