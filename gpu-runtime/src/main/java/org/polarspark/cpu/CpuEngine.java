@@ -125,6 +125,21 @@ public final class CpuEngine implements Engine {
     }
 
     @Override
+    public boolean canObserve() {
+        return true;
+    }
+
+    @Override
+    public void observeDense(int[] tokens, DecoderObserver observer) {
+        if (tokens.length == 0 || tokens.length > config.maxPositions()) {
+            throw new IllegalArgumentException("observeDense: " + tokens.length + " tokens; "
+                    + "must be 1.." + config.maxPositions() + " (the model's context)");
+        }
+        CpuKvCache[] caches = {decoder.newCache(tokens.length)};
+        decoder.forward(caches, new int[][] {tokens}, SparsityPolicy.DENSE, false, observer);
+    }
+
+    @Override
     public Result<GenerationResult> generate(List<GenerationRequest> requests) {
         SparsityPolicy policy = newPolicy();
         Result<GenerationResult> r = new Generator<>(new CpuBatchDecoder(decoder), tokenizer,

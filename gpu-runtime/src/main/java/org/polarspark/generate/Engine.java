@@ -1,6 +1,7 @@
 package org.polarspark.generate;
 
 import java.util.List;
+import org.polarspark.cpu.DecoderObserver;
 import org.polarspark.model.ModelConfig;
 import org.polarspark.model.TextTokenizer;
 
@@ -27,6 +28,30 @@ public interface Engine extends AutoCloseable {
 
     /** One result per request, in order. */
     Result<LoglikelihoodResult> loglikelihood(List<LoglikelihoodRequest> requests);
+
+    /**
+     * True when this backend can run {@link #observeDense}: calibration (collecting router
+     * training samples) needs it. The CPU backend can; a CUDA backend would need device hooks
+     * that copy the router input, per-head attention-output norms and the fc1 firing bitset to
+     * the host (see {@code polar/TRAINING.md}).
+     */
+    default boolean canObserve() {
+        return false;
+    }
+
+    /**
+     * One dense forward of one token sequence (no KV cache kept), reporting every layer's
+     * intermediate values to {@code observer} (see {@link DecoderObserver} for the arrays'
+     * shapes). This is what calibration runs. Thread-safe like the other calls.
+     *
+     * @throws UnsupportedOperationException when {@link #canObserve} is false, naming the
+     *                                       backend
+     */
+    default void observeDense(int[] tokens, DecoderObserver observer) {
+        throw new UnsupportedOperationException("the " + backend() + " backend cannot collect "
+                + "calibration samples (it has no decoder observer); calibrate with the cpu "
+                + "backend (option --backend cpu)");
+    }
 
     /** Results of one call with the counters it accumulated. */
     record Result<T>(List<T> results, EngineStats stats) {

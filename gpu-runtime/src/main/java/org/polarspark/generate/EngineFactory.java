@@ -12,6 +12,14 @@ public final class EngineFactory {
     }
 
     /**
+     * True when engines of this backend implement {@link Engine#observeDense} (calibration):
+     * the CPU backend. A CUDA backend that gains decoder hooks adds itself here.
+     */
+    public static boolean canObserve(Backend backend) {
+        return backend == Backend.CPU;
+    }
+
+    /**
      * @param modelDir   local checkpoint directory
      * @param backend    CPU or CUDA (AUTO must be resolved by the caller with the task's GPU)
      * @param gpuAddress the device ordinal for CUDA (from Spark's resource scheduling), or null

@@ -15,16 +15,16 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import org.polarspark.cpu.CpuDecoder;
-import org.polarspark.cpu.CpuKvCache;
 import org.polarspark.cpu.DecoderObserver;
+import org.polarspark.generate.Engine;
 import org.polarspark.model.ModelConfig;
 import org.polarspark.model.TextTokenizer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Calibration data collection (issue 7, step 1): runs the dense CPU decoder over a corpus and
+ * Calibration data collection (issue 7, step 1): runs the dense model over a corpus (through an
+ * {@link Engine} whose backend can observe its layers, {@link Engine#canObserve}) and
  * writes, per layer and token, the router input, each head's attention-output norm and (ReLU
  * models) which MLP neurons fire, to one file per layer in a work directory (format in
  * {@link CalibrationSamples}).
@@ -37,6 +37,10 @@ import org.slf4j.LoggerFactory;
  * attention sink). Windows run in parallel; their samples are appended in window order, so the
  * files are the same for any thread count. At most {@code 2 x threads} windows of samples are in
  * memory at once.
+ *
+ * <p>The pieces are public so that the Spark job's calibrate mode runs the same code with its
+ * own parallelism: {@link #plan} on the driver, {@link #collectWindow} in the tasks (each task
+ * appends its windows' records to its own files), {@link CalibrationSamples} to read them back.
  */
 public final class Calibration {
     private static final Logger LOG = LoggerFactory.getLogger(Calibration.class);
@@ -81,6 +85,14 @@ public final class Calibration {
         } catch (IOException e) {
             throw new UncheckedIOException(corpus + ": cannot read the calibration corpus", e);
         }
+        return tokenizeText(tok, text);
+    }
+
+    /**
+     * Tokenizes a corpus text without special tokens, in chunks of about 64 KiB cut at paragraph
+     * breaks (a blank line), so that no chunk boundary splits a word.
+     */
+    public static int[] tokenizeText(TextTokenizer tok, String text) {
         List<int[]> parts = new ArrayList<>();
         long total = 0;
         int from = 0;
@@ -105,18 +117,18 @@ public final class Calibration {
     }
 
     /**
-     * Runs the collection.
+     * The forwards of a collection: BOS + a segment of {@code window - 1} corpus tokens each
+     * (the last one shorter when the budget ends inside it), spread evenly over the corpus.
      *
-     * @param decoder   the dense CPU decoder
+     * @param c         the model (context length, BOS)
      * @param corpus    token ids of the corpus (no special tokens)
      * @param maxTokens token budget (tokens recorded per layer, at most)
      * @param window    forward length including BOS (clamped to the model's context)
-     * @param threads   parallel windows
-     * @param workDir   output directory (created; layer files replaced)
+     * @return the windows, in corpus order
+     * @throws IllegalArgumentException when the corpus is shorter than one window or the budget
+     *                                  or window are out of range
      */
-    public static Result run(CpuDecoder decoder, int[] corpus, long maxTokens, int window,
-                             int threads, Path workDir) {
-        ModelConfig c = decoder.config();
+    public static int[][] plan(ModelConfig c, int[] corpus, long maxTokens, int window) {
         window = Math.min(window, c.maxPositions());
         if (window < 2) {
             throw new IllegalArgumentException("window must be >= 2, got " + window);
@@ -142,6 +154,33 @@ public final class Calibration {
             System.arraycopy(corpus, s * seg, w, 1, len);
             windows[i] = w;
         }
+        return windows;
+    }
+
+    /** Bytes of one token's record for this model (see {@link CalibrationSamples}). */
+    public static int recordBytes(ModelConfig c) {
+        return CalibrationSamples.recordBytes(c.hiddenSize(), c.numHeads(),
+                c.reluMlp() ? c.ffnDim() : 0);
+    }
+
+    /**
+     * Runs the collection with a thread pool over windows.
+     *
+     * @param engine    the dense engine (its backend must be able to observe:
+     *                  {@link Engine#canObserve})
+     * @param corpus    token ids of the corpus (no special tokens)
+     * @param maxTokens token budget (tokens recorded per layer, at most)
+     * @param window    forward length including BOS (clamped to the model's context)
+     * @param threads   parallel windows
+     * @param workDir   output directory (created; layer files replaced)
+     */
+    public static Result run(Engine engine, int[] corpus, long maxTokens, int window,
+                             int threads, Path workDir) {
+        ModelConfig c = engine.config();
+        requireObserver(engine);
+        int[][] windows = plan(c, corpus, maxTokens, window);
+        window = Math.min(window, c.maxPositions());
+        int needed = windows.length;
         boolean relu = c.reluMlp();
         int recBytes = CalibrationSamples.recordBytes(c.hiddenSize(), c.numHeads(),
                 relu ? c.ffnDim() : 0);
@@ -165,7 +204,7 @@ public final class Calibration {
                 List<Future<ByteBuffer[]>> fs = new ArrayList<>();
                 for (int i = from; i < Math.min(needed, from + group); i++) {
                     int[] w = windows[i];
-                    fs.add(pool.submit(() -> collect(decoder, w, recBytes, relu)));
+                    fs.add(pool.submit(() -> collectWindow(engine, w)));
                 }
                 for (Future<ByteBuffer[]> f : fs) {
                     ByteBuffer[] bufs = f.get();
@@ -206,10 +245,23 @@ public final class Calibration {
         return new Result(workDir, c, relu, samples, needed, window, corpus.length, secs);
     }
 
-    /** One dense forward of one window; returns each layer's records (position 0 skipped). */
-    private static ByteBuffer[] collect(CpuDecoder decoder, int[] window, int recBytes,
-                                        boolean relu) {
-        ModelConfig c = decoder.config();
+    /** Fails with a message naming the backend when it cannot run calibration forwards. */
+    public static void requireObserver(Engine engine) {
+        if (!engine.canObserve()) {
+            throw new UnsupportedOperationException("calibration needs a backend that can "
+                    + "observe the decoder's layers; the " + engine.backend() + " backend cannot"
+                    + " (only cpu can for now): calibrate with the cpu backend");
+        }
+    }
+
+    /**
+     * One dense forward of one window; returns each layer's records (position 0 skipped), each
+     * buffer positioned at 0 with its limit at the end of the records.
+     */
+    public static ByteBuffer[] collectWindow(Engine engine, int[] window) {
+        ModelConfig c = engine.config();
+        boolean relu = c.reluMlp();
+        int recBytes = recordBytes(c);
         int n = window.length;
         int hid = c.hiddenSize();
         int heads = c.numHeads();
@@ -264,8 +316,7 @@ public final class Calibration {
                 }
             }
         };
-        CpuKvCache[] caches = {decoder.newCache(n)};
-        decoder.forward(caches, new int[][] {window}, SparsityPolicy.DENSE, false, obs);
+        engine.observeDense(window, obs);
         return bufs;
     }
 }

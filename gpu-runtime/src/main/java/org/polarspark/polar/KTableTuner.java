@@ -40,7 +40,8 @@ public final class KTableTuner {
      * @param union  per bucket, the mean union size |U| / F
      * @param batch  per bucket, the batch size actually used (clamped)
      */
-    public record Layer(int[] k, double[] recall, double[] union, int[] batch) {
+    public record Layer(int[] k, double[] recall, double[] union, int[] batch)
+            implements java.io.Serializable {
     }
 
     /**

@@ -42,17 +42,25 @@ import org.polarspark.model.TextTokenizer;
  * <pre>
  * java ... org.polarspark.polar.PolarAccuracyReport --model NAME=MODEL_DIR[:ROUTER_DIR] ...
  *     [--passages N] [--mc N] [--threads T] [--out bench/results] [--ship]
+ *     [--name polar-accuracy] [--resume EARLIER.json] [--from EARLIER.json]
+ *     [--only decode|every]
  *     [--densities 1.0,0.75,...]
  * </pre>
  *
  * ROUTER_DIR holds {@code polar/} (default: the model directory). With {@code --ship}, each
- * model's routers are written into MODEL_DIR/polar with the chosen default density.
+ * model's routers are written into MODEL_DIR/polar with the chosen default density. The JSON
+ * ({@code <out>/<name>-<date>.json}) is rewritten after every row, so a stopped run keeps its
+ * rows; {@code --resume} reuses an earlier run's evaluated rows and computes the rest;
+ * {@code --from} only redoes the choice, the Markdown and shipping from an earlier JSON.
  */
 public final class PolarAccuracyReport {
     private static final ObjectMapper JSON = new ObjectMapper()
             .enable(SerializationFeature.INDENT_OUTPUT);
     static final double[] DENSITIES = {1.0, 0.75, 0.625, 0.5, 0.375, 0.25};
-    /** Default-density rule: test ppl rise at most 2%, MC acc drop at most 1 point. */
+    /**
+     * Default-density rule: test ppl rise at most 2%, MC accuracy drop at most 1 point, with
+     * acc_norm (lm-eval's length-normalised accuracy) as the MC metric.
+     */
     static final double MAX_PPL_RISE = 0.02;
     static final double MAX_ACC_DROP = 0.01;
 
@@ -200,7 +208,10 @@ public final class PolarAccuracyReport {
         Path evalDir = Path.of("datasets/eval");
         boolean ship = false;
         Path from = null;
+        Path resume = null;
+        boolean[] modes = {false, true}; // decode only, every token
         double[] densities = DENSITIES;
+        String name = "polar-accuracy";
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--model" -> {
@@ -215,7 +226,17 @@ public final class PolarAccuracyReport {
                 case "--out" -> out = Path.of(args[++i]);
                 case "--eval" -> evalDir = Path.of(args[++i]);
                 case "--ship" -> ship = true;
+                case "--name" -> name = args[++i];
                 case "--from" -> from = Path.of(args[++i]);
+                case "--resume" -> resume = Path.of(args[++i]);
+                case "--only" -> {
+                    String o = args[++i];
+                    if (!o.equals("decode") && !o.equals("every")) {
+                        throw new IllegalArgumentException("--only must be decode or every, got "
+                                + o);
+                    }
+                    modes = new boolean[] {o.equals("every")};
+                }
                 case "--densities" -> {
                     String[] p = args[++i].split(",");
                     densities = new double[p.length];
@@ -234,6 +255,8 @@ public final class PolarAccuracyReport {
         String date = LocalDate.now(ZoneOffset.UTC).toString();
         ObjectNode root = JSON.createObjectNode();
         root.put("date", date);
+        root.put("name", name + "-" + date);
+        root.put("command", "PolarAccuracyReport " + String.join(" ", args));
         root.put("backend", "cpu (CpuEngine, fp32 reference decoder)");
         root.put("machine", Runtime.getRuntime().availableProcessors() + " CPU cores, "
                 + System.getProperty("os.arch") + ", Java " + System.getProperty("java.version"));
@@ -241,82 +264,150 @@ public final class PolarAccuracyReport {
         root.put("passages", passages);
         root.put("mc_items", mcItems);
         root.put("rule", "default density = lowest density whose decode-only test perplexity "
-                + "rises <= 2% and MC acc drops <= 1 point vs dense");
+                + "rises <= 2% and MC acc_norm drops <= 1 point vs dense");
+        root.put("complete", false);
         ObjectNode res = root.putObject("models");
+        // Load every model first; then evaluate in priority order (dense and the deployed
+        // decode-only rows of every model before the every-token rows), writing the JSON after
+        // each row, so that an interrupted run still leaves every finished row behind.
+        List<Model> loaded = new ArrayList<>();
         for (Map.Entry<String, Path[]> e : models.entrySet()) {
-            String name = e.getKey();
-            Path modelDir = e.getValue()[0];
-            Path routerDir = e.getValue()[1];
-            Checkpoint ckpt = Checkpoint.open(modelDir);
-            ModelConfig mc = ckpt.config();
-            CpuDecoder dec = new CpuDecoder(CpuWeights.load(ckpt));
-            TextTokenizer tok = TextTokenizer.load(modelDir, mc);
-            PolarConfig pc = PolarConfig.load(routerDir, mc);
-            RouterWeights rw = RouterWeights.load(routerDir, pc);
-            EvalSet set = EvalSet.load(tok, mc, evalDir, passages, mcItems);
-            ObjectNode m = res.putObject(name);
-            m.put("model_dir", modelDir.toString());
-            m.put("router_dir", routerDir.toString());
-            m.put("passages", set.passageCount());
-            m.put("scored_tokens", set.tokens);
-            m.put("mc_items", set.mcCount());
-            ArrayNode rows = m.putArray("rows");
-            Scores dense = evaluate(new CpuEngine(dec, tok, 1), set, threads);
-            addRow(rows, "dense", 1.0, false, false, dense, dense, mc.numKvHeads());
-            log(name, "dense", dense);
-            List<Object[]> table = new ArrayList<>();
-            table.add(new Object[] {"dense", "-", "-", "-", dense});
-            Map<String, Scores> done = new LinkedHashMap<>();
-            boolean relu = pc.mlp() != null;
-            for (boolean mlpOn : relu ? new boolean[] {false, true} : new boolean[] {false}) {
-                for (boolean every : new boolean[] {false, true}) {
-                    for (double d : densities) {
-                        PolarConfig c = pc.withDensity(d);
-                        if (!mlpOn) {
-                            c = c.withMlp(null);
-                        }
-                        int kept = c.groupsKept(1);
-                        String mode = every ? "every token" : "decode only";
-                        String note = "";
-                        // Identical selections give identical numbers: evaluate once.
-                        String key = kept + "/" + mlpOn + "/" + every;
-                        Scores s;
-                        if (!mlpOn && kept == mc.numKvHeads()) {
-                            s = dense;
-                            note = "all groups kept, dense MLP: the dense arithmetic";
-                        } else if (mlpOn && every && unionFallsBack(c)) {
-                            // Every-token forwards put a whole window through one call, whose
-                            // batch union falls back to a dense MLP; the heads-only row equals it.
-                            s = done.get(kept + "/false/true");
-                            note = "every-token forwards are one call per window: the MLP union"
-                                    + " k of the largest bucket exceeds 0.8 F (dense fallback),"
-                                    + " so this equals the heads-only row";
-                            if (s == null) {
-                                s = evaluate(new CpuEngine(dec, tok, 1, c, rw, true), set,
-                                        threads);
-                            }
-                        } else if (done.containsKey(key)) {
-                            s = done.get(key);
-                            note = "same groups kept (" + kept + " of " + mc.numKvHeads()
-                                    + ") as an evaluated density";
-                        } else {
-                            s = evaluate(new CpuEngine(dec, tok, 1, c, rw, every), set, threads);
-                            done.put(key, s);
-                        }
-                        log(name, String.format(Locale.ROOT, "d=%.3f mlp=%s %s", d, mlpOn, mode),
-                                s);
-                        addRow(rows, "polar", d, mlpOn, every, s, dense, kept).put("note", note);
-                        table.add(new Object[] {"polar", d, mlpOn ? "on" : "off", mode, s});
+            loaded.add(Model.load(e.getKey(), e.getValue()[0], e.getValue()[1], evalDir,
+                    passages, mcItems, res));
+        }
+        Path partial = out.resolve(name + "-" + date + ".json");
+        Files.createDirectories(out);
+        if (resume != null) {
+            // Rows of an earlier (stopped) run with the same models and data are reused: an
+            // evaluated configuration is identified by (groups kept, MLP, every token).
+            JsonNode old = JSON.readTree(resume.toFile());
+            for (Model m : loaded) {
+                JsonNode om = old.path("models").path(m.name);
+                if (om.isMissingNode() || om.get("passages").asInt() != m.set.passageCount()
+                        || om.get("mc_items").asInt() != m.set.mcCount()) {
+                    continue;
+                }
+                for (JsonNode r : om.get("rows")) {
+                    Scores sc = new Scores(r.get("ppl").asDouble(), r.get("tokens").asLong(),
+                            r.get("acc").asDouble(), r.get("acc_norm").asDouble(),
+                            r.get("items").asInt(), r.get("seconds").asDouble());
+                    if (r.get("config").asText().equals("dense")) {
+                        m.dense = sc;
+                    } else if (r.get("note").asText().isEmpty()) {
+                        m.done.put(r.get("groups_kept").asInt() + "/" + r.get("mlp").asBoolean()
+                                + "/" + r.get("every_token").asBoolean(), sc);
                     }
                 }
             }
-            // The rule is applied to the deployed configuration (decode only, MLP sparsity on
-            // for ReLU models) and must hold at every density down to the chosen one.
-            m.put("num_kv_heads", mc.numKvHeads());
-            m.put("relu_mlp", relu);
-            tok.close();
+            root.put("resumed_from", resume.toString());
         }
+        for (Model m : loaded) {
+            if (m.dense == null) {
+                m.dense = evaluate(new CpuEngine(m.dec, m.tok, 1), m.set, threads);
+            }
+            addRow(m.rows, "dense", 1.0, false, false, m.dense, m.dense, m.mc.numKvHeads());
+            log(m.name, "dense", m.dense);
+            writeJson(root, partial);
+        }
+        // Decode only (as deployed: what the default-density rule reads) before every token;
+        // within each, densities from high to low across models, so a stopped run has the rows
+        // the rule needs.
+        for (boolean every : modes) {
+            for (double d : densities) {
+                for (Model m : loaded) {
+                    boolean relu = m.pc.mlp() != null;
+                    for (boolean mlpOn : relu ? new boolean[] {false, true}
+                            : new boolean[] {false}) {
+                        m.row(d, mlpOn, every, threads);
+                        writeJson(root, partial);
+                    }
+                }
+            }
+        }
+        for (Model m : loaded) {
+            m.tok.close();
+        }
+        root.put("complete", true);
         finish(root, out, ship);
+    }
+
+    /** One model under evaluation: its engine parts, data, routers and finished rows. */
+    private static final class Model {
+        String name;
+        ModelConfig mc;
+        CpuDecoder dec;
+        TextTokenizer tok;
+        PolarConfig pc;
+        RouterWeights rw;
+        EvalSet set;
+        ArrayNode rows;
+        Scores dense;
+        final Map<String, Scores> done = new LinkedHashMap<>();
+
+        static Model load(String name, Path modelDir, Path routerDir, Path evalDir, int passages,
+                          int mcItems, ObjectNode res) throws IOException {
+            Model m = new Model();
+            m.name = name;
+            Checkpoint ckpt = Checkpoint.open(modelDir);
+            m.mc = ckpt.config();
+            m.dec = new CpuDecoder(CpuWeights.load(ckpt));
+            m.tok = TextTokenizer.load(modelDir, m.mc);
+            m.pc = PolarConfig.load(routerDir, m.mc);
+            m.rw = RouterWeights.load(routerDir, m.pc);
+            m.set = EvalSet.load(m.tok, m.mc, evalDir, passages, mcItems);
+            ObjectNode o = res.putObject(name);
+            o.put("model_dir", modelDir.toString());
+            o.put("router_dir", routerDir.toString());
+            o.put("passages", m.set.passageCount());
+            o.put("scored_tokens", m.set.tokens);
+            o.put("mc_items", m.set.mcCount());
+            o.put("num_kv_heads", m.mc.numKvHeads());
+            o.put("relu_mlp", m.pc.mlp() != null);
+            o.set("calibration", m.pc.calibration());
+            m.rows = o.putArray("rows");
+            return m;
+        }
+
+        /** Evaluates (or reuses) one Polar configuration and adds its row. */
+        void row(double d, boolean mlpOn, boolean every, int threads) throws Exception {
+            PolarConfig c = pc.withDensity(d);
+            if (!mlpOn) {
+                c = c.withMlp(null);
+            }
+            int kept = c.groupsKept(1);
+            String mode = every ? "every token" : "decode only";
+            String note = "";
+            // Identical selections give identical numbers: evaluate once.
+            String key = kept + "/" + mlpOn + "/" + every;
+            Scores s;
+            if (!mlpOn && kept == mc.numKvHeads()) {
+                s = dense;
+                note = "all groups kept, dense MLP: the dense arithmetic";
+            } else if (mlpOn && every && everyCallFallsBack(c, set)
+                    && (kept == mc.numKvHeads() || done.containsKey(kept + "/false/true"))) {
+                // Every-token forwards put a whole request through one call, and for every
+                // request length of this set the MLP union k exceeds 0.8 F at every layer (dense
+                // fallback): the heads-only row (or dense) is the same arithmetic.
+                s = kept == mc.numKvHeads() ? dense : done.get(kept + "/false/true");
+                note = "every-token forwards are one call per request and every request's "
+                        + "token count selects a k above 0.8 F at every layer (dense MLP "
+                        + "fallback), so this equals the "
+                        + (kept == mc.numKvHeads() ? "dense row" : "heads-only row");
+            } else if (done.containsKey(key)) {
+                s = done.get(key);
+                note = "same groups kept (" + kept + " of " + mc.numKvHeads()
+                        + ") as an evaluated density";
+            } else {
+                s = evaluate(new CpuEngine(dec, tok, 1, c, rw, every), set, threads);
+                done.put(key, s);
+            }
+            log(name, String.format(Locale.ROOT, "d=%.3f mlp=%s %s", d, mlpOn, mode), s);
+            addRow(rows, "polar", d, mlpOn, every, s, dense, kept).put("note", note);
+        }
+    }
+
+    private static void writeJson(ObjectNode root, Path file) throws IOException {
+        Files.writeString(file, JSON.writeValueAsString(root) + "\n", StandardCharsets.UTF_8);
     }
 
     /**
@@ -325,6 +416,7 @@ public final class PolarAccuracyReport {
      */
     static void finish(ObjectNode root, Path out, boolean ship) throws IOException {
         String date = root.get("date").asText();
+        String report = root.has("name") ? root.get("name").asText() : "polar-accuracy-" + date;
         StringBuilder md = new StringBuilder();
         md.append("# Polar Sparsity accuracy, ").append(date).append("\n\n");
         md.append("CPU engine (fp32 reference decoder), ").append(root.get("machine").asText())
@@ -338,12 +430,25 @@ public final class PolarAccuracyReport {
                 + "BOS alone, so nearly every scored token is routed); \"every token\": "
                 + "prompt tokens routed too. Engine batch 1 (MLP k from the B=1 bucket in "
                 + "decode steps).\n\n");
-        md.append("Caveats: these are subsets (passages and MC items as stated per model), chosen"
-                + " to fit a 2-core CPU run. With n MC items one item is 100/n points and the "
-                + "standard error at chance is about sqrt(0.25 x 0.75 / n) (6.8 points at n = "
-                + "40), so the 1-point MC criterion is below the resolution of the subset and any "
-                + "single flipped item fails it; the perplexity criterion is the informative one "
-                + "here. Calibration: see each model's polar.json `calibration` record.\n\n");
+        if (root.has("command")) {
+            md.append("Command: `java ... org.polarspark.polar.")
+                    .append(root.get("command").asText()).append("`.\n\n");
+        }
+        if (root.has("complete") && !root.get("complete").asBoolean()) {
+            md.append("**Incomplete run**: the rows below are those that finished before the run "
+                    + "was stopped (rows are evaluated in priority order: dense and the deployed "
+                    + "decode-only rows of every model first, then the every-token rows); a "
+                    + "default density is chosen only from evaluated rows.\n\n");
+        }
+        int items = root.get("mc_items").asInt();
+        md.append(String.format(Locale.ROOT, "Resolution: with n MC items one item is 100/n "
+                + "points (%.2f at n = %d) and the standard error of an accuracy near 0.3 is "
+                + "about sqrt(0.3 x 0.7 / n) (%.1f points), so the 1-point criterion is %s; "
+                + "differences between configurations on the same items are paired and vary "
+                + "less. Calibration: see each model's polar.json `calibration` record (copied "
+                + "into the JSON).%n%n", 100.0 / items, items,
+                100 * Math.sqrt(0.21 / items), items >= 500 ? "about 5 items"
+                        : "below the resolution of this subset"));
         for (Iterator<Map.Entry<String, JsonNode>> it = root.get("models").fields();
              it.hasNext(); ) {
             Map.Entry<String, JsonNode> e = it.next();
@@ -375,7 +480,16 @@ public final class PolarAccuracyReport {
             md.append("| config | head density | groups kept | MLP sparsity | Polar applied | "
                     + "test ppl | Δppl | MC acc | MC acc_norm | s | note |\n");
             md.append("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|\n");
-            for (JsonNode r : rows) {
+            List<JsonNode> sorted = new ArrayList<>();
+            rows.forEach(sorted::add);
+            // dense first; then decode only before every token, MLP off before on, density
+            // from high to low
+            sorted.sort(java.util.Comparator.comparing((JsonNode r) -> !r.get("config").asText()
+                            .equals("dense"))
+                    .thenComparing(r -> r.get("every_token").asBoolean())
+                    .thenComparing(r -> r.get("mlp").asBoolean())
+                    .thenComparing(r -> -r.get("density").asDouble()));
+            for (JsonNode r : sorted) {
                 boolean isDense = r.get("config").asText().equals("dense");
                 md.append(String.format(Locale.ROOT,
                         "| %s | %s | %d | %s | %s | %.3f | %+.2f%% | %.3f | %.3f | %.0f | %s |\n",
@@ -390,7 +504,7 @@ public final class PolarAccuracyReport {
                         r.has("note") ? r.get("note").asText() : ""));
             }
             md.append(String.format(Locale.ROOT, "%nDefault for %s: head density **%s**, MLP "
-                    + "sparsity %s (decode only; rule: test ppl +<=2%% and MC acc -<=1 point "
+                    + "sparsity %s (decode only; rule: test ppl +<=2%% and MC acc_norm -<=1 point "
                     + "vs dense at this and every higher density%s).%n%n", name, chosen,
                     relu ? (mlpOn ? "on" : "off") : "n/a",
                     relu && !mlpOn ? "; MLP sparsity fails the rule even at density 1.0, so it "
@@ -404,7 +518,7 @@ public final class PolarAccuracyReport {
                 PolarConfig shipped = pc.withDensity(chosen);
                 ObjectNode cal = shipped.calibration();
                 cal.put("default_density_rule", root.get("rule").asText());
-                cal.put("accuracy_report", "bench/results/polar-accuracy-" + date + ".md");
+                cal.put("accuracy_report", "bench/results/" + report + ".md");
                 if (!mlpOn && pc.mlp() != null) {
                     cal.set("mlp_k_table_not_shipped", JSON.valueToTree(pc.mlp().k()));
                     cal.put("mlp_note", "MLP routers kept in the router file; mlp is null "
@@ -430,9 +544,9 @@ public final class PolarAccuracyReport {
             }
         }
         Files.createDirectories(out);
-        Files.writeString(out.resolve("polar-accuracy-" + date + ".json"),
+        Files.writeString(out.resolve(report + ".json"),
                 JSON.writeValueAsString(root) + "\n", StandardCharsets.UTF_8);
-        Files.writeString(out.resolve("polar-accuracy-" + date + ".md"), md.toString(),
+        Files.writeString(out.resolve(report + ".md"), md.toString(),
                 StandardCharsets.UTF_8);
         System.out.println(md);
     }
@@ -443,10 +557,35 @@ public final class PolarAccuracyReport {
             if (r.get("config").asText().equals("polar") && !r.get("every_token").asBoolean()
                     && r.get("mlp").asBoolean() == mlp && r.get("density").asDouble() == d) {
                 return r.get("ppl").asDouble() <= dense.ppl() * (1 + MAX_PPL_RISE)
-                        && r.get("acc").asDouble() >= dense.acc() - MAX_ACC_DROP - 1e-12;
+                        && r.get("acc_norm").asDouble() >= dense.accNorm() - MAX_ACC_DROP
+                        - 1e-12;
             }
         }
         return false;
+    }
+
+    /**
+     * True when, for every request of the set run as one every-token forward (context +
+     * continuation - 1 tokens), the k of that token count falls back to a dense MLP at every
+     * layer.
+     */
+    static boolean everyCallFallsBack(PolarConfig c, EvalSet set) {
+        java.util.Set<Integer> lengths = new java.util.TreeSet<>();
+        for (List<List<LoglikelihoodRequest>> group : List.of(set.passages, set.mc)) {
+            for (List<LoglikelihoodRequest> reqs : group) {
+                for (LoglikelihoodRequest r : reqs) {
+                    lengths.add(r.context().length + r.continuation().length - 1);
+                }
+            }
+        }
+        for (int n : lengths) {
+            for (int l = 0; l < c.numLayers(); l++) {
+                if (!PolarConfig.mlpFallsBack(c.mlpK(l, n), c.ffnDim())) {
+                    return false;
+                }
+            }
+        }
+        return true;
     }
 
     /** True when the largest bucket's k falls back to a dense MLP at every layer. */
@@ -464,23 +603,31 @@ public final class PolarAccuracyReport {
      * sparsity as {@code mlp} says) at density &gt;= d passes the rule; 1.0 when none does.
      */
     static double lowestContiguous(ArrayNode rows, Scores dense, boolean mlp) {
+        // Walk the densities from 1.0 down; a density without a row (a stopped run) ends the
+        // walk like a failing one: the rule must hold at every density down to the chosen one.
         double chosen = 1.0;
-        List<JsonNode> dep = new ArrayList<>();
+        java.util.TreeSet<Double> all = new java.util.TreeSet<>(java.util.Comparator
+                .reverseOrder());
         for (JsonNode r : rows) {
-            if (r.get("config").asText().equals("polar") && !r.get("every_token").asBoolean()
-                    && r.get("mlp").asBoolean() == mlp) {
-                dep.add(r);
+            if (r.get("config").asText().equals("polar")) {
+                all.add(r.get("density").asDouble());
             }
         }
-        dep.sort((a, b) -> Double.compare(b.get("density").asDouble(),
-                a.get("density").asDouble()));
-        for (JsonNode r : dep) {
-            boolean ok = r.get("ppl").asDouble() <= dense.ppl() * (1 + MAX_PPL_RISE)
-                    && r.get("acc").asDouble() >= dense.acc() - MAX_ACC_DROP - 1e-12;
+        for (double d : all) {
+            JsonNode row = null;
+            for (JsonNode r : rows) {
+                if (r.get("config").asText().equals("polar") && !r.get("every_token").asBoolean()
+                        && r.get("mlp").asBoolean() == mlp && r.get("density").asDouble() == d) {
+                    row = r;
+                }
+            }
+            boolean ok = row != null
+                    && row.get("ppl").asDouble() <= dense.ppl() * (1 + MAX_PPL_RISE)
+                    && row.get("acc_norm").asDouble() >= dense.accNorm() - MAX_ACC_DROP - 1e-12;
             if (!ok) {
                 break;
             }
-            chosen = r.get("density").asDouble();
+            chosen = d;
         }
         return chosen;
     }
@@ -498,6 +645,7 @@ public final class PolarAccuracyReport {
         r.put("acc", s.acc());
         r.put("acc_norm", s.accNorm());
         r.put("acc_drop", dense.acc() - s.acc());
+        r.put("acc_norm_drop", dense.accNorm() - s.accNorm());
         r.put("tokens", s.tokens());
         r.put("items", s.items());
         r.put("seconds", Math.round(s.seconds() * 10) / 10.0);

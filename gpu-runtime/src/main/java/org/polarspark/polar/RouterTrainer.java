@@ -41,7 +41,8 @@ public final class RouterTrainer {
      * @param seed         shuffling and initialisation
      */
     public record Options(double labelDensity, double lr, double weightDecay, int batch,
-                          int headEpochs, int mlpEpochs, int rank, long seed) {
+                          int headEpochs, int mlpEpochs, int rank, long seed)
+            implements java.io.Serializable {
         public static Options defaults() {
             return new Options(0.5, 1e-3, 0.01, 128, 10, 6, 64, 1234);
         }
@@ -118,7 +119,7 @@ public final class RouterTrainer {
      */
     public record HeadRouter(float[] weight, float[] bias, int kLabel, int bestEpoch,
                              double[] trainLoss, double[] valRecall, double initialValLoss,
-                             double[] valLoss) {
+                             double[] valLoss) implements java.io.Serializable {
         public double bestRecall() {
             return valRecall[bestEpoch];
         }
@@ -254,7 +255,8 @@ public final class RouterTrainer {
      */
     public record MlpRouter(float[] down, float[] up, int rank, double positiveFraction,
                             int bestEpoch, double[] trainLoss, double[] valF1, double[] valRecall,
-                            double[] valPrecision, double initialValLoss, double[] valLoss) {
+                            double[] valPrecision, double initialValLoss, double[] valLoss)
+            implements java.io.Serializable {
     }
 
     /** Trains the MLP router on the train indices, selecting on validation F1. */

@@ -36,7 +36,7 @@ class CalibrateRoundTripTest {
         CalibrateMain.Options o = new CalibrateMain.Options(GOLDEN, corpus, 600, 0.5, 2, work,
                 true, RouterTrainer.Options.defaults().withEpochs(3, 2).withRank(16),
                 d.buckets());
-        CalibrateMain.Calibrated c = CalibrateMain.calibrate(o);
+        RouterCalibration.Calibrated c = CalibrateMain.calibrate(o);
 
         // The samples on disk: 600 tokens per layer (window 128: 127 per window, 5 windows).
         ModelConfig mc = ModelConfig.load(GOLDEN.resolve("config.json"));

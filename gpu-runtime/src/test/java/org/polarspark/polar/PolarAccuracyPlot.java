@@ -47,7 +47,8 @@ public final class PolarAccuracyPlot {
             XYSeriesCollection acc = new XYSeriesCollection();
             String[][] variants = {{"false", "false", "heads only, decode only"},
                 {"true", "false", "heads + MLP, decode only"},
-                {"false", "true", "heads only, every token"}};
+                {"false", "true", "heads only, every token"},
+                {"true", "true", "heads + MLP, every token"}};
             for (JsonNode r : rows) {
                 if (r.get("config").asText().equals("dense")) {
                     densePpl = r.get("ppl").asDouble();

@@ -21,6 +21,9 @@ public record JobConfig(
         boolean polar, String polarDir, Double polarDensity, boolean polarEveryToken,
         double temperature, double topP, int topK, int maxTokens, List<String> stop, long seed,
         int n, Integer logprobs,
+        String corpus, int calibrationTokens, String calibrationSpillDir,
+        boolean calibrationKeepSpill, int calibrationHeadEpochs, int calibrationMlpEpochs,
+        int calibrationRank, long calibrationSeed,
         String testFailOnceMarker, int testFailPartition, int testRowDelayMs)
         implements Serializable {
 
@@ -29,6 +32,15 @@ public record JobConfig(
         stop = List.copyOf(stop);
         if (mode != Mode.GENERATE) {
             n = 1;
+        }
+        if (mode == Mode.CALIBRATE) {
+            // Calibration runs the dense model; polar-density is the density it writes.
+            polar = false;
+            polarDir = null;
+            polarEveryToken = false;
+        }
+        if (calibrationSpillDir != null && calibrationSpillDir.isEmpty()) {
+            calibrationSpillDir = null;
         }
         // Cross-option checks; single options were checked by their parsers.
         if (idColumn != null && idColumn.isEmpty()) {
@@ -66,7 +78,8 @@ public record JobConfig(
     static JobConfig from(RawOptions o) {
         Mode mode = Mode.parse(o.get(JobOptions.MODE));
         return new JobConfig(mode,
-                o.require(JobOptions.INPUT_PATH), o.get(JobOptions.INPUT_FORMAT),
+                mode == Mode.CALIBRATE ? o.get(JobOptions.INPUT_PATH)
+                        : o.require(JobOptions.INPUT_PATH), o.get(JobOptions.INPUT_FORMAT),
                 o.get(JobOptions.ID_COLUMN), o.get(JobOptions.PROMPT_COLUMN),
                 o.get(JobOptions.TEXT_COLUMN), o.get(JobOptions.CONTEXT_COLUMN),
                 o.get(JobOptions.CHOICES_COLUMN), o.get(JobOptions.LABEL_COLUMN),
@@ -82,6 +95,10 @@ public record JobConfig(
                 o.get(JobOptions.TEMPERATURE), o.get(JobOptions.TOP_P), o.get(JobOptions.TOP_K),
                 o.get(JobOptions.MAX_TOKENS), o.get(JobOptions.STOP), o.get(JobOptions.SEED),
                 o.get(JobOptions.N), o.get(JobOptions.LOGPROBS),
+                o.get(JobOptions.CORPUS), o.get(JobOptions.CALIBRATION_TOKENS),
+                o.get(JobOptions.CALIBRATION_SPILL_DIR), o.get(JobOptions.CALIBRATION_KEEP_SPILL),
+                o.get(JobOptions.CALIBRATION_HEAD_EPOCHS), o.get(JobOptions.CALIBRATION_MLP_EPOCHS),
+                o.get(JobOptions.CALIBRATION_RANK), o.get(JobOptions.CALIBRATION_SEED),
                 o.get(JobOptions.TEST_FAIL_ONCE_MARKER), o.get(JobOptions.TEST_FAIL_PARTITION),
                 o.get(JobOptions.TEST_ROW_DELAY_MS));
     }
@@ -107,7 +124,7 @@ public record JobConfig(
     /** Polar options that were set although Polar is off (they have no effect). */
     public List<String> idlePolarOptions() {
         List<String> out = new java.util.ArrayList<>();
-        if (!polar) {
+        if (!polar && mode != Mode.CALIBRATE) {
             if (polarDir != null) {
                 out.add(JobOptions.POLAR_DIR.name());
             }
@@ -127,6 +144,7 @@ public record JobConfig(
             case GENERATE -> List.of(promptColumn);
             case SCORE -> List.of(textColumn);
             case MC -> List.of(contextColumn, choicesColumn, labelColumn);
+            case CALIBRATE -> List.of();
         };
     }
 
@@ -151,6 +169,21 @@ public record JobConfig(
     public Map<String, Object> describe() {
         Map<String, Object> m = new LinkedHashMap<>();
         m.put("mode", mode.wire());
+        if (mode == Mode.CALIBRATE) {
+            m.put("corpus", corpus);
+            m.put("calibration-tokens", calibrationTokens);
+            m.put("calibration-spill-dir", calibrationSpillDir);
+            m.put("calibration-head-epochs", calibrationHeadEpochs);
+            m.put("calibration-mlp-epochs", calibrationMlpEpochs);
+            m.put("calibration-rank", calibrationRank);
+            m.put("calibration-seed", calibrationSeed);
+            m.put("polar-density", polarDensity);
+            m.put("output", output);
+            m.put("model", model);
+            m.put("backend", backend.wire());
+            m.put("partitions", partitions);
+            return m;
+        }
         m.put("input", input);
         m.put("input-format", inputFormat);
         m.put("id-column", idColumn);

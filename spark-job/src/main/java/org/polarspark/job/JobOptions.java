@@ -21,26 +21,30 @@ public final class JobOptions {
     private static final String MODEL = "model and engine";
     private static final String POLAR = "polar sparsity";
     private static final String SAMPLING = "sampling (generate)";
+    private static final String CALIBRATION = "calibration (calibrate)";
     private static final String TEST = "test hooks";
 
     public static final JobOption<String> MODE = JobOption.builder("mode", JOB,
                     "generate: sample continuations of each prompt; score: log-likelihood and "
                             + "perplexity of each text (lm-eval loglikelihood_rolling); mc: "
-                            + "multiple-choice log-likelihoods, acc and acc_norm (lm-eval).")
-            .defaultValue("generate").choice("generate", "score", "mc");
+                            + "multiple-choice log-likelihoods, acc and acc_norm (lm-eval); "
+                            + "calibrate: train Polar Sparsity routers for the model on a text "
+                            + "corpus and write <output>/polar/ (polar.json, routers.safetensors;"
+                            + " see the README, \"Calibration\").")
+            .defaultValue("generate").choice("generate", "score", "mc", "calibrate");
     public static final JobOption<String> INPUT_PATH = JobOption.builder("input", INPUT,
                     "Input file, directory or glob, on any Hadoop file system (file:, hdfs:, "
-                            + "s3a:, ...).")
-            .nonEmpty();
+                            + "s3a:, ...). Not used by calibrate (see corpus).")
+            .modes(Mode.GENERATE, Mode.SCORE, Mode.MC).nonEmpty();
     public static final JobOption<String> INPUT_FORMAT = JobOption.builder("input-format", INPUT,
                     "parquet, jsonl (one JSON object per line) or text (one prompt per line; "
                             + "every line is a row). auto: from the extension (.parquet; .jsonl/"
                             + ".json/.ndjson; .txt), of the first file for a directory.")
-            .defaultValue("auto").choice("auto", "parquet", "jsonl", "text");
+            .defaultValue("auto").modes(Mode.GENERATE, Mode.SCORE, Mode.MC).choice("auto", "parquet", "jsonl", "text");
     public static final JobOption<String> ID_COLUMN = JobOption.builder("id-column", INPUT,
                     "Column whose value (as a string) becomes row_id. Empty: row_id is derived "
                             + "from the input, '<file>:<position>' (see the README).")
-            .defaultValue("").string();
+            .defaultValue("").modes(Mode.GENERATE, Mode.SCORE, Mode.MC).string();
     public static final JobOption<String> PROMPT_COLUMN = JobOption.builder("prompt-column",
                     INPUT, "Column holding the prompt (generate).")
             .defaultValue("prompt").modes(Mode.GENERATE).nonEmpty();
@@ -60,13 +64,14 @@ public final class JobOptions {
     public static final JobOption<List<String>> PASSTHROUGH = JobOption.builder("passthrough",
                     INPUT, "Input columns copied unchanged into every output row (after the "
                             + "job's own columns).")
-            .defaultValue("").list();
+            .defaultValue("").modes(Mode.GENERATE, Mode.SCORE, Mode.MC).list();
     public static final JobOption<Integer> PARTITIONS = JobOption.builder("partitions", INPUT,
                     "Partitions (tasks) to process the rows in. 0: the input's own "
                             + "partitioning, or twice spark.default.parallelism when the input "
                             + "has fewer partitions than that. When the input is repartitioned, "
                             + "rows are hashed by row_id and sorted by row_id within a "
-                            + "partition.")
+                            + "partition. calibrate: the tasks the calibration windows are "
+                            + "spread over (0: spark.default.parallelism).")
             .defaultValue("0").intRange(0, 1_000_000);
     public static final JobOption<String> LONG_PROMPT_POLICY = JobOption.builder(
                     "long-prompt-policy", INPUT,
@@ -116,17 +121,18 @@ public final class JobOptions {
                             + "router file under polar-dir; missing or mismatched routers are a "
                             + "startup error (or fail the job), never a silent dense run. false: "
                             + "dense.")
-            .defaultValue("false").bool();
+            .defaultValue("false").modes(Mode.GENERATE, Mode.SCORE, Mode.MC).bool();
     public static final JobOption<String> POLAR_DIR = JobOption.builder("polar-dir", POLAR,
                     "Directory holding polar/ (polar.json and the router file), on any Hadoop "
                             + "file system; a non-local one is copied once per executor to "
                             + "model-cache-dir, as the model is. Empty: the model directory.")
-            .defaultValue("").string();
+            .defaultValue("").modes(Mode.GENERATE, Mode.SCORE, Mode.MC).string();
     public static final JobOption<Double> POLAR_DENSITY = JobOption.builder("polar-density",
                     POLAR, "Head density for every layer but layer 0 (which keeps polar.json's, "
                             + "dense unless the file allows otherwise), overriding polar.json's: "
                             + "each token keeps max(1, floor(density x KV groups)) groups. "
-                            + "Empty: polar.json's densities.")
+                            + "Empty: polar.json's densities. calibrate: the head density "
+                            + "written into the new polar.json for layers 1.. (empty: 0.5).")
             .defaultValue("").optionalDoubleRange(0, true, 1, false);
     public static final JobOption<Boolean> POLAR_EVERY_TOKEN = JobOption.builder(
                     "polar-every-token", POLAR,
@@ -134,7 +140,50 @@ public final class JobOptions {
                             + "deployed; score and mc feed each continuation token as a decode "
                             + "step); true: every token, prompt included, goes through the "
                             + "routers (as the paper measured accuracy).")
-            .defaultValue("false").bool();
+            .defaultValue("false").modes(Mode.GENERATE, Mode.SCORE, Mode.MC).bool();
+
+    public static final JobOption<String> CORPUS = JobOption.builder("corpus", CALIBRATION,
+                    "Calibration text (UTF-8 plain text, paragraphs separated by blank lines), "
+                            + "on any Hadoop file system; read by the driver, tokenized without "
+                            + "special tokens and cut into windows of the model's context (at "
+                            + "most 512) spread evenly over it.")
+            .defaultValue("datasets/corpus/train.txt").modes(Mode.CALIBRATE).nonEmpty();
+    public static final JobOption<Integer> CALIBRATION_TOKENS = JobOption.builder(
+                    "calibration-tokens", CALIBRATION,
+                    "Token budget: tokens whose router inputs and labels are recorded per layer "
+                            + "(the paper's 400k); capped by the corpus. 5% are held out for "
+                            + "validation and the MLP k table.")
+            .defaultValue("400000").modes(Mode.CALIBRATE).intRange(2, Integer.MAX_VALUE);
+    public static final JobOption<String> CALIBRATION_SPILL_DIR = JobOption.builder(
+                    "calibration-spill-dir", CALIBRATION,
+                    "Where the collection tasks spill their samples (layer-<l>/part-<task>.bin) "
+                            + "for the training tasks, on any Hadoop file system. On a cluster it "
+                            + "must be shared by the executors (HDFS, S3A, an NFS path): a "
+                            + "training task reads its layer's files from every collection task. "
+                            + "Empty: <output>/_calibration-spill.")
+            .defaultValue("").modes(Mode.CALIBRATE).string();
+    public static final JobOption<Boolean> CALIBRATION_KEEP_SPILL = JobOption.builder(
+                    "calibration-keep-spill", CALIBRATION,
+                    "Keep the spilled samples after a successful run (else they are deleted).")
+            .defaultValue("false").modes(Mode.CALIBRATE).bool();
+    public static final JobOption<Integer> CALIBRATION_HEAD_EPOCHS = JobOption.builder(
+                    "calibration-head-epochs", CALIBRATION,
+                    "Epochs of head-router training (the best validation-recall epoch is kept).")
+            .defaultValue("10").modes(Mode.CALIBRATE).intRange(1, 1000);
+    public static final JobOption<Integer> CALIBRATION_MLP_EPOCHS = JobOption.builder(
+                    "calibration-mlp-epochs", CALIBRATION,
+                    "Epochs of MLP-router training, ReLU models only (the best validation-F1 "
+                            + "epoch is kept).")
+            .defaultValue("6").modes(Mode.CALIBRATE).intRange(1, 1000);
+    public static final JobOption<Integer> CALIBRATION_RANK = JobOption.builder(
+                    "calibration-rank", CALIBRATION,
+                    "r, the MLP router's inner width (hidden -> r -> ffn).")
+            .defaultValue("64").modes(Mode.CALIBRATE).intRange(1, 65536);
+    public static final JobOption<Long> CALIBRATION_SEED = JobOption.builder(
+                    "calibration-seed", CALIBRATION,
+                    "Seed of the train/validation split, initialisation and shuffling (layer l "
+                            + "uses seed + 7919 l).")
+            .defaultValue("1234").modes(Mode.CALIBRATE).anyLong();
 
     public static final JobOption<Double> TEMPERATURE = JobOption.builder("temperature",
                     SAMPLING, "0 for greedy decoding; otherwise logits are divided by it.")
@@ -187,6 +236,8 @@ public final class JobOptions {
             CONTEXT_COLUMN, CHOICES_COLUMN, LABEL_COLUMN, PASSTHROUGH, PARTITIONS,
             LONG_PROMPT_POLICY, MODEL_PATH, BACKEND, MAX_BATCH, BATCH_ROWS, MODEL_CACHE_DIR,
             POLAR_ON, POLAR_DIR, POLAR_DENSITY, POLAR_EVERY_TOKEN,
+            CORPUS, CALIBRATION_TOKENS, CALIBRATION_SPILL_DIR, CALIBRATION_KEEP_SPILL,
+            CALIBRATION_HEAD_EPOCHS, CALIBRATION_MLP_EPOCHS, CALIBRATION_RANK, CALIBRATION_SEED,
             TEMPERATURE, TOP_P, TOP_K, MAX_TOKENS, STOP, SEED, N, LOGPROBS,
             TEST_FAIL_ONCE_MARKER, TEST_FAIL_PARTITION, TEST_ROW_DELAY_MS);
 

@@ -9,7 +9,12 @@ public enum Mode {
     /** lm-eval {@code loglikelihood_rolling} of a text: log-likelihood, perplexity, bits/byte. */
     SCORE,
     /** lm-eval multiple choice: log-likelihood of each choice given a context; acc, acc_norm. */
-    MC;
+    MC,
+    /**
+     * Calibrate Polar Sparsity routers: dense forwards over a corpus collect per-layer samples,
+     * one Spark task per layer trains that layer's routers; writes {@code polar/} to the output.
+     */
+    CALIBRATE;
 
     public String wire() {
         return name().toLowerCase(Locale.ROOT);

@@ -74,6 +74,8 @@ final class OutputSchemas {
             case GENERATE -> GENERATE;
             case SCORE -> SCORE;
             case MC -> MC;
+            case CALIBRATE -> throw new IllegalArgumentException("calibrate writes polar/, not "
+                    + "rows");
         };
     }
 

@@ -94,6 +94,8 @@ final class PartitionRunner implements MapPartitionsFunction<Row, Row> {
             case GENERATE -> new GenerateBatches(cfg, input, engine, allocator);
             case SCORE -> new ScoreBatches(cfg, input, engine, allocator);
             case MC -> new McBatches(cfg, input, engine, allocator);
+            case CALIBRATE -> throw new IllegalStateException("calibrate runs CalibrateJob's "
+                    + "tasks, not row partitions");
         };
         boolean failOnce = cfg.testFailOnceMarker() != null
                 && partition == cfg.testFailPartition();

@@ -87,6 +87,14 @@ public final class PolarJob {
         }
         SparkSession spark = b.getOrCreate();
         try {
+            if (cfg.mode() == Mode.CALIBRATE) {
+                CalibrateJob.Summary s = CalibrateJob.run(spark, cfg);
+                System.out.println();
+                System.out.println("Polar Spark calibrate: wrote " + s.json().get("polar_json")
+                        .asText() + " and " + s.json().get("router_file").asText());
+                System.out.print(s.table());
+                return 0;
+            }
             JobSummary summary = run(spark, cfg);
             System.out.println();
             System.out.println("Polar Spark " + cfg.mode().wire() + ": wrote " + cfg.output());
@@ -131,6 +139,10 @@ public final class PolarJob {
 
     /** Runs one job on an existing session; returns its summary (also written and logged). */
     public static JobSummary run(SparkSession spark, JobConfig cfg) {
+        if (cfg.mode() == Mode.CALIBRATE) {
+            throw new IllegalArgumentException("mode calibrate writes polar/, not rows: run it "
+                    + "through main (CalibrateJob)");
+        }
         Configuration conf = spark.sparkContext().hadoopConfiguration();
         String model = checkModel(cfg, conf);
         PolarFiles polar = PolarFiles.check(cfg, conf, model);
@@ -230,7 +242,7 @@ public final class PolarJob {
     }
 
     /** The model's qualified path; a startup error when it is not a model directory. */
-    private static String checkModel(JobConfig cfg, Configuration conf) {
+    static String checkModel(JobConfig cfg, Configuration conf) {
         try {
             Path p = new Path(cfg.model());
             FileSystem fs = p.getFileSystem(conf);
@@ -246,7 +258,7 @@ public final class PolarJob {
     }
 
     /** The qualified output path, after output-mode was applied. */
-    private static String prepareOutput(JobConfig cfg, Configuration conf) {
+    static String prepareOutput(JobConfig cfg, Configuration conf) {
         try {
             Path p = new Path(cfg.output());
             FileSystem fs = p.getFileSystem(conf);
