@@ -30,7 +30,7 @@
 // Preconditions (checked by the Java launcher): K % 8 == 0, lda % 8 == 0, ldw % 8 == 0 and
 // 16-byte aligned A and W (16-byte vector loads); N even; k_chunk a multiple of 64. M, N, K need
 // not be tile multiples. Shared memory is dynamic: STAGES * (BM + BN) * (BK + 8) * 2 bytes.
-#include "common.cuh"
+#include "gemm_common.cuh"
 
 #define PAD 8
 #define GEMM_THREADS 128
@@ -38,23 +38,24 @@
 #define STAGES 4
 #endif
 
-enum Epi { STORE_BF16 = 0, RELU_BF16 = 1, ACCUM_F32 = 2, STORE_F32 = 3, SWIGLU_BF16 = 4 };
-
-POLAR_DEVICE uint32_t smem_addr(const void* p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
+POLAR_DEVICE void cp_async16(void* dst, const void* src, bool valid) {
+    cp_async16_sz(smem_addr(dst), src, valid ? 16 : 0);  // 0: the 16 bytes are zero-filled
 }
 
-POLAR_DEVICE void cp_async16(void* dst, const void* src, bool valid) {
-    int size = valid ? 16 : 0;  // 0: nothing read, the 16 bytes are zero-filled
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
-                 "l"(src), "r"(size));
+POLAR_DEVICE void ldmatrix_x4_a(uint32_t* r, uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
 }
 
 POLAR_DEVICE void ldmatrix_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
                               const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(smem_addr(p)));
+    uint32_t r[4];
+    ldmatrix_x4_a(r, smem_addr(p));
+    r0 = r[0];
+    r1 = r[1];
+    r2 = r[2];
+    r3 = r[3];
 }
 
 POLAR_DEVICE void ldmatrix_x4_trans(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
@@ -70,43 +71,6 @@ POLAR_DEVICE void mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Bias of output columns col and col + 1 (gathered through w_idx for row-gathered weights).
-POLAR_DEVICE void bias_pair(const bf16* __restrict__ bias, const int* __restrict__ w_idx, int col,
-                            float& b0, float& b1) {
-    b0 = b1 = 0.f;
-    if (bias) {
-        b0 = bf2f(bias[w_idx ? w_idx[col] : col]);
-        b1 = bf2f(bias[w_idx ? w_idx[col + 1] : col + 1]);
-    }
-}
-
-template <int EPI>
-POLAR_DEVICE void epilogue(void* __restrict__ out, int ldc, int row, int col, float v0, float v1,
-                           float b0, float b1) {
-    v0 += b0;
-    v1 += b1;
-    if (EPI == STORE_BF16 || EPI == RELU_BF16) {
-        if (EPI == RELU_BF16) {
-            v0 = fmaxf(v0, 0.f);
-            v1 = fmaxf(v1, 0.f);
-        }
-        bf16* o = (bf16*)out + (size_t)row * ldc + col;
-        o[0] = f2bf(v0);
-        o[1] = f2bf(v1);
-    } else if (EPI == ACCUM_F32) {
-        float* o = (float*)out + (size_t)row * ldc + col;
-        o[0] += v0;
-        o[1] += v1;
-    } else if (EPI == STORE_F32) {
-        float* o = (float*)out + (size_t)row * ldc + col;
-        o[0] = v0;
-        o[1] = v1;
-    } else {  // SWIGLU_BF16: v0 = gate_j, v1 = up_j with j = col / 2
-        float silu = v0 / (1.f + __expf(-v0));
-        ((bf16*)out)[(size_t)row * ldc + col / 2] = f2bf(silu * v1);
-    }
 }
 
 // BM x BN x BK tile, WM x WN warps; each warp computes (BM/WM) x (BN/WN) = MI m16 x NI n8 tiles.
@@ -335,17 +299,6 @@ GEMM_ENTRY(gemm_swiglu_bf16, SWIGLU_BF16)
 // ldmatrix and cp.async) or padded, then the total:
 //   NST * (BM + BN) * (SWZ ? BK : BK + 8) * 2 + (TOT_SMEM ? BM * BN * 4 : 0) bytes.
 // Copies read only in-bounds addresses (rows past M or N are clamped to row 0 and zero-filled).
-POLAR_DEVICE void cp_async16_sz(uint32_t dst, const void* src, int src_size) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_size));
-}
-
-POLAR_DEVICE void ldmatrix_x4_a(uint32_t* r, uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
 template <int EPI, int BM, int BN, int BK, int WM, int WN, int NST, bool TOT_SMEM, bool SWZ>
 __device__ __forceinline__ void gemm_body_l(const bf16* __restrict__ A, int lda,
                                             const bf16* __restrict__ W, int ldw,

@@ -20,57 +20,9 @@
 // Shared memory: NST * 256 * 128 + 1024 bytes (alignment slack).
 // Preconditions as gemm.cu (K, lda, ldw multiples of 8, 16-byte aligned A and W, N even,
 // k_chunk a multiple of 64).
-#include "common.cuh"
+#include "gemm_common.cuh"
 
 namespace sm90a {
-
-enum Epi { STORE_BF16 = 0, RELU_BF16 = 1, ACCUM_F32 = 2, STORE_F32 = 3, SWIGLU_BF16 = 4 };
-
-POLAR_DEVICE uint32_t wg_smem_addr(const void* p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-POLAR_DEVICE void wg_cp_async16(uint32_t dst, const void* src, int src_size) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_size));
-}
-
-// As gemm.cu (kept identical: the epilogue is part of the bits).
-POLAR_DEVICE void wg_bias_pair(const bf16* __restrict__ bias, const int* __restrict__ w_idx,
-                               int col, float& b0, float& b1) {
-    b0 = b1 = 0.f;
-    if (bias) {
-        b0 = bf2f(bias[w_idx ? w_idx[col] : col]);
-        b1 = bf2f(bias[w_idx ? w_idx[col + 1] : col + 1]);
-    }
-}
-
-template <int EPI>
-POLAR_DEVICE void wg_epilogue(void* __restrict__ out, int ldc, int row, int col, float v0,
-                              float v1, float b0, float b1) {
-    v0 += b0;
-    v1 += b1;
-    if (EPI == STORE_BF16 || EPI == RELU_BF16) {
-        if (EPI == RELU_BF16) {
-            v0 = fmaxf(v0, 0.f);
-            v1 = fmaxf(v1, 0.f);
-        }
-        bf16* o = (bf16*)out + (size_t)row * ldc + col;
-        o[0] = f2bf(v0);
-        o[1] = f2bf(v1);
-    } else if (EPI == ACCUM_F32) {
-        float* o = (float*)out + (size_t)row * ldc + col;
-        o[0] += v0;
-        o[1] += v1;
-    } else if (EPI == STORE_F32) {
-        float* o = (float*)out + (size_t)row * ldc + col;
-        o[0] = v0;
-        o[1] = v1;
-    } else {  // SWIGLU_BF16: v0 = gate_j, v1 = up_j with j = col / 2
-        float silu = v0 / (1.f + __expf(-v0));
-        ((bf16*)out)[(size_t)row * ldc + col / 2] = f2bf(silu * v1);
-    }
-}
 
 // Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart.
 POLAR_DEVICE uint64_t desc_sw128(uint32_t saddr) {
@@ -154,7 +106,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     constexpr int A_STAGE = BM * BK * 2, B_STAGE = BN * BK * 2;  // bytes
     static_assert(NST >= 3, "prefetch distance NST - 2");
     extern __shared__ __align__(128) unsigned char gemm_smem_wg[];
-    const uint32_t sA = (wg_smem_addr(gemm_smem_wg) + 1023) & ~1023u;  // [NST][BM][BK]
+    const uint32_t sA = (smem_addr(gemm_smem_wg) + 1023) & ~1023u;  // [NST][BM][BK]
     const uint32_t sB = sA + NST * A_STAGE;                          // [NST][BN][BK]
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
@@ -198,11 +150,11 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
             const int ofs = kv ? kofs : 0;
 #pragma unroll
             for (int i = 0; i < A_IT; i++)
-                wg_cp_async16(a_dst + stage * A_STAGE + i * (THREADS / CPR) * 128, a_src[i] + ofs,
+                cp_async16_sz(a_dst + stage * A_STAGE + i * (THREADS / CPR) * 128, a_src[i] + ofs,
                               kv ? a_sz[i] : 0);
 #pragma unroll
             for (int i = 0; i < B_IT; i++)
-                wg_cp_async16(b_dst + stage * B_STAGE + i * (THREADS / CPR) * 128, b_src[i] + ofs,
+                cp_async16_sz(b_dst + stage * B_STAGE + i * (THREADS / CPR) * 128, b_src[i] + ofs,
                               kv ? b_sz[i] : 0);
         }
         asm volatile("cp.async.commit_group;\n" ::);  // always: keeps the group count uniform
@@ -254,7 +206,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
         int col = n0 + nb * 8 + (lane & 3) * 2;
         if (col >= N) continue;  // N even, so col + 1 < N too
         float b0 = 0.f, b1 = 0.f;
-        if (!split) wg_bias_pair(bias, w_idx, col, b0, b1);
+        if (!split) bias_pair(bias, w_idx, col, b0, b1);
 #pragma unroll
         for (int half = 0; half < 2; half++) {
             int row = m0 + warp * 16 + (lane >> 2) + half * 8;
@@ -265,7 +217,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
                 w[0] = v0;
                 w[1] = v1;
             } else {
-                wg_epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
+                epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
             }
         }
     }
@@ -279,7 +231,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
         int N, int K, int k_chunk, float *work, const int *w_idx
 #define GEMM_WG_ENTRY(name, epi)                                                                \
     extern "C" __global__ void __launch_bounds__(256, 1) name##_wg(GEMM_WG_ARGS) {             \
-        sm90a::gemm_body_wg<sm90a::epi, GEMM_WG_STAGES>(A, lda, W, ldw, bias, out, ldc, M, N,  \
+        sm90a::gemm_body_wg<epi, GEMM_WG_STAGES>(A, lda, W, ldw, bias, out, ldc, M, N,         \
                                                         K, k_chunk, work, w_idx);              \
     }
 

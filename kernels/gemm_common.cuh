@@ -1,0 +1,54 @@
+// Device helpers shared by gemm.cu and gemm_sm90a.cu (separate fatbins): the epilogue kinds, the
+// shared-memory copy, the bias lookup and the epilogue itself. One definition, because the
+// epilogue is part of the bits that every GEMM tile must reproduce.
+#pragma once
+#include "common.cuh"
+
+enum Epi { STORE_BF16 = 0, RELU_BF16 = 1, ACCUM_F32 = 2, STORE_F32 = 3, SWIGLU_BF16 = 4 };
+
+POLAR_DEVICE uint32_t smem_addr(const void* p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+// 16-byte cp.async to a shared address; src_size 0 reads nothing and zero-fills.
+POLAR_DEVICE void cp_async16_sz(uint32_t dst, const void* src, int src_size) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_size));
+}
+
+// Bias of output columns col and col + 1 (gathered through w_idx for row-gathered weights).
+POLAR_DEVICE void bias_pair(const bf16* __restrict__ bias, const int* __restrict__ w_idx, int col,
+                            float& b0, float& b1) {
+    b0 = b1 = 0.f;
+    if (bias) {
+        b0 = bf2f(bias[w_idx ? w_idx[col] : col]);
+        b1 = bf2f(bias[w_idx ? w_idx[col + 1] : col + 1]);
+    }
+}
+
+template <int EPI>
+POLAR_DEVICE void epilogue(void* __restrict__ out, int ldc, int row, int col, float v0, float v1,
+                           float b0, float b1) {
+    v0 += b0;
+    v1 += b1;
+    if (EPI == STORE_BF16 || EPI == RELU_BF16) {
+        if (EPI == RELU_BF16) {
+            v0 = fmaxf(v0, 0.f);
+            v1 = fmaxf(v1, 0.f);
+        }
+        bf16* o = (bf16*)out + (size_t)row * ldc + col;
+        o[0] = f2bf(v0);
+        o[1] = f2bf(v1);
+    } else if (EPI == ACCUM_F32) {
+        float* o = (float*)out + (size_t)row * ldc + col;
+        o[0] += v0;
+        o[1] += v1;
+    } else if (EPI == STORE_F32) {
+        float* o = (float*)out + (size_t)row * ldc + col;
+        o[0] = v0;
+        o[1] = v1;
+    } else {  // SWIGLU_BF16: v0 = gate_j, v1 = up_j with j = col / 2
+        float silu = v0 / (1.f + __expf(-v0));
+        ((bf16*)out)[(size_t)row * ldc + col / 2] = f2bf(silu * v1);
+    }
+}
