@@ -1,5 +1,7 @@
 package org.polarspark.cuda;
 
+import java.util.IdentityHashMap;
+import java.util.Map;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUfunction_attribute;
 import jcuda.driver.JCudaDriver;
@@ -29,8 +31,8 @@ public final class AttentionKernel {
     /** The same for exact shapes: G = MAXG, head_dim = 128 * chunks (constant bounds). */
     private final CUfunction[][] decodeFull = new CUfunction[4][2];
     private final CUfunction combine;
-    private final int[][] sharedOptIn = new int[4][2]; // dynamic shared memory enabled, per kernel
-    private final int[][] sharedOptInFull = new int[4][2];
+    /** Dynamic shared memory enabled so far, per kernel. */
+    private final Map<CUfunction, Integer> sharedOptIn = new IdentityHashMap<>();
 
     AttentionKernel(CudaModule m) {
         for (int gi = 0; gi < 4; gi++) {
@@ -88,12 +90,11 @@ public final class AttentionKernel {
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
         int smem = sharedBytes(g, headDim);
         CUfunction fn = (full ? decodeFull : decode)[gi][chunks - 1];
-        int[][] optIn = full ? sharedOptInFull : sharedOptIn;
-        if (smem > 48 * 1024 && smem > optIn[gi][chunks - 1]) {
+        if (smem > 48 * 1024 && smem > sharedOptIn.getOrDefault(fn, 0)) {
             Cuda.check(JCudaDriver.cuFuncSetAttribute(fn,
                     CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem),
                     "cuFuncSetAttribute(" + k + ", " + smem + " bytes of shared memory)");
-            optIn[gi][chunks - 1] = smem;
+            sharedOptIn.put(fn, smem);
         }
         new KernelArgs().ptr(qkv).i(rowStride).f(scale).ptr(kCache).ptr(vCache).ptr(blockTable)
                 .i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf).ptr(groupIdx).i(groupsPerToken)

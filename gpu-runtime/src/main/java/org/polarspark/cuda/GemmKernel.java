@@ -356,28 +356,35 @@ public final class GemmKernel {
             return splits;
         }
         boolean small = m <= BM_DECODE;
+        CUfunction f;
+        String kname;
+        int bm;
+        int bn;
+        int threads;
+        int shared;
         if (!small && m <= BM) {
             // 16 < M <= 64: the wider decode tile (same bits: the same K steps in order).
-            new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
-                    .i(chunk).ptr(work).ptr(idx)
-                    .launch((knLayout ? knMid : mid)[epi.ordinal()], name + "_m64",
-                            (n + BN_MID - 1) / BN_MID, 1, splits, THREADS_MID,
-                            knLayout ? smemKnStages(BM, BN_MID, BK_MID, STAGES_MID)
-                                    : smemStages(BM, BN_MID, BK_MID, STAGES_MID), s,
-                            shapes + " splits=" + splits);
+            f = (knLayout ? knMid : mid)[epi.ordinal()];
+            kname = name + "_m64";
+            bm = BM;
+            bn = BN_MID;
+            threads = THREADS_MID;
+            shared = knLayout ? smemKnStages(BM, BN_MID, BK_MID, STAGES_MID)
+                    : smemStages(BM, BN_MID, BK_MID, STAGES_MID);
         } else {
-            int bm = small ? BM_DECODE : BM;
-            int bn = small ? BN_DECODE : BN;
+            bm = small ? BM_DECODE : BM;
+            bn = small ? BN_DECODE : BN;
             int bk = small ? BK_DECODE : BK;
-            CUfunction f = knLayout ? (small ? knDecode : kn)[epi.ordinal()]
+            f = knLayout ? (small ? knDecode : kn)[epi.ordinal()]
                     : (small ? decode : fns)[epi.ordinal()];
-            new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n)
-                    .i(k).i(chunk).ptr(work).ptr(idx)
-                    .launch(f, small ? name + "_m16" : name, (n + bn - 1) / bn,
-                            (m + bm - 1) / bm, splits, THREADS,
-                            knLayout ? smemKn(bm, bn, bk) : smem(bm, bn, bk), s,
-                            shapes + " splits=" + splits);
+            kname = small ? name + "_m16" : name;
+            threads = THREADS;
+            shared = knLayout ? smemKn(bm, bn, bk) : smem(bm, bn, bk);
         }
+        new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
+                .i(chunk).ptr(work).ptr(idx)
+                .launch(f, kname, (n + bn - 1) / bn, (m + bm - 1) / bm, splits, threads, shared,
+                        s, shapes + " splits=" + splits);
         if (partialsOnly) {
             return splits;
         }
