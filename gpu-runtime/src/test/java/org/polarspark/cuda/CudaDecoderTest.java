@@ -491,13 +491,7 @@ class CudaDecoderTest extends GpuTest {
             try (CudaEngine gpu = CudaEngine.load(dir, 0, 4, settings);
                  org.polarspark.cpu.CpuEngine cpu = org.polarspark.cpu.CpuEngine.load(dir, 4,
                          settings)) {
-                List<org.polarspark.generate.LoglikelihoodRequest> reqs = new ArrayList<>();
-                for (Golden.Case gc : Golden.load("tiny-llama").cases()) {
-                    int[] ids = gc.inputIds();
-                    int cut = Math.max(1, ids.length / 2);
-                    reqs.add(new org.polarspark.generate.LoglikelihoodRequest(
-                            java.util.Arrays.copyOf(ids, cut), gc.greedyIds()));
-                }
+                var reqs = halfContextRequests("tiny-llama");
                 var a = gpu.loglikelihood(reqs);
                 var b = cpu.loglikelihood(reqs);
                 for (int i = 0; i < reqs.size(); i++) {
@@ -533,13 +527,7 @@ class CudaDecoderTest extends GpuTest {
         try (CudaEngine gpu = CudaEngine.load(dir, 0, 4, settings);
              org.polarspark.cpu.CpuEngine cpu = org.polarspark.cpu.CpuEngine.load(dir, 4,
                      settings)) {
-            List<org.polarspark.generate.LoglikelihoodRequest> reqs = new ArrayList<>();
-            for (Golden.Case gc : Golden.load("tiny-opt").cases()) {
-                int[] ids = gc.inputIds();
-                int cut = Math.max(1, ids.length / 2);
-                reqs.add(new org.polarspark.generate.LoglikelihoodRequest(
-                        java.util.Arrays.copyOf(ids, cut), gc.greedyIds()));
-            }
+            var reqs = halfContextRequests("tiny-opt");
             var a = gpu.loglikelihood(reqs);
             var b = cpu.loglikelihood(reqs);
             for (int i = 0; i < reqs.size(); i++) {
@@ -559,6 +547,19 @@ class CudaDecoderTest extends GpuTest {
                     p.routerNanos() / 1e6, a.results().get(0).loglikelihood(),
                     b.results().get(0).loglikelihood());
         }
+    }
+
+    /** Each golden case of a model: the first half of its prompt, then its greedy tokens. */
+    private static List<org.polarspark.generate.LoglikelihoodRequest> halfContextRequests(
+            String model) {
+        List<org.polarspark.generate.LoglikelihoodRequest> reqs = new ArrayList<>();
+        for (Golden.Case gc : Golden.load(model).cases()) {
+            int[] ids = gc.inputIds();
+            int cut = Math.max(1, ids.length / 2);
+            reqs.add(new org.polarspark.generate.LoglikelihoodRequest(
+                    java.util.Arrays.copyOf(ids, cut), gc.greedyIds()));
+        }
+        return reqs;
     }
 
     /** The engine frees everything it allocated: close() would throw listing leaks. */

@@ -51,39 +51,7 @@ class CudaKernelTest extends GpuTest {
         float[] bias = m % 2 == 1 ? Bf16.round(random(r, n, 0.5)) : null;
         int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
         float[] init = random(r, m * outCols, 1.0);
-        double[] acc = new double[m * n];
-        for (int i = 0; i < m; i++) {
-            for (int j = 0; j < n; j++) {
-                double s = bias == null ? 0 : bias[j];
-                for (int q = 0; q < k; q++) {
-                    s += (double) a[i * lda + q] * w[j * k + q];
-                }
-                acc[i * n + j] = s;
-            }
-        }
-        float[] expected = new float[m * outCols];
-        for (int i = 0; i < m; i++) {
-            for (int j = 0; j < outCols; j++) {
-                double v = acc[i * n + j];
-                switch (epi) {
-                    case RELU_BF16:
-                        v = Math.max(v, 0);
-                        break;
-                    case ACCUM_F32:
-                        v += init[i * outCols + j];
-                        break;
-                    case SWIGLU_BF16: {
-                        double g = acc[i * n + 2 * j];
-                        double u = acc[i * n + 2 * j + 1];
-                        v = g / (1 + Math.exp(-g)) * u;
-                        break;
-                    }
-                    default:
-                        break;
-                }
-                expected[i * outCols + j] = (float) v;
-            }
-        }
+        float[] expected = gemmReference(epi, a, lda, w, bias, init, m, n, k);
         DeviceBuffer da = bf16(a);
         DeviceBuffer dw = bf16(w);
         DeviceBuffer db = bias == null ? null : bf16(bias);
