@@ -11,7 +11,7 @@
 // gemm.cu, and the k16 steps go exactly as far as gemm.cu's 32-wide tiles do (to K rounded up
 // to 32, zero-padded), so a row gets the same bits as from gemm_<epi> or gemm_<epi>_l.
 //
-// Tile 128 x 128 x 64, 256 threads = 2 warpgroups (64 rows x 128 columns each, 64 fp32
+// Tile 128 x 128 x 64 (gemm_<epi>_wg), 256 threads = 2 warpgroups (64 rows x 128 columns each, 64 fp32
 // accumulators + 64 chunk totals per thread). NST-stage cp.async pipeline into K-major tiles
 // with the 128-byte swizzle (16-byte chunk c of row r at c ^ (r & 7), 1024-byte aligned
 // stages), read by wgmma through shared-memory descriptors. Prefetch distance NST - 2: a stage
@@ -94,14 +94,17 @@ POLAR_DEVICE void wgmma_wait() {
 #endif
 }
 
-template <int EPI, int NST>
+// BM = 128 (2 warpgroups, prefill) or 64 (1 warpgroup: decode, M <= 64). ALL_STEPS: every k16
+// step of each 64-deep tile, as gemm.cu's 64-deep decode tiles (_m16, _m64) do; otherwise as
+// far as its 32-deep tiles go.
+template <int EPI, int NST, int BM = 128, bool ALL_STEPS = false>
 __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda,
                                              const bf16* __restrict__ W, int ldw,
                                              const bf16* __restrict__ bias,
                                              void* __restrict__ out, int ldc, int M, int N, int K,
                                              int k_chunk, float* __restrict__ work,
                                              const int* __restrict__ w_idx) {
-    constexpr int BM = 128, BN = 128, BK = 64, THREADS = 256, CPR = BK / 8;
+    constexpr int BN = 128, BK = 64, THREADS = BM * 2, CPR = BK / 8;
     constexpr int A_IT = BM * CPR / THREADS, B_IT = BN * CPR / THREADS;
     constexpr int A_STAGE = BM * BK * 2, B_STAGE = BN * BK * 2;  // bytes
     static_assert(NST >= 3, "prefetch distance NST - 2");
@@ -187,7 +190,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
         const int k0 = k_begin + kt * BK;
 #pragma unroll
         for (int ks = 0; ks < BK / 16; ks++)
-            if (ks < 2 || k0 + ks * 16 < k_lim)  // as far as 32-wide tiles go
+            if (ALL_STEPS || ks < 2 || k0 + ks * 16 < k_lim)  // as far as 32-wide tiles go
                 wgmma_m64n128k16(acc, desc_sw128(a_base + ks * 32), desc_sw128(b_base + ks * 32));
         wgmma_commit();
         wgmma_wait<1>();
@@ -235,8 +238,24 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
                                                         K, k_chunk, work, w_idx);              \
     }
 
+// Decode tile for M <= 64 (gemm_<epi>_wgd): one warpgroup, 64 x 128 x 64, GEMM_WGD_STAGES deep
+// (one block per SM streams weights with 7 stages in flight; H100, M = 1..64: 2.1-2.5 TB/s of
+// weights against 1.6-2.4 for gemm.cu's _m16 / _m64 tiles), every k16 step of each 64-deep
+// tile like those tiles, so the same bits.
+#define GEMM_WGD_STAGES 8
+#define GEMM_WGD_ENTRY(name, epi)                                                               \
+    extern "C" __global__ void __launch_bounds__(128, 1) name##_wgd(GEMM_WG_ARGS) {            \
+        sm90a::gemm_body_wg<epi, GEMM_WGD_STAGES, 64, true>(A, lda, W, ldw, bias, out, ldc, M, \
+                                                             N, K, k_chunk, work, w_idx);      \
+    }
+
 GEMM_WG_ENTRY(gemm_store_bf16, STORE_BF16)
 GEMM_WG_ENTRY(gemm_relu_bf16, RELU_BF16)
 GEMM_WG_ENTRY(gemm_accum_f32, ACCUM_F32)
 GEMM_WG_ENTRY(gemm_store_f32, STORE_F32)
 GEMM_WG_ENTRY(gemm_swiglu_bf16, SWIGLU_BF16)
+GEMM_WGD_ENTRY(gemm_store_bf16, STORE_BF16)
+GEMM_WGD_ENTRY(gemm_relu_bf16, RELU_BF16)
+GEMM_WGD_ENTRY(gemm_accum_f32, ACCUM_F32)
+GEMM_WGD_ENTRY(gemm_store_f32, STORE_F32)
+GEMM_WGD_ENTRY(gemm_swiglu_bf16, SWIGLU_BF16)

@@ -17,12 +17,15 @@ import jcuda.driver.CUfunction;
  * Preconditions (checked here): K, lda, ldw multiples of 8 (16-byte vector loads); N even.
  *
  * <p>Split-K: when a workspace is given and the output has too few 64 x 64 tiles to keep every
- * SM streaming weights (decode shapes), K is split so that about {@link #TARGET_BLOCKS_PER_SM}
- * blocks per SM run; partials go to the workspace (fp32 [splits, M, N]) and a reduce kernel adds
+ * SM streaming weights (decode shapes), K is split so that about {@link #TARGET_BLOCKS_PER_SM_MMA}
+ * (mma.sync) or {@link #TARGET_BLOCKS_PER_SM_WGD} (wgmma decode tile) 64-column tiles per SM run; partials go to the workspace (fp32 [splits, M, N]) and a reduce kernel adds
  * them in a fixed order and applies the epilogue. Results are deterministic either way, but the
  * split changes the summation order, so the same M, N, K always uses the same split.
  *
- * <p>Tiles: M <= 16 uses the decode tile (gemm_&lt;epi&gt;_m16), otherwise the 64 x 64 tile,
+ * <p>Tiles: on compute capability 9.0 with the sm_90a image, M <= 64 ([N, K] weights, plain or
+ * row-gathered) uses the wgmma decode tile gemm_&lt;epi&gt;_wgd (64 x 128 x 64, 8 stages, one
+ * block per SM); elsewhere M <= 16 uses the decode tile (gemm_&lt;epi&gt;_m16) and 16 < M <= 64
+ * gemm_&lt;epi&gt;_m64; larger M the 64 x 64 tile,
  * except for prefill-sized outputs (M > 64, no split, W not gathered, at least
  * {@link #MIN_LARGE_TILES} tiles of 128 x 128), which use the large tile: gemm_&lt;epi&gt;_wg
  * (wgmma, kernels/gemm_sm90a.cu) on compute capability 9.0 when that image loaded, else
@@ -59,10 +62,16 @@ public final class GemmKernel {
      */
     static final int MIN_LARGE_TILES = 32;
     /**
-     * Blocks per SM to aim for with split-K (system property polar.gemm.blocksPerSm, a tuning
-     * knob): enough loads in flight to saturate HBM.
+     * 64-column tiles per SM to aim for with split-K (system property polar.gemm.blocksPerSm, a
+     * tuning knob): enough loads in flight to saturate HBM. Default 8 for the mma.sync decode
+     * tiles, 4 (two 128-column wgmma decode tiles, about one block per SM at a time) where the
+     * wgmma decode tile runs: measured on H100 over the 7-8B projection shapes (M = 1..64),
+     * the best setting for each tile family.
      */
-    static final int TARGET_BLOCKS_PER_SM = Integer.getInteger("polar.gemm.blocksPerSm", 8);
+    private static final Integer BLOCKS_PER_SM_OVERRIDE = Integer.getInteger(
+            "polar.gemm.blocksPerSm");
+    static final int TARGET_BLOCKS_PER_SM_MMA = 8;
+    static final int TARGET_BLOCKS_PER_SM_WGD = 4;
     /** Smallest K range per split (8 pipeline steps of 32). */
     static final int MIN_SPLIT_K = 256;
 
@@ -95,10 +104,17 @@ public final class GemmKernel {
     private final CUfunction[] large = new CUfunction[Epilogue.values().length];
     /** The wgmma kernels, or null without the sm_90a image (not Hopper, or built without it). */
     private final CUfunction[] wgmma;
+    /** gemm_&lt;epi&gt;_wgd (wgmma decode tile), or null: 64 x 128 x 64, 8 stages, 128 threads. */
+    private final CUfunction[] wgDecode;
+    private static final int BN_WGD = 128;
+    private static final int STAGES_WGD = 8;
+    private static final int THREADS_WGD = 128;
     private final int sms;
+    /** Split-K target of this instance (see {@link #TARGET_BLOCKS_PER_SM_WGD}). */
+    private final int blocksPerSm;
 
     /** Which tile a launch uses: AUTO chooses (see the class comment); the others force one. */
-    enum Tile { AUTO, BASE, LARGE, WGMMA }
+    enum Tile { AUTO, BASE, LARGE, WGMMA, WGMMA_DECODE }
 
     GemmKernel(CudaModule m) {
         this(m, null);
@@ -107,6 +123,7 @@ public final class GemmKernel {
     /** @param sm90a the kernels/gemm_sm90a.cu image, or null (then gemm_&lt;epi&gt;_l) */
     GemmKernel(CudaModule m, CudaModule sm90a) {
         wgmma = sm90a == null ? null : new CUfunction[Epilogue.values().length];
+        wgDecode = sm90a == null || !WGD_ENABLED ? null : new CUfunction[Epilogue.values().length];
         for (Epilogue e : Epilogue.values()) {
             fns[e.ordinal()] = m.function(e.symbol);
             decode[e.ordinal()] = m.function(e.symbol + "_m16");
@@ -131,6 +148,10 @@ public final class GemmKernel {
                 wgmma[e.ordinal()] = sm90a.function(e.symbol + "_wg");
                 setSharedMemory(wgmma[e.ordinal()], e.symbol + "_wg", smemWgmma());
             }
+            if (wgDecode != null) {
+                wgDecode[e.ordinal()] = sm90a.function(e.symbol + "_wgd");
+                setSharedMemory(wgDecode[e.ordinal()], e.symbol + "_wgd", smemWgd());
+            }
         }
         jcuda.driver.CUdevice dev = new jcuda.driver.CUdevice();
         Cuda.check(jcuda.driver.JCudaDriver.cuCtxGetDevice(dev), "cuCtxGetDevice");
@@ -139,13 +160,19 @@ public final class GemmKernel {
                 jcuda.driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev),
                 "cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)");
         sms = v[0];
+        blocksPerSm = BLOCKS_PER_SM_OVERRIDE != null ? BLOCKS_PER_SM_OVERRIDE
+                : wgDecode != null ? TARGET_BLOCKS_PER_SM_WGD : TARGET_BLOCKS_PER_SM_MMA;
     }
+
+    /** System property polar.gemm.wgd=false keeps decode shapes on the mma.sync tiles. */
+    private static final boolean WGD_ENABLED = !"false".equals(System.getProperty(
+            "polar.gemm.wgd"));
 
     /**
      * K chunk for an output of N columns and depth K: a function of N and K only (never of M),
      * so that every row is summed in the same order whatever the batch. Chosen so that a
-     * one-tile-high output (decode) split into chunks runs about {@link #TARGET_BLOCKS_PER_SM}
-     * blocks per SM.
+     * one-tile-high output (decode) split into chunks runs about this instance's blocks per SM
+     * (64-column tiles; see {@link #TARGET_BLOCKS_PER_SM_WGD}).
      */
     private static int smem(int bm, int bn, int bk) {
         return STAGES * (bm + bn) * (bk + PAD) * 2;
@@ -159,6 +186,16 @@ public final class GemmKernel {
     /** gemm_&lt;epi&gt;_wg: 1024-byte aligned swizzled stages (+ 1 KiB to align). */
     static int smemWgmma() {
         return STAGES_WG * (BM_LARGE + BN_LARGE) * BK_WG * 2 + 1024;
+    }
+
+    /** gemm_&lt;epi&gt;_wgd: the same layout for a 64 x 128 tile, 8 stages (193 KiB). */
+    static int smemWgd() {
+        return STAGES_WGD * (BM + BN_WGD) * BK_WG * 2 + 1024;
+    }
+
+    /** True if M <= 64 launches on [N, K] weights use the wgmma decode tile. */
+    public boolean hasWgmmaDecode() {
+        return wgDecode != null;
     }
 
     private static void setSharedMemory(CUfunction f, String name, int bytes) {
@@ -195,7 +232,7 @@ public final class GemmKernel {
 
     int chunkFor(int n, int k) {
         long tiles = (n + BN - 1) / BN;
-        long target = (long) TARGET_BLOCKS_PER_SM * sms;
+        long target = (long) blocksPerSm * sms;
         int splits = (int) Math.max(1, Math.min((target + tiles - 1) / tiles, k / MIN_SPLIT_K));
         // A multiple of 64: whole K tiles of both shapes.
         int chunk = ((k + splits - 1) / splits + 63) / 64 * 64;
@@ -235,7 +272,7 @@ public final class GemmKernel {
                               int m, int n, int k, DeviceBuffer workspace, DeviceBuffer rows) {
         Check.fits("gemm gather", "rows", rows, n, 4);
         launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, rows, wRows,
-                Tile.BASE);
+                Tile.AUTO);
     }
 
     /**
@@ -286,7 +323,7 @@ public final class GemmKernel {
             Check.that(kRows == null, name, "row gathers are for the [K, N] layout only");
         }
         return launch(Epilogue.STORE_BF16, knLayout, s, a, lda, w, ldw, null, null, 0, m, n, k,
-                workspace, kRows, kRows == null ? 0 : wRows, Tile.BASE, true);
+                workspace, kRows, kRows == null ? 0 : wRows, Tile.AUTO, true);
     }
 
     private void launch(Epilogue epi, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,
@@ -340,6 +377,23 @@ public final class GemmKernel {
         }
         if (tile == Tile.AUTO) {
             tile = knLayout || idx != null ? Tile.BASE : autoTile(m, n, split);
+            if (tile == Tile.BASE && !knLayout && m <= BM && wgDecode != null) {
+                tile = Tile.WGMMA_DECODE;
+            }
+        }
+        if (tile == Tile.WGMMA_DECODE) {
+            Check.that(!knLayout && m <= BM, name, "the wgmma decode tile takes [N, K] W and M <= "
+                    + BM + " (" + shapes + ")");
+            Check.that(wgDecode != null, name, "no wgmma (sm_90a) decode tile loaded");
+            String kernel = name + "_wgd";
+            new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n)
+                    .i(k).i(chunk).ptr(work).ptr(idx)
+                    .launch(wgDecode[epi.ordinal()], kernel, (n + BN_WGD - 1) / BN_WGD, 1, splits,
+                            THREADS_WGD, smemWgd(), s, shapes + " splits=" + splits);
+            if (!partialsOnly) {
+                reduce(epi, s, work, splits, bias, out, ldc, m, n, idx, name, shapes);
+            }
+            return splits;
         }
         if (tile != Tile.BASE) {
             Check.that(!knLayout && idx == null, name, "the large tiles take plain [N, K] W only");

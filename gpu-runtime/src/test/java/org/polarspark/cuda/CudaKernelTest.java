@@ -11,6 +11,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -117,6 +118,63 @@ class CudaKernelTest extends GpuTest {
                 base = got;
             } else {
                 assertArrayEquals(base, got, what + ": bits differ from the 64 x 64 tile");
+            }
+        }
+    }
+
+    static Stream<Arguments> decodeTileShapes() {
+        // M across the m16 / m64 boundary; K not a multiple of 64 (zero-padded last tile) and
+        // K = 2056 / 4096 in several chunks; N not a multiple of 128.
+        int[][] shapes = {{1, 130, 200, 200}, {7, 64, 648, 656}, {16, 258, 2056, 2056},
+            {17, 96, 1032, 1040}, {40, 514, 264, 264}, {64, 1024, 4096, 4096}};
+        List<Arguments> out = new ArrayList<>();
+        for (int[] s : shapes) {
+            for (Epilogue e : Epilogue.values()) {
+                out.add(Arguments.of(e, s[0], s[1], s[2], s[3]));
+            }
+        }
+        return out.stream();
+    }
+
+    /**
+     * The wgmma decode tile (gemm_&lt;epi&gt;_wgd, where the sm_90a image loaded) against the
+     * host reference, and bit for bit against the mma.sync decode tiles (_m16 / _m64), with and
+     * without split-K.
+     */
+    @ParameterizedTest(name = "{0} M={1} N={2} K={3} lda={4}")
+    @MethodSource("decodeTileShapes")
+    void wgmmaDecodeTileMatchesTheReferenceAndTheMmaTileBits(Epilogue epi, int m, int n, int k,
+                                                             int lda) {
+        Assumptions.assumeTrue(kernels.gemm.hasWgmmaDecode(),
+                "no wgmma decode tile on this GPU (needs compute capability 9.0)");
+        Random r = new Random(23L * m + 3L * n + k + epi.ordinal());
+        float[] a = Bf16.round(random(r, m * lda, 1.0));
+        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
+        float[] bias = m % 2 == 1 ? Bf16.round(random(r, n, 0.5)) : null;
+        int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
+        float[] init = random(r, m * outCols, 1.0);
+        float[] expected = gemmReference(epi, a, lda, w, bias, init, m, n, k);
+        DeviceBuffer da = bf16(a);
+        DeviceBuffer dw = bf16(w);
+        DeviceBuffer db = bias == null ? null : bf16(bias);
+        DeviceBuffer work = zeros(64L << 20);
+        boolean f32 = epi == Epilogue.ACCUM_F32 || epi == Epilogue.STORE_F32;
+        float[] base = null;
+        for (GemmKernel.Tile t : List.of(GemmKernel.Tile.BASE, GemmKernel.Tile.WGMMA_DECODE)) {
+            for (DeviceBuffer ws : java.util.Arrays.asList(null, work)) {
+                DeviceBuffer out = f32 ? f32(init) : zeros((long) m * outCols * 2);
+                kernels.gemm.runTile(t, epi, stream, da, lda, dw, k, db, out, outCols, m, n, k,
+                        ws);
+                float[] got = f32 ? readF32(out, m * outCols) : readBf16(out, m * outCols);
+                double rtol = f32 ? F32_OUT_RTOL : BF16_OUT_RTOL;
+                String what = epi + " " + t + (ws == null ? "" : " split-K") + " M=" + m + " N="
+                        + n + " K=" + k;
+                assertClose(what, expected, got, rtol, rtol);
+                if (base == null) {
+                    base = got;
+                } else {
+                    assertArrayEquals(base, got, what + ": bits differ from the mma.sync tile");
+                }
             }
         }
     }
