@@ -11,6 +11,9 @@
 // attention_combine_bf16 (pass 2): merges the splits of every (token, selected head) and writes
 //   att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros, so they
 //   contribute zero to o_proj.
+//   Or fused into pass 1 (att and counters non-null: what the decoder runs): the last split
+//   block of each (token, group) does the merge for the group's heads (same code, same bits),
+//   and the (group slot 0, split 0) block of a token zeroes its unselected groups' heads.
 //
 //   q: the first num_heads * head_dim columns of qkv bf16 [n, row_stride] (after RoPE);
 //   score = (q . k) * scale, computed as (q * scale * log2 e) . k with exp2.
@@ -21,7 +24,7 @@
 // Preconditions (host-checked): head_dim % 4 == 0 and <= 256; G = num_heads / num_kv_heads <= 8.
 // Grid pass 1: (n, groups_per_token, num_splits), block 256, dynamic shared memory
 //   (G * head_dim * 9 + G * 260) floats (see the layout below).
-// Grid pass 2: (n, num_heads), block 128.
+// Grid pass 2: (n, ceil(num_heads / 8)), block 256 (a warp per head).
 #include "common.cuh"
 
 #define ATT_TILE 32          // split lengths are multiples of this (host-checked)
@@ -43,6 +46,90 @@
 // The warps' accumulators are summed in warp order at the end. Every order is fixed by the
 // positions alone, so a token's result never depends on the other tokens of the launch.
 // Shared memory (floats): q [G][D] | scores [G][ATT_SUB] | stats [G][4] | merge [WARPS][G][D].
+// Merges the num_splits partials of one (token, head) (base = its first partial) into out[0, D),
+// one warp: M = max m_s and L = sum l_s 2^(m_s - M) (lanes stride over the splits, then warp
+// reductions), out[d] = sum_s o_s[d] 2^(m_s - M) / L with splits in order, lanes owning 4 dims of
+// every 128. Used by attention_combine_bf16 (a warp per head) and by the last split block of a
+// fused launch (a warp per head of the group): the same bits. L2 loads (ld.cg): in the fused
+// form the partials were just written by other blocks.
+__device__ __forceinline__ void combine_head(bf16* __restrict__ out,
+                                             const float* __restrict__ part_o,
+                                             const float* __restrict__ part_ml, size_t base,
+                                             int head_dim, int num_splits, int lane) {
+    float M = -INFINITY;
+    for (int s = lane; s < num_splits; s += 32) M = fmaxf(M, __ldcg(part_ml + (base + s) * 2));
+    M = warp_max(M);
+    float L = 0.f;
+    for (int s = lane; s < num_splits; s += 32) {
+        const float m = __ldcg(part_ml + (base + s) * 2);
+        if (m != -INFINITY) L += __ldcg(part_ml + (base + s) * 2 + 1) * exp2f(m - M);
+    }
+    L = warp_sum(L);
+    const float inv = 1.f / L;
+    for (int d = lane * 4; d < head_dim; d += 128) {
+        float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+        for (int s = 0; s < num_splits; s++) {
+            const float m = __ldcg(part_ml + (base + s) * 2);
+            const float4 v = __ldcg(reinterpret_cast<const float4*>(part_o + (base + s) * head_dim + d));
+            if (m != -INFINITY) {
+                const float w = exp2f(m - M);
+                o.x += v.x * w;
+                o.y += v.y * w;
+                o.z += v.z * w;
+                o.w += v.w * w;
+            }
+        }
+        out[d] = f2bf(o.x * inv);
+        out[d + 1] = f2bf(o.y * inv);
+        out[d + 2] = f2bf(o.z * inv);
+        out[d + 3] = f2bf(o.w * inv);
+    }
+}
+
+// Fused combine (counters != null): after writing its partials a block counts itself in
+// counters[t * num_kv_heads + g]; the last of the num_splits blocks of (token, group) merges the
+// group's heads into att (warp h: head h) and resets the counter to 0 (ready for the next launch
+// or graph replay). With a group table, the (y = 0, split 0) block of each token also zeroes the
+// heads of the groups the token did not select, so att is complete without the combine kernel.
+__device__ __forceinline__ void fused_arrive(bf16* __restrict__ att, int* __restrict__ counters,
+                                             const float* __restrict__ part_o,
+                                             const float* __restrict__ part_ml, int t, int g,
+                                             int G, int num_heads, int num_kv_heads,
+                                             int head_dim, int num_splits) {
+    __shared__ int last;
+    __threadfence();  // this block's partials are visible before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const int prev = atomicAdd(counters + t * num_kv_heads + g, 1);
+        last = prev == num_splits - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int h = warp; h < G; h += blockDim.x >> 5) {
+        const int head = g * G + h;
+        combine_head(att + ((size_t)t * num_heads + head) * head_dim, part_o, part_ml,
+                     ((size_t)t * num_heads + head) * num_splits, head_dim, num_splits, lane);
+    }
+    if (threadIdx.x == 0) counters[t * num_kv_heads + g] = 0;
+}
+
+__device__ __forceinline__ void zero_unselected(bf16* __restrict__ att,
+                                                const int* __restrict__ group_idx,
+                                                int groups_per_token, int t, int G, int num_heads,
+                                                int num_kv_heads, int head_dim) {
+    for (int g2 = 0; g2 < num_kv_heads; g2++) {
+        bool selected = false;
+        for (int j = 0; j < groups_per_token; j++)
+            selected |= group_idx[t * groups_per_token + j] == g2;
+        if (selected) continue;
+        bf16* out = att + ((size_t)t * num_heads + (size_t)g2 * G) * head_dim;
+        for (int i = threadIdx.x; i < G * head_dim; i += blockDim.x) out[i] = f2bf(0.f);
+    }
+}
+
 // FULL: the shape is exactly G = MAXG and head_dim = 128 * CHUNKS, so every bound below is a
 // compile-time constant (the common shapes: no masks, no division by run-time values).
 template <int MAXG, int CHUNKS, bool FULL>
@@ -53,7 +140,8 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                             const int* __restrict__ group_idx, int groups_per_token,
                             int num_heads, int num_kv_heads, int head_dim, int split_len,
                             int num_splits, float* __restrict__ part_o,
-                            float* __restrict__ part_ml) {
+                            float* __restrict__ part_ml, bf16* __restrict__ att,
+                            int* __restrict__ counters) {
     extern __shared__ __align__(16) float smem[];
     constexpr int CHA = 4 * CHUNKS;  // 32-dim slices of a K row (phase A)
     const int t = blockIdx.x, y = blockIdx.y, s = blockIdx.z;
@@ -67,12 +155,17 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     const int start = s * split_len;
     const int end = min(len, start + split_len);
     const size_t part = ((size_t)t * num_heads + g * G) * num_splits + s;  // head g*G, split s
+    if (counters && group_idx && y == 0 && s == 0)
+        zero_unselected(att, group_idx, groups_per_token, t, G, num_heads, num_kv_heads, D);
     if (start >= end) {  // this split lies beyond the sequence: empty partial
         for (int h = threadIdx.x; h < G; h += blockDim.x) {
             size_t p = part + (size_t)h * num_splits;
             part_ml[p * 2] = -INFINITY;
             part_ml[p * 2 + 1] = 0.f;
         }
+        if (counters)
+            fused_arrive(att, counters, part_o, part_ml, t, g, G, num_heads, num_kv_heads, D,
+                         num_splits);
         return;
     }
     float* qs = smem;                 // [G][D], pre-scaled by scale * log2(e)
@@ -252,6 +345,9 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
             part_ml[p * 2 + 1] = stat[h * 4 + 2];
         }
     }
+    if (counters)
+        fused_arrive(att, counters, part_o, part_ml, t, g, G, num_heads, num_kv_heads, D,
+                     num_splits);
 }
 
 
@@ -262,11 +358,11 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
             const bf16* v_cache, const int* block_table, int max_blocks, int block_size,        \
             const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
             int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
-            float* part_o, float* part_ml) {                                                    \
+            float* part_o, float* part_ml, bf16* att, int* counters) {                          \
         attention_decode_body<G_, C_, FULL_>(qkv, row_stride, scale, k_cache, v_cache, block_table,    \
                                       max_blocks, block_size, row_of, pos_of, group_idx,        \
                                       groups_per_token, num_heads, num_kv_heads, head_dim,      \
-                                      split_len, num_splits, part_o, part_ml);                  \
+                                      split_len, num_splits, part_o, part_ml, att, counters);   \
     }
 
 // Any shape (G <= MAXG, head_dim <= 128 * C), and the exact shapes (suffix _full); four
@@ -294,10 +390,12 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   const int* __restrict__ group_idx,
                                                   int groups_per_token, int num_heads,
                                                   int num_kv_heads, int head_dim, int num_splits) {
-    // One block per (token, head) over ALL heads: a head whose group is not in the token's
-    // table is written as zeros here, so no separate zero-fill is needed.
+    // One warp per (token, head) over ALL heads (blockDim / 32 heads per block): a head whose
+    // group is not in the token's table is written as zeros here, so no separate zero-fill.
     const int t = blockIdx.x;
-    const int h = blockIdx.y;
+    const int h = blockIdx.y * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (h >= num_heads) return;
     const int G = num_heads / num_kv_heads;
     const int g = h / G;
     bf16* out = att + (size_t)t * num_heads * head_dim + (size_t)h * head_dim;
@@ -306,25 +404,10 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
         for (int j = 0; j < groups_per_token; j++)
             selected |= group_idx[t * groups_per_token + j] == g;
         if (!selected) {
-            for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[d] = f2bf(0.f);
+            for (int d = lane; d < head_dim; d += 32) out[d] = f2bf(0.f);
             return;
         }
     }
-    const size_t base = ((size_t)t * num_heads + h) * num_splits;
-    float M = -INFINITY;
-    for (int s = 0; s < num_splits; s++) M = fmaxf(M, part_ml[(base + s) * 2]);
-    float L = 0.f;
-    for (int s = 0; s < num_splits; s++) {
-        float m = part_ml[(base + s) * 2];
-        if (m != -INFINITY) L += part_ml[(base + s) * 2 + 1] * exp2f(m - M);
-    }
-    const float inv = 1.f / L;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float o = 0.f;
-        for (int s = 0; s < num_splits; s++) {
-            float m = part_ml[(base + s) * 2];
-            if (m != -INFINITY) o += part_o[(base + s) * head_dim + d] * exp2f(m - M);
-        }
-        out[d] = f2bf(o * inv);
-    }
+    combine_head(out, part_o, part_ml, ((size_t)t * num_heads + h) * num_splits, head_dim,
+                 num_splits, lane);
 }

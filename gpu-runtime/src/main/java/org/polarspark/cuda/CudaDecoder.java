@@ -76,6 +76,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer hb;     // bf16 [T, ffn]
     private final DeviceBuffer partO;  // fp32 [T * heads * headDim * PART_SPLITS]
     private final DeviceBuffer partMl; // fp32 [T * heads * 2 * PART_SPLITS]
+    /** int32 [T * kvHeads]: split blocks done per (token, group), for the fused combine. */
+    private final DeviceBuffer attCounters;
     private final DeviceBuffer ids;
     private final DeviceBuffer pos;
     private final DeviceBuffer rowOf;
@@ -283,6 +285,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 * c.headDim();
         this.partO = scratchBuf("part_o", partCapacity * 4);
         this.partMl = scratchBuf("part_ml", partCapacity / c.headDim() * 2 * 4);
+        this.attCounters = scratchBuf("att_counters", Math.max(t, maxRows) * c.numKvHeads() * 4L);
+        attCounters.zero(stream);  // the fused attention combine leaves them zero after each use
+        stream.synchronize();
         this.ids = scratchBuf("ids", t * 4);
         this.pos = scratchBuf("pos", t * 4);
         this.rowOf = scratchBuf("row_of", t * 4);
@@ -782,6 +787,27 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
     }
 
+    /**
+     * Flash-decoding of the first n tokens into att: the split-K pass with the combine fused in
+     * (its last split block merges), or, with -Dpolar.attention.fusedCombine=false, the split-K
+     * pass then the combine kernel (same bits).
+     */
+    private void attention(DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer table, int groups,
+                           int splitLen, int splits, int n) {
+        float scale = (float) (1.0 / Math.sqrt(c.headDim()));
+        k.attention.decode(stream, qkv, qkvDim, scale, kc, vc, blockTable, maxBlocksPerSeq,
+                BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(), c.numKvHeads(), c.headDim(),
+                splitLen, splits, partO, partMl, n, FUSED_COMBINE ? att : null,
+                FUSED_COMBINE ? attCounters : null);
+        if (!FUSED_COMBINE) {
+            k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
+                    c.numKvHeads(), c.headDim(), splits, n);
+        }
+    }
+
+    private static final boolean FUSED_COMBINE = !"false".equals(System.getProperty(
+            "polar.attention.fusedCombine"));
+
     private void layer(int l, int n, int splitLen, int splits) {
         LayerBuffers B = layers[l];
         int h = c.hiddenSize();
@@ -840,11 +866,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             decodeN = prefillFrom;
         }
         if (decodeN > 0) {
-            k.attention.decode(stream, qkv, qkvDim, scale, kCache[l], vCache[l], blockTable,
-                    maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(),
-                    c.numKvHeads(), c.headDim(), splitLen, splits, partO, partMl, decodeN);
-            k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
-                    c.numKvHeads(), c.headDim(), splits, decodeN);
+            attention(kCache[l], vCache[l], table, groups, splitLen, splits, decodeN);
         }
         if (fused) {
             // x += o_proj(att); then the MLP's input: pre-norm y = norm_mlp(x), post-norm
@@ -1141,14 +1163,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             stream.synchronize();
             DeviceBuffer tab = keep < g ? groupIdx[0] : null;
             int groups = keep < g ? keep : g;
-            float scale = (float) (1.0 / Math.sqrt(c.headDim()));
             return CudaGraph.capture(stream, () -> {
-                k.attention.decode(stream, qkv, qkvDim, scale, kCache[0], vCache[0], blockTable,
-                        maxBlocksPerSeq, BLOCK_SIZE, rowOf, pos, tab, groups, c.numHeads(),
-                        c.numKvHeads(), c.headDim(), SPLIT_LEN, graphSplits(), partO, partMl,
-                        batch);
-                k.attention.combine(stream, att, partO, partMl, tab, groups, c.numHeads(),
-                        c.numKvHeads(), c.headDim(), graphSplits(), batch);
+                attention(kCache[0], vCache[0], tab, groups, SPLIT_LEN, graphSplits(), batch);
             }, "attention, " + batch + " rows, density " + density);
         });
     }
