@@ -1,10 +1,12 @@
 package org.polarspark.cpu;
 
 /**
- * Sees the CPU decoder's intermediate values, layer by layer: what calibration collects (router
+ * Sees a decoder's intermediate values, layer by layer: what calibration collects (router
  * inputs, per-head attention outputs, which MLP neurons fire) and what the mask tests inspect.
- * All arrays are the decoder's own buffers for the call, row-major over the call's tokens;
- * copy what you keep.
+ * All arrays are row-major over the call's tokens. On the CPU decoder they are its own fp32
+ * buffers for the call (copy what you keep); through {@code CudaDecoder.observeDense} they are
+ * host copies of the device's bf16 activations widened to float, one call per layer covering
+ * the whole sequence.
  */
 public interface DecoderObserver {
     DecoderObserver NONE = new DecoderObserver() {
@@ -30,7 +32,8 @@ public interface DecoderObserver {
      * @param layer       decoder layer
      * @param activations (tokens, ffn): what enters fc2 / down_proj (ReLU(fc1) for OPT, zero for
      *                    unselected neurons; silu(gate) * up for LLaMA)
-     * @param output      (tokens, hidden): the MLP's output before the residual add
+     * @param output      (tokens, hidden): the MLP's output before the residual add; null where
+     *                    a backend fuses it into the residual add (the CUDA decoder)
      */
     default void mlp(int layer, float[] activations, float[] output) {
     }

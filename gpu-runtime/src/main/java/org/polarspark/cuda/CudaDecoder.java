@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.Map;
 import jcuda.Pointer;
 import org.polarspark.cpu.CpuWeights;
+import org.polarspark.cpu.DecoderObserver;
 import org.polarspark.generate.BatchDecoder;
 import org.polarspark.model.Activation;
 import org.polarspark.model.Checkpoint;
@@ -117,6 +118,12 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     /** Router time of one routed piece of n tokens (key), measured once by replaying them. */
     private final Map<Integer, Long> routerNanosByRows = new HashMap<>();
     private boolean graphs = true;
+    /**
+     * The dense observation in progress ({@link #observeDense}), or null. Off, it costs one null
+     * check per layer of an uncaptured piece; captured decode steps never see it (observation
+     * pieces never take the graph path).
+     */
+    private Observation observing;
 
     /**
      * Whether pieces of at most 64 tokens take the fused path (split-K partials reduced together
@@ -488,6 +495,133 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         return out;
     }
 
+    /**
+     * One dense forward of one token sequence that reports every layer to {@code observer}
+     * (calibration): the router input (the q/k/v projection's input, [T, hidden]) and the
+     * attention output before o_proj ([T, qDim]) to {@link DecoderObserver#attention}, then the
+     * activations entering the down projection ([T, ffn]: ReLU(fc1), or silu(gate) * up) to
+     * {@link DecoderObserver#mlp} with a null {@code output} (the MLP's output is fused into the
+     * residual add here). Values are the device's bf16 activations widened to float; rowOf is
+     * all 0 and posOf is 0..T-1, as on the CPU decoder.
+     *
+     * <p>The observer is called once per layer with the whole sequence, in layer order. A
+     * sequence longer than one piece (maxTokens) is prefilled in pieces as usual; the earlier
+     * pieces' rows are then kept on the host (bf16, layers x T x (hidden + qDim + ffn) x 2
+     * bytes) until the last piece completes each layer. Each layer costs three synchronous
+     * device-to-host copies: calibration is not the hot path. The KV blocks are freed
+     * afterwards. Routers are not used (dense), whatever the caller decodes with.
+     *
+     * @throws IllegalArgumentException when tokens.length is not 1..maxPositions, or an id is
+     *                                  outside the vocabulary
+     * @throws IllegalStateException    when the KV cache has no room for the sequence now
+     */
+    public void observeDense(int[] tokens, DecoderObserver observer) {
+        int n = tokens.length;
+        if (n == 0 || n > c.maxPositions()) {
+            throw new IllegalArgumentException("observeDense: " + n + " tokens; must be 1.."
+                    + c.maxPositions() + " (the model's context)");
+        }
+        ctx.bind();
+        CudaSequence s = open(n);
+        if (s == null) {
+            throw new IllegalStateException("observeDense: " + n + " tokens need "
+                    + blocksFor(n) + " KV blocks; " + freeBlocks.size() + " of " + numBlocks
+                    + " are free");
+        }
+        observing = new Observation(observer, n);
+        try {
+            forward(List.of(s), new int[][] {tokens}, new int[] {1}, SparsityPolicy.DENSE);
+        } finally {
+            observing = null;
+            close(s);
+        }
+    }
+
+    /**
+     * Host copies of one observed sequence's per-layer values, filled piece by piece and handed
+     * to the observer, widened to float, when the piece holding the last token has finished a
+     * layer's attention (router input and attention output) or its MLP activations.
+     */
+    private final class Observation {
+        final DecoderObserver observer;
+        final int tokens;
+        final int[] rowOf;
+        final int[] posOf;
+        // Per layer, bf16 bits of tokens [0, from + count): allocated at the layer's first
+        // piece, released once handed over.
+        final short[][] routerIn;
+        final short[][] attention;
+        final short[][] activations;
+        int from;  // first token of the piece in progress
+        int count; // its tokens
+
+        Observation(DecoderObserver observer, int tokens) {
+            this.observer = observer;
+            this.tokens = tokens;
+            this.rowOf = new int[tokens];
+            this.posOf = new int[tokens];
+            for (int t = 0; t < tokens; t++) {
+                posOf[t] = t;
+            }
+            int layersN = c.numLayers();
+            this.routerIn = new short[layersN][];
+            this.attention = new short[layersN][];
+            this.activations = new short[layersN][];
+        }
+
+        void piece(int first, int n) {
+            if (routers != null) {
+                throw new IllegalStateException("observeDense runs dense; routers are set");
+            }
+            from = first;
+            count = n;
+        }
+
+        private boolean last() {
+            return from + count == tokens;
+        }
+
+        /** Rows [from, from + count) of a bf16 [count, dim] device buffer into dst[layer]. */
+        private void read(short[][] dst, int layer, DeviceBuffer src, int dim) {
+            if (dst[layer] == null) {
+                dst[layer] = new short[tokens * dim];
+            }
+            short[] rows = new short[count * dim];
+            src.copyTo(Pointer.to(rows), rows.length * 2L, stream);
+            stream.synchronize();
+            System.arraycopy(rows, 0, dst[layer], from * dim, rows.length);
+        }
+
+        private float[] widen(short[][] src, int layer) {
+            short[] b = src[layer];
+            src[layer] = null;
+            float[] out = new float[b.length];
+            for (int i = 0; i < b.length; i++) {
+                out[i] = Bf16.toFloat(b[i]);
+            }
+            return out;
+        }
+
+        void routerInput(int layer, DeviceBuffer yNormed) {
+            read(routerIn, layer, yNormed, c.hiddenSize());
+        }
+
+        void attention(int layer, DeviceBuffer attOut) {
+            read(attention, layer, attOut, c.qDim());
+            if (last()) {
+                observer.attention(layer, widen(routerIn, layer), widen(attention, layer), rowOf,
+                        posOf);
+            }
+        }
+
+        void mlp(int layer, DeviceBuffer act) {
+            read(activations, layer, act, c.ffnDim());
+            if (last()) {
+                observer.mlp(layer, widen(activations, layer), null);
+            }
+        }
+    }
+
     private void runPiece(List<CudaSequence> seqs, int[][] tokens, int[] logitsLast,
                           List<int[]> segs, float[][][] out) {
         int n = 0;
@@ -535,7 +669,10 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         blockTable.copyFrom(Pointer.to(table), table.length * 4L, stream);
 
         boolean decodeOnly = want.size() == n && n == segs.size() && graphs
-                && prefillTileCount == 0;
+                && prefillTileCount == 0 && observing == null;
+        if (observing != null) {
+            observing.piece(segs.get(0)[1], n); // one row: flat token i is token from + i
+        }
         if (decodeOnly) {
             // One new token per row, logits for each: the captured decode step for n slots.
             int[] identity = new int[n];
@@ -822,6 +959,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 k.norm.cast(stream, x, y, n, h);
             }
         }
+        if (observing != null) {
+            observing.routerInput(l, y); // what the q/k/v projection (and a head router) reads
+        }
         int f = c.ffnDim();
         int mlpKept = routers != null ? routers.mlpK(l, n) : f;
         if (mlpKept < f) {
@@ -868,6 +1008,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         if (decodeN > 0) {
             attention(kCache[l], vCache[l], table, groups, splitLen, splits, decodeN);
         }
+        if (observing != null) {
+            observing.attention(l, att);
+        }
         if (fused) {
             // x += o_proj(att); then the MLP's input: pre-norm y = norm_mlp(x), post-norm
             // x = norm_attn(x) and y = x.
@@ -912,6 +1055,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             downIn = hb;
             downK = f;
             kn = fc2NeuronMajor;
+        }
+        if (observing != null) {
+            observing.mlp(l, hb); // dense here: every neuron's activation, [n, f]
         }
         if (fused) {
             // x += fc2(...); then the next layer's input (pre-norm: its attention norm; the last

@@ -3,6 +3,7 @@ package org.polarspark.cuda;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import org.polarspark.cpu.DecoderObserver;
 import org.polarspark.generate.Engine;
 import org.polarspark.generate.EngineStats;
 import org.polarspark.generate.GenerationRequest;
@@ -140,6 +141,23 @@ public final class CudaEngine implements Engine {
 
     public CudaDecoder decoder() {
         return decoder;
+    }
+
+    @Override
+    public boolean canObserve() {
+        return true;
+    }
+
+    /**
+     * One dense prefill of {@code tokens} on the GPU, copying each layer's router input,
+     * attention output and MLP activations to the host ({@link CudaDecoder#observeDense}: bf16
+     * values widened to float; the MLP output is passed as null). Routers, if loaded, are not
+     * used; no KV is kept. Serialised with the other calls.
+     */
+    @Override
+    public synchronized void observeDense(int[] tokens, DecoderObserver observer) {
+        ctx.bind();
+        decoder.observeDense(tokens, observer);
     }
 
     @Override

@@ -31,9 +31,9 @@ public interface Engine extends AutoCloseable {
 
     /**
      * True when this backend can run {@link #observeDense}: calibration (collecting router
-     * training samples) needs it. The CPU backend can; a CUDA backend would need device hooks
-     * that copy the router input, per-head attention-output norms and the fc1 firing bitset to
-     * the host (see {@code polar/TRAINING.md}).
+     * training samples) needs it. The CPU and CUDA engines can (the CUDA one copies its
+     * prefill's bf16 activations to the host, layer by layer); the default is false, for an
+     * engine without decoder hooks.
      */
     default boolean canObserve() {
         return false;
@@ -42,15 +42,17 @@ public interface Engine extends AutoCloseable {
     /**
      * One dense forward of one token sequence (no KV cache kept), reporting every layer's
      * intermediate values to {@code observer} (see {@link DecoderObserver} for the arrays'
-     * shapes). This is what calibration runs. Thread-safe like the other calls.
+     * shapes), once per layer over the whole sequence, in layer order. This is what calibration
+     * runs. Thread-safe like the other calls.
      *
+     * @throws IllegalArgumentException when tokens.length is not 1..maxPositions
      * @throws UnsupportedOperationException when {@link #canObserve} is false, naming the
      *                                       backend
      */
     default void observeDense(int[] tokens, DecoderObserver observer) {
         throw new UnsupportedOperationException("the " + backend() + " backend cannot collect "
                 + "calibration samples (it has no decoder observer); calibrate with the cpu "
-                + "backend (option --backend cpu)");
+                + "or cuda backend (option --backend cpu or --backend cuda)");
     }
 
     /** Results of one call with the counters it accumulated. */

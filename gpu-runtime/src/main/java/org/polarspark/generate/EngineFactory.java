@@ -13,10 +13,18 @@ public final class EngineFactory {
 
     /**
      * True when engines of this backend implement {@link Engine#observeDense} (calibration):
-     * the CPU backend. A CUDA backend that gains decoder hooks adds itself here.
+     * both backends do (the CUDA one copies bf16 activations from its prefill), so AUTO,
+     * which resolves to one of them, does too.
      */
     public static boolean canObserve(Backend backend) {
-        return backend == Backend.CPU;
+        switch (backend) {
+            case CPU:
+            case CUDA:
+            case AUTO:
+                return true;
+            default:
+                return false;
+        }
     }
 
     /**

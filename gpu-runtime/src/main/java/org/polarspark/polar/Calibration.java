@@ -24,9 +24,10 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Calibration data collection (issue 7, step 1): runs the dense model over a corpus (through an
- * {@link Engine} whose backend can observe its layers, {@link Engine#canObserve}) and
- * writes, per layer and token, the router input, each head's attention-output norm and (ReLU
- * models) which MLP neurons fire, to one file per layer in a work directory (format in
+ * {@link Engine} whose backend can observe its layers, {@link Engine#canObserve}: the cpu
+ * backend in fp32, or the cuda backend from its bf16 activations) and writes, per layer and
+ * token, the router input, each head's attention-output norm and (ReLU models) which MLP
+ * neurons fire, to one file per layer in a work directory (format in
  * {@link CalibrationSamples}).
  *
  * <p>The corpus is tokenized without special tokens (in paragraph chunks of about 64 KiB) and cut
@@ -250,7 +251,7 @@ public final class Calibration {
         if (!engine.canObserve()) {
             throw new UnsupportedOperationException("calibration needs a backend that can "
                     + "observe the decoder's layers; the " + engine.backend() + " backend cannot"
-                    + " (only cpu can for now): calibrate with the cpu backend");
+                    + ": calibrate with the cpu or cuda backend");
         }
     }
 

@@ -56,7 +56,8 @@ import org.slf4j.LoggerFactory;
  *       {@code calibration-tokens} in all).</li>
  *   <li>Stage "collect": the windows are cut into {@code partitions} contiguous slices, one task
  *       each. A task runs its windows densely through the executor's engine
- *       ({@link Engine#observeDense}; the backend must be able to observe), appending each
+ *       ({@link Engine#observeDense}: cpu in fp32 or cuda from its bf16 activations; a
+ *       backend must be able to observe, {@link EngineFactory#canObserve}), appending each
  *       layer's records to a local file as it goes (one window's records in memory at a time),
  *       then copies the files to {@code <spill>/layer-<l>/part-<task>.bin} (written under a
  *       temporary name and renamed, so a retried task replaces its part).</li>
@@ -133,7 +134,7 @@ final class CalibrateJob {
                 && !EngineFactory.canObserve(cfg.backend())) {
             throw new JobConfigException("mode calibrate: the " + cfg.backend().wire()
                     + " backend cannot collect calibration samples (its engine has no decoder "
-                    + "observer); use --backend cpu");
+                    + "observer); use --backend cpu or --backend cuda");
         }
         String output = PolarJob.prepareOutput(cfg, conf);
         String corpusText = readCorpus(cfg, conf);
@@ -247,7 +248,10 @@ final class CalibrateJob {
                 new RouterCalibration.Collected(cfg.corpus(), tokens.length, (int) samples,
                         windows.length, window, collectSeconds), res, settings, trainSeconds,
                 "org.polarspark.job.PolarJob --mode calibrate (Spark " + spark.version()
-                        + ", " + collected.get(0).backend() + " backend, fp32)", extra);
+                        + ", " + collected.get(0).backend() + " backend, "
+                        + ("cpu".equals(collected.get(0).backend()) ? "fp32" : "bf16 activations")
+                        + ")",
+                extra);
         writePolar(c, conf, output);
 
         ObjectNode sum = JSON.createObjectNode();

@@ -25,6 +25,8 @@ import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.polarspark.cpu.CpuEngine;
+import org.polarspark.generate.Backend;
+import org.polarspark.generate.EngineFactory;
 import org.polarspark.generate.LoglikelihoodRequest;
 import org.polarspark.model.ModelConfig;
 import org.polarspark.polar.CalibrateMain;
@@ -227,12 +229,21 @@ class CalibrateJobTest {
                 && e.getMessage().contains("config.json"), e.getMessage());
     }
 
+    /**
+     * Both backends can observe, so --backend cuda passes the startup check; on a host without
+     * CUDA the collection tasks then fail the job, naming the backend, with no CPU fallback.
+     */
     @Test
-    void aBackendThatCannotObserveIsRefusedAtStartup() {
-        JobConfigException e = assertThrows(JobConfigException.class,
+    void cudaIsAcceptedForCalibrationAndFailsWithoutAGpuWithoutFallingBack() {
+        assertTrue(EngineFactory.canObserve(Backend.CUDA) && EngineFactory.canObserve(Backend.CPU)
+                && EngineFactory.canObserve(Backend.AUTO));
+        org.junit.jupiter.api.Assumptions.assumeFalse(
+                org.polarspark.cuda.GpuContext.isAvailable(), "this host can run CUDA");
+        JobFailedException e = assertThrows(JobFailedException.class,
                 () -> CalibrateJob.run(SparkTests.spark(), config("--backend", "cuda")));
-        assertTrue(e.getMessage().contains("cuda") && e.getMessage().contains("--backend cpu"),
-                e.getMessage());
+        String root = PolarJob.rootMessage(e);
+        assertTrue(e.getMessage().contains("collect") && root.contains("cuda")
+                && root.contains("no silent fallback"), e.getMessage());
     }
 
     @Test
