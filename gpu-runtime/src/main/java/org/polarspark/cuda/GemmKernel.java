@@ -64,14 +64,16 @@ public final class GemmKernel {
     /**
      * 64-column tiles per SM to aim for with split-K (system property polar.gemm.blocksPerSm, a
      * tuning knob): enough loads in flight to saturate HBM. Default 8 for the mma.sync decode
-     * tiles, 4 (two 128-column wgmma decode tiles, about one block per SM at a time) where the
-     * wgmma decode tile runs: measured on H100 over the 7-8B projection shapes (M = 1..64),
-     * the best setting for each tile family.
+     * tiles (tuning harness, H100) and 3 (1.5 128-column tiles per SM; the wgmma decode tile
+     * runs one block per SM at a time) where the wgmma decode tile runs: the whole decode step
+     * on H100 (polar-bench, 2026-11-26, 2, 3, 4 and 6 in one run, 3 and 4 again in another):
+     * llama-3-8b 1.5-3.7% faster at 3 than at 4 in both runs, llama-2-7b within 0.4%, opt-6.7b
+     * 2.5-4% faster in the first run and within 0.3% in the second; 2 lost at llama-2 batch 1.
      */
     private static final Integer BLOCKS_PER_SM_OVERRIDE = Integer.getInteger(
             "polar.gemm.blocksPerSm");
     static final int TARGET_BLOCKS_PER_SM_MMA = 8;
-    static final int TARGET_BLOCKS_PER_SM_WGD = 4;
+    static final int TARGET_BLOCKS_PER_SM_WGD = 3;
     /** Smallest K range per split (8 pipeline steps of 32). */
     static final int MIN_SPLIT_K = 256;
 
