@@ -390,6 +390,7 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   const int* __restrict__ group_idx,
                                                   int groups_per_token, int num_heads,
                                                   int num_kv_heads, int head_dim, int num_splits) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     // One warp per (token, head) over ALL heads (blockDim / 32 heads per block): a head whose
     // group is not in the token's table is written as zeros here, so no separate zero-fill.
     const int t = blockIdx.x;

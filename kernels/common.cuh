@@ -36,6 +36,23 @@ POLAR_DEVICE float block_sum(float v, float* scratch) {
     return warp_sum(v);
 }
 
+// Programmatic dependent launch (sm_90+; no-ops elsewhere and when the launch did not ask for
+// it). pdl_trigger: this kernel's dependents may start (they still wait for its completion in
+// pdl_wait before reading what it wrote); kernels that precede a PDL-launched GEMM call it
+// first thing. pdl_wait: blocks until the preceding kernel has completed and its writes are
+// visible; a PDL-launched kernel calls it before its first read of another kernel's output and
+// before its first global write.
+POLAR_DEVICE void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+POLAR_DEVICE void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 POLAR_DEVICE float bf2f(bf16 v) { return __bfloat162float(v); }
 POLAR_DEVICE bf16 f2bf(float v) { return __float2bfloat16_rn(v); }
 

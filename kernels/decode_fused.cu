@@ -21,6 +21,7 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
                              bf16* __restrict__ y, const bf16* __restrict__ w,
                              const bf16* __restrict__ b, float eps, int M, int N, int mode,
                              int write_back) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     __shared__ float scratch[32];
     const int m = blockIdx.x;
     if (m >= M) return;
@@ -63,6 +64,7 @@ extern "C" __global__ void decode_qkv_rope_kv_bf16(
     int M, int num_heads, int num_kv_heads, int head_dim, bf16* __restrict__ k_cache,
     bf16* __restrict__ v_cache, const int* __restrict__ row_of,
     const int* __restrict__ block_table, int max_blocks, int block_size) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     const int m = blockIdx.y;
     const int half = head_dim / 2;
     const int heads = num_heads + 2 * num_kv_heads;

@@ -13,6 +13,7 @@
 
 extern "C" __global__ void embedding_tokens_f32(float* __restrict__ x, const int* __restrict__ ids,
                                                 const bf16* __restrict__ table, int n, int dim) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     int i = blockIdx.x;
     if (i >= n) return;
     const bf16* row = table + (size_t)ids[i] * dim;
@@ -21,6 +22,7 @@ extern "C" __global__ void embedding_tokens_f32(float* __restrict__ x, const int
 
 extern "C" __global__ void embedding_tokens_bf16(bf16* __restrict__ e, const int* __restrict__ ids,
                                                  const bf16* __restrict__ table, int n, int dim) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     int i = blockIdx.x;
     if (i >= n) return;
     const bf16* row = table + (size_t)ids[i] * dim;
@@ -30,6 +32,7 @@ extern "C" __global__ void embedding_tokens_bf16(bf16* __restrict__ e, const int
 extern "C" __global__ void embedding_positions_f32(float* __restrict__ x, const int* __restrict__ pos,
                                                    const bf16* __restrict__ table, int offset,
                                                    int n, int dim) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     int i = blockIdx.x;
     if (i >= n) return;
     const bf16* row = table + (size_t)(pos[i] + offset) * dim;

@@ -235,6 +235,7 @@ template <int EPI>
 __device__ void gemm_reduce(const float* __restrict__ work, int splits,
                             const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
                             int N, const int* __restrict__ bias_idx) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t pairs = (size_t)M * N / 2;
     if (i >= pairs) return;

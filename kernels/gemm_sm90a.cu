@@ -146,7 +146,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
         size_t wr = gn < N ? (size_t)(w_idx ? w_idx[gn] : gn) : 0;
         b_src[i] = W + wr * ldw + k_begin + kc * 8;
     }
-    auto load = [&](int stage, int kt) {
+    auto load_a = [&](int stage, int kt) {
         if (kt < KT) {
             const int kofs = kt * BK;
             const bool kv = k_begin + kofs + kc * 8 < k_end;
@@ -155,17 +155,40 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
             for (int i = 0; i < A_IT; i++)
                 cp_async16_sz(a_dst + stage * A_STAGE + i * (THREADS / CPR) * 128, a_src[i] + ofs,
                               kv ? a_sz[i] : 0);
+        }
+    };
+    auto load_w = [&](int stage, int kt) {
+        if (kt < KT) {
+            const int kofs = kt * BK;
+            const bool kv = k_begin + kofs + kc * 8 < k_end;
+            const int ofs = kv ? kofs : 0;
 #pragma unroll
             for (int i = 0; i < B_IT; i++)
                 cp_async16_sz(b_dst + stage * B_STAGE + i * (THREADS / CPR) * 128, b_src[i] + ofs,
                               kv ? b_sz[i] : 0);
         }
+    };
+    auto load = [&](int stage, int kt) {
+        load_a(stage, kt);
+        load_w(stage, kt);
         asm volatile("cp.async.commit_group;\n" ::);  // always: keeps the group count uniform
     };
 
     int left = split ? KT + 1 : tiles_per_chunk;  // tiles before the next chunk boundary
+    // Weights first: they do not depend on the preceding kernel, so under programmatic
+    // dependent launch their first stages stream in while it finishes; then wait for it and
+    // load the activations (and everything else it may have written: only the weights, their
+    // w_idx row map and the addresses are touched before pdl_wait; w_idx, Polar's MLP selection,
+    // is written several launches earlier, by the router ahead of the q/k/v projection). Group s holds A of stage s (group 0 also every prologue W stage),
+    // so "group s complete" still means "stage s complete".
 #pragma unroll
-    for (int s = 0; s < NST - 2; s++) load(s, s);
+    for (int s = 0; s < NST - 2; s++) load_w(s, s);
+    pdl_wait();
+#pragma unroll
+    for (int s = 0; s < NST - 2; s++) {
+        load_a(s, s);
+        asm volatile("cp.async.commit_group;\n" ::);
+    }
     int rd = 0, wr = NST - 2;
     for (int kt = 0; kt < KT; kt++) {
         if (left == 0) {  // chunk boundary: total += acc, acc = 0

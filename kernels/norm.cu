@@ -62,16 +62,19 @@ __device__ void norm_row(float* x, bf16* y, const bf16* w, const bf16* b, float 
 extern "C" __global__ void __launch_bounds__(NORM_THREADS)
     norm_layer_f32(float* x, bf16* y, const bf16* w, const bf16* b, float eps, int n, int h,
                    int write_back) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     norm_row<false>(x, y, w, b, eps, n, h, write_back);
 }
 
 extern "C" __global__ void __launch_bounds__(NORM_THREADS)
     norm_rms_f32(float* x, bf16* y, const bf16* w, float eps, int n, int h, int write_back) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     norm_row<true>(x, y, w, nullptr, eps, n, h, write_back);
 }
 
 extern "C" __global__ void norm_cast_f32(const float* __restrict__ x, bf16* __restrict__ y, int n,
                                          int h) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     int i = blockIdx.x;
     if (i >= n) return;
     for (int d = threadIdx.x; d < h; d += blockDim.x)
@@ -80,6 +83,7 @@ extern "C" __global__ void norm_cast_f32(const float* __restrict__ x, bf16* __re
 
 extern "C" __global__ void norm_gather_f32(float* __restrict__ out, const float* __restrict__ x,
                                            const int* __restrict__ rows, int n, int h) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     int j = blockIdx.x;
     if (j >= n) return;
     const float* src = x + (size_t)rows[j] * h;

@@ -43,6 +43,7 @@ __device__ __forceinline__ void warp_select_topk(float v0, float v1, int G, int 
 
 extern "C" __global__ void router_topk_f32(const float* __restrict__ logits, int n, int G, int k,
                                            int* __restrict__ idx) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     int t = blockIdx.x * 4 + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (t >= n) return;
@@ -57,6 +58,7 @@ extern "C" __global__ void router_topk_f32(const float* __restrict__ logits, int
 // Grid: ceil(F / 256), block 256.
 extern "C" __global__ void router_union_scores_f32(const float* __restrict__ logits, int n, int F,
                                                    float* __restrict__ score) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= F) return;
     float s = 0.f;
@@ -72,6 +74,7 @@ extern "C" __global__ void router_union_scores_f32(const float* __restrict__ log
 extern "C" __global__ void __launch_bounds__(256)
 router_reduce_union_f32(const float* __restrict__ work, int splits, int n, int F,
                         float* __restrict__ score) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     __shared__ float logit[64][33];  // n <= 64 rows (host-checked) x 32 columns
     const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
     const int j = blockIdx.x * 32 + tx;
@@ -131,6 +134,7 @@ POLAR_DEVICE int block_exclusive_scan(int v, int* warp_tot, int* total) {
 extern "C" __global__ void __launch_bounds__(1024)
 router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx,
                        int cached) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     extern __shared__ unsigned sbits[];  // the first `cached` scores' bit patterns
     __shared__ int warp_tot[33];
     __shared__ int hist[256];
@@ -262,6 +266,7 @@ extern "C" __global__ void __launch_bounds__(1024)
 router_head_topk_bf16(const bf16* __restrict__ y, int ldy, const bf16* __restrict__ W,
                       const bf16* __restrict__ bias, int n, int hidden, int G, int k,
                       int* __restrict__ idx) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
     __shared__ float logit[64];
     const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (t >= n) return;

@@ -16,6 +16,10 @@ import jcuda.driver.CUfunction;
  * </pre>
  * Preconditions (checked here): K, lda, ldw multiples of 8 (16-byte vector loads); N even.
  *
+ * <p>The wgmma decode tile is launched with programmatic dependent launch where the driver
+ * offers it ({@link PdlLaunch}): its first weight stages stream in while the kernel before it
+ * (which triggers its dependents on entry) finishes.
+ *
  * <p>Split-K: when a workspace is given and the output has too few 64 x 64 tiles to keep every
  * SM streaming weights (decode shapes), K is split so that about {@link #TARGET_BLOCKS_PER_SM_MMA}
  * (mma.sync) or {@link #TARGET_BLOCKS_PER_SM_WGD} (wgmma decode tile) 64-column tiles per SM run; partials go to the workspace (fp32 [splits, M, N]) and a reduce kernel adds
@@ -390,8 +394,8 @@ public final class GemmKernel {
             String kernel = name + "_wgd";
             new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n)
                     .i(k).i(chunk).ptr(work).ptr(idx)
-                    .launch(wgDecode[epi.ordinal()], kernel, (n + BN_WGD - 1) / BN_WGD, 1, splits,
-                            THREADS_WGD, smemWgd(), s, shapes + " splits=" + splits);
+                    .launchDependent(wgDecode[epi.ordinal()], kernel, (n + BN_WGD - 1) / BN_WGD,
+                            1, splits, THREADS_WGD, smemWgd(), s, shapes + " splits=" + splits);
             if (!partialsOnly) {
                 reduce(epi, s, work, splits, bias, out, ldc, m, n, idx, name, shapes);
             }

@@ -13,10 +13,13 @@ import jcuda.driver.JCudaDriver;
  */
 final class KernelArgs {
     private final List<Pointer> args = new ArrayList<>();
+    /** The same arguments as values (CUdeviceptr or null, Integer, Long, Float), for PDL. */
+    private final List<Object> values = new ArrayList<>();
     private static final CUdeviceptr NULL = new CUdeviceptr();
 
     KernelArgs ptr(CUdeviceptr p) {
         args.add(Pointer.to(p == null ? NULL : p));
+        values.add(p);
         return this;
     }
 
@@ -26,17 +29,43 @@ final class KernelArgs {
 
     KernelArgs i(int v) {
         args.add(Pointer.to(new int[] {v}));
+        values.add(v);
         return this;
     }
 
     KernelArgs l(long v) {
         args.add(Pointer.to(new long[] {v}));
+        values.add(v);
         return this;
     }
 
     KernelArgs f(float v) {
         args.add(Pointer.to(new float[] {v}));
+        values.add(v);
         return this;
+    }
+
+    /**
+     * Launches with programmatic dependent launch where available ({@link PdlLaunch}), else as
+     * {@link #launch}. Only for kernels that call pdl_wait() before reading the preceding
+     * kernel's output or writing (kernels/common.cuh).
+     */
+    void launchDependent(CUfunction f, String kernel, int gx, int gy, int gz, int block,
+                         int sharedBytes, CudaStream stream, String shapes) {
+        if (!PdlLaunch.available()) {
+            launch(f, kernel, gx, gy, gz, block, sharedBytes, stream, shapes);
+            return;
+        }
+        if (gx <= 0 || gy <= 0 || gz <= 0) {
+            throw new IllegalArgumentException(kernel + ": empty grid (" + gx + ", " + gy + ", "
+                    + gz + ") for " + shapes);
+        }
+        int r = PdlLaunch.launch(f, gx, gy, gz, block, sharedBytes, stream.handle(), values);
+        if (r != 0) {
+            Cuda.check(r, "cuLaunchKernelEx(" + kernel + ", programmatic dependent launch, grid ("
+                    + gx + ", " + gy + ", " + gz + "), block " + block + ", smem " + sharedBytes
+                    + ") for " + shapes);
+        }
     }
 
     /** Launches; a failed launch names the kernel and the shapes given. */

@@ -180,6 +180,53 @@ class CudaKernelTest extends GpuTest {
     }
 
     /**
+     * Programmatic dependent launch: on Hopper the wgmma decode tile is launched with it (the
+     * driver entry point must be found), and a chain in which each GEMM reads what the reduce
+     * kernel just before it wrote (the reduce triggers its dependents on entry, the GEMM
+     * prefetches weights and then waits) gives the bits of the same chain on the mma.sync tiles,
+     * directly and replayed from a captured graph.
+     */
+    @Test
+    void dependentLaunchChainMatchesTheMmaTiles() {
+        Assumptions.assumeTrue(kernels.gemm.hasWgmmaDecode(),
+                "no wgmma decode tile on this GPU (needs compute capability 9.0)");
+        assertTrue(PdlLaunch.available(), "cuLaunchKernelEx not found: no programmatic launch");
+        Random r = new Random(77);
+        int m = 8;
+        int n = 1024;
+        DeviceBuffer a = bf16(Bf16.round(random(r, m * n, 1.0)));
+        DeviceBuffer[] w = new DeviceBuffer[3];
+        for (int i = 0; i < w.length; i++) {
+            w[i] = bf16(Bf16.round(random(r, n * n, 1.0 / Math.sqrt(n))));
+        }
+        DeviceBuffer work = zeros(64L << 20);
+        float[][] results = new float[3][];
+        for (int variant = 0; variant < 3; variant++) {
+            GemmKernel.Tile tile = variant == 0 ? GemmKernel.Tile.BASE
+                    : GemmKernel.Tile.WGMMA_DECODE;
+            DeviceBuffer[] act = {a, zeros((long) m * n * 2), zeros((long) m * n * 2),
+                zeros((long) m * n * 2)};
+            Runnable chain = () -> {
+                for (int i = 0; i < w.length; i++) {
+                    kernels.gemm.runTile(tile, Epilogue.STORE_BF16, stream, act[i], n, w[i], n,
+                            null, act[i + 1], n, m, n, n, work);
+                }
+            };
+            if (variant == 2) {
+                try (CudaGraph g = CudaGraph.capture(stream, chain, "pdl chain")) {
+                    g.launch(stream);
+                    g.launch(stream);
+                }
+            } else {
+                chain.run();
+            }
+            results[variant] = readBf16(act[3], m * n);
+        }
+        assertArrayEquals(results[0], results[1], "wgmma chain (direct) vs mma.sync chain");
+        assertArrayEquals(results[0], results[2], "wgmma chain (graph) vs mma.sync chain");
+    }
+
+    /**
      * Batch invariance across tiles: rows of a prefill-sized batch (large tile, chosen by the
      * launcher) are the same bits as the same rows run alone (decode tile, split-K) and through
      * the 64 x 64 tile.
