@@ -89,6 +89,14 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer yp;         // bf16 [LM_CHUNK, proj] or null
     private final DeviceBuffer logits;     // fp32 [LM_CHUNK, vocab]
     private final DeviceBuffer gemmWork;   // fp32 split-K partials
+    // ReLU models: Polar's MLP router runs on its own stream, forked after the attention norm
+    // and joined before y is overwritten (it overlaps q/k/v, attention and o_proj), with its own
+    // split-K workspace. Null elsewhere, or with -Dpolar.router.sameStream=true.
+    private final CudaStream side;
+    private final DeviceBuffer routerWork;
+    private final jcuda.driver.CUevent forkEvent = new jcuda.driver.CUevent();
+    private final jcuda.driver.CUevent joinEvent = new jcuda.driver.CUevent();
+    private boolean routerPending;
     private final DeviceBuffer sampleQ;    // fp32 [maxRows, vocab]: sampling scratch
     private final DeviceBuffer sampleTemp; // fp32 [maxRows]
     private final DeviceBuffer sampleTopK; // int32 [maxRows]
@@ -326,6 +334,17 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             work = Math.max(work, kernels.gemm.splitsFor(nk[0], nk[1]) * 4L * fusedRows * nk[0]);
         }
         this.gemmWork = scratchBuf("gemm_work", work);
+        boolean sideRouter = c.reluMlp() && !Boolean.getBoolean("polar.router.sameStream");
+        this.side = sideRouter ? new CudaStream() : null;
+        // The router's projections (hidden -> rank -> ffn, rank <= hidden) split no more than
+        // the layer's own (ffn x hidden) one at 64 rows: the same size serves.
+        this.routerWork = sideRouter ? scratchBuf("router_work", work) : null;
+        if (sideRouter) {
+            for (jcuda.driver.CUevent ev : new jcuda.driver.CUevent[] {forkEvent, joinEvent}) {
+                Cuda.check(jcuda.driver.JCudaDriver.cuEventCreate(ev,
+                        jcuda.driver.CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+            }
+        }
         this.fusedDecode = h % 4 == 0 && h <= NormKernel.MAX_H
                 && !Boolean.getBoolean("polar.decode.unfused");
         this.nextLp = scratchBuf("next_logprob", lm * 4L);
@@ -967,7 +986,18 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         int f = c.ffnDim();
         int mlpKept = routers != null ? routers.mlpK(l, n) : f;
         if (mlpKept < f) {
-            mlpRouter(routers, l, n, mlpKept);
+            if (side != null) {
+                Cuda.check(jcuda.driver.JCudaDriver.cuEventRecord(forkEvent, stream.handle()),
+                        "cuEventRecord(router fork)");
+                Cuda.check(jcuda.driver.JCudaDriver.cuStreamWaitEvent(side.handle(), forkEvent, 0),
+                        "cuStreamWaitEvent(router fork)");
+                mlpRouter(side, routerWork, routers, l, n, mlpKept);
+                Cuda.check(jcuda.driver.JCudaDriver.cuEventRecord(joinEvent, side.handle()),
+                        "cuEventRecord(router join)");
+                routerPending = true;
+            } else {
+                mlpRouter(stream, gemmWork, routers, l, n, mlpKept);
+            }
         }
         int kOff = c.qDim();
         int vOff = c.qDim() + c.kvDim();
@@ -1013,6 +1043,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         if (observing != null) {
             observing.attention(l, att);
         }
+        joinRouter();  // y (its input) is overwritten below
         if (fused) {
             // x += o_proj(att); then the MLP's input: pre-norm y = norm_mlp(x), post-norm
             // x = norm_attn(x) and y = x.
@@ -1095,22 +1126,32 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      * Polar MLP router of layer l on the normed input y: hidden -> rank -> ffn, batch-union
      * scores, then the {@code kept} best neurons (in index order) into r.mlpIdx[l].
      */
-    private void mlpRouter(DeviceRouters r, int l, int n, int kept) {
+    private void mlpRouter(CudaStream s, DeviceBuffer work, DeviceRouters r, int l, int n,
+                           int kept) {
         int h = c.hiddenSize();
         int f = c.ffnDim();
-        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, r.mlpDown[l], h, null, r.mlpT,
-                r.rank, n, r.rank, h, gemmWork);
-        if (k.gemm.partialsFit(n, f, r.rank, gemmWork)) {
+        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, s, y, h, r.mlpDown[l], h, null, r.mlpT,
+                r.rank, n, r.rank, h, work);
+        if (k.gemm.partialsFit(n, f, r.rank, work)) {
             // The batch-union scores straight from the split-K partials (same bits).
-            int sp = k.gemm.partials(false, stream, r.mlpT, r.rank, r.mlpUp[l], r.rank, 0, n, f,
-                    r.rank, gemmWork, null);
-            k.router.reduceUnion(stream, gemmWork, sp, n, f, r.mlpScore);
+            int sp = k.gemm.partials(false, s, r.mlpT, r.rank, r.mlpUp[l], r.rank, 0, n, f,
+                    r.rank, work, null);
+            k.router.reduceUnion(s, work, sp, n, f, r.mlpScore);
         } else {
-            k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, r.mlpT, r.rank, r.mlpUp[l], r.rank,
-                    null, r.mlpLogits, f, n, f, r.rank, gemmWork);
-            k.router.unionScores(stream, r.mlpLogits, n, f, r.mlpScore);
+            k.gemm.run(GemmKernel.Epilogue.STORE_F32, s, r.mlpT, r.rank, r.mlpUp[l], r.rank,
+                    null, r.mlpLogits, f, n, f, r.rank, work);
+            k.router.unionScores(s, r.mlpLogits, n, f, r.mlpScore);
         }
-        k.router.selectTopk(stream, r.mlpScore, f, kept, r.mlpIdx[l]);
+        k.router.selectTopk(s, r.mlpScore, f, kept, r.mlpIdx[l]);
+    }
+
+    /** The main stream waits for the MLP router forked in this layer, if any. */
+    private void joinRouter() {
+        if (routerPending) {
+            Cuda.check(jcuda.driver.JCudaDriver.cuStreamWaitEvent(stream.handle(), joinEvent, 0),
+                    "cuStreamWaitEvent(router join)");
+            routerPending = false;
+        }
     }
 
     /**
@@ -1188,7 +1229,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             }
             int kept = r.mlpK(l, n);
             if (kept < c.ffnDim()) {
-                mlpRouter(r, l, n, kept);
+                mlpRouter(stream, gemmWork, r, l, n, kept);
             }
         }
     }
@@ -1497,6 +1538,12 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         kvAlloc.close();
         routerAlloc.close();
         closeWeights();
+        if (side != null) {
+            side.synchronize();
+            jcuda.driver.JCudaDriver.cuEventDestroy(forkEvent);
+            jcuda.driver.JCudaDriver.cuEventDestroy(joinEvent);
+            side.close();
+        }
         stream.close();
     }
 
