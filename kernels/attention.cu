@@ -40,6 +40,10 @@
 //     the K row (a warp covers 4 positions per load); each query head's dot product is reduced
 //     over its 8 lanes (3 shuffles) and the (base-2 scaled) score goes to shared memory. The
 //     query heads of the group read the K row once.
+//     Exact shapes with 4 or 8 query heads per group (GQA: llama-3) take the scores on tensor
+//     cores instead: each warp's positions as two 16-row tiles, K rows loaded straight into
+//     m16n8k16 A fragments, q (bf16, unscaled) as the B fragment, the sums scaled after; the
+//     FMA form issued too many instructions per K byte there (H100, llama-3-8b B=48: 2.7 TB/s).
 //   B (softmax): warp h takes head h: tile max, p = exp2(score - m) in place, running (m, l)
 //     of the split, and alpha = exp2(m_old - m_new) to rescale the accumulators.
 //   C (values): lanes own 4 dims of every 128; warp w accumulates its 32 positions' p * v.
@@ -130,6 +134,16 @@ __device__ __forceinline__ void zero_unselected(bf16* __restrict__ att,
     }
 }
 
+// acc (4 fp32) += a (16 x 16 bf16, row-major fragment) * b (16 x 8 bf16, column-major fragment).
+POLAR_DEVICE void att_mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                               uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
 // FULL: the shape is exactly G = MAXG and head_dim = 128 * CHUNKS, so every bound below is a
 // compile-time constant (the common shapes: no masks, no division by run-time values).
 template <int MAXG, int CHUNKS, bool FULL>
@@ -190,10 +204,73 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
         for (int c = 0; c < CHUNKS; c++)
 #pragma unroll
             for (int j = 0; j < 4; j++) acc[h][c][j] = 0.f;
+    // MMA_A: B fragments of q (bf16 as stored, unscaled; the scale is applied to the sums) for
+    // each 16-dim step kd: column n = lane / 4 (query head, zero past G), rows (lane % 4) * 2
+    // (+1) and + 8 (+9).
+    constexpr bool MMA_A = FULL && MAXG >= 4 && MAXG <= 8;
+    constexpr int KD = MMA_A ? 8 * CHUNKS : 1;
+    uint32_t qb[KD][2];
+    if constexpr (MMA_A) {
+        const int n = lane >> 2;
+#pragma unroll
+        for (int kd = 0; kd < KD; kd++)
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+                qb[kd][j] = n < MAXG ? *reinterpret_cast<const unsigned*>(
+                                           q + n * D + kd * 16 + (lane & 3) * 2 + j * 8)
+                                     : 0u;
+    }
     __syncthreads();
 
     for (int t0 = start; t0 < end; t0 += ATT_SUB) {
         const int tl = min(ATT_SUB, end - t0);
+        if constexpr (MMA_A) {
+            // Phase A on tensor cores (exact shapes with 4 or 8 query heads per group): the
+            // warp's positions in two 16-row tiles, S[p][h] = sum_d K[p][d] q[h][d] by
+            // m16n8k16 steps over d (A = K rows straight from the cache, B = q of the G heads,
+            // columns past G zero), then scaled; the accumulator's head columns go to sc.
+#pragma unroll
+            for (int mt = 0; mt < ATT_PER_WARP / 16; mt++) {
+                const int i0 = warp * ATT_PER_WARP + mt * 16 + (lane >> 2);
+                size_t base[2];
+                bool okr[2];
+#pragma unroll
+                for (int rr = 0; rr < 2; rr++) {
+                    const int i = i0 + rr * 8, p = t0 + i;
+                    okr[rr] = i < tl;
+                    const int blk = pow2 ? p >> bshift : p / block_size;
+                    const int slot = pow2 ? p & (block_size - 1) : p % block_size;
+                    base[rr] = okr[rr] ? (((size_t)table[blk] * num_kv_heads + g) * block_size
+                                          + slot) * D + (lane & 3) * 2 : 0;
+                }
+                float cacc[4] = {0.f, 0.f, 0.f, 0.f};
+                constexpr int KH = KD < 4 ? KD : 4;  // 16-dim steps loaded together
+#pragma unroll
+                for (int k0 = 0; k0 < KD; k0 += KH) {
+                    uint32_t ka[KH][4];
+#pragma unroll
+                    for (int kk = 0; kk < KH; kk++) {
+#pragma unroll
+                        for (int j = 0; j < 4; j++) {  // a0: row, k; a1: row + 8; a2/a3: k + 8
+                            const int rr = j & 1;
+                            ka[kk][j] = okr[rr] ? __ldg(reinterpret_cast<const unsigned*>(
+                                            k_cache + base[rr] + (k0 + kk) * 16 + (j >> 1) * 8))
+                                                : 0u;
+                        }
+                    }
+#pragma unroll
+                    for (int kk = 0; kk < KH; kk++)
+                        att_mma_bf16(cacc, ka[kk][0], ka[kk][1], ka[kk][2], ka[kk][3],
+                                     qb[k0 + kk][0], qb[k0 + kk][1]);
+                }
+                const int h0 = (lane & 3) * 2;
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int h = h0 + (j & 1), i = i0 + (j >> 1) * 8;
+                    if (h < MAXG && i < tl) sc[h * ATT_SUB + i] = cacc[j] * qscale;
+                }
+            }
+        } else {
         // Phase A: scores of this warp's ATT_PER_WARP positions, 4 per round (one per octet).
         constexpr int ROUNDS = ATT_PER_WARP / 4;
         constexpr int UA = 4;
@@ -241,6 +318,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                 }
             }
         }
+        }  // phase A
         __syncthreads();
         // Phase B: probabilities and running statistics, warp h for head h (G <= ATT_WARPS).
         if (warp < G) {
@@ -377,7 +455,7 @@ ATT_ENTRY(4, 2, false, , 1)
 ATT_ENTRY(8, 2, false, , 1)
 ATT_ENTRY(1, 1, true, _full, 4)
 ATT_ENTRY(2, 1, true, _full, 4)
-ATT_ENTRY(4, 1, true, _full, 4)
+ATT_ENTRY(4, 1, true, _full, 3)
 ATT_ENTRY(8, 1, true, _full, 1)
 ATT_ENTRY(1, 2, true, _full, 1)
 ATT_ENTRY(2, 2, true, _full, 1)
