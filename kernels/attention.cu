@@ -190,7 +190,9 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     const int oct = lane >> 3, l8 = lane & 7;
     const float qscale = scale * 1.4426950408889634f;  // log2(e): softmax via exp2
     const bf16* q = qkv + (size_t)t * row_stride + (size_t)g * G * D;
-    for (int i = tid; i < G * D; i += ATT_THREADS) qs[i] = bf2f(q[i]) * qscale;
+    constexpr bool MMA_A = FULL && MAXG >= 4 && MAXG <= 8;
+    if constexpr (!MMA_A)
+        for (int i = tid; i < G * D; i += ATT_THREADS) qs[i] = bf2f(q[i]) * qscale;
     if (tid < G) {
         stat[tid * 4 + 1] = -INFINITY;
         stat[tid * 4 + 2] = 0.f;
@@ -206,19 +208,22 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
             for (int j = 0; j < 4; j++) acc[h][c][j] = 0.f;
     // MMA_A: B fragments of q (bf16 as stored, unscaled; the scale is applied to the sums) for
     // each 16-dim step kd: column n = lane / 4 (query head, zero past G), rows (lane % 4) * 2
-    // (+1) and + 8 (+9).
-    constexpr bool MMA_A = FULL && MAXG >= 4 && MAXG <= 8;
+    // (+1) and + 8 (+9). Kept in shared memory where the float q of the FMA form would be
+    // (KD * 2 * 32 words <= G * D floats), [kd][j][lane]: registers stay free for occupancy.
     constexpr int KD = MMA_A ? 8 * CHUNKS : 1;
-    uint32_t qb[KD][2];
+    unsigned* qb = reinterpret_cast<unsigned*>(qs);
     if constexpr (MMA_A) {
-        const int n = lane >> 2;
+        if (warp == 0) {
+            const int n = lane >> 2;
 #pragma unroll
-        for (int kd = 0; kd < KD; kd++)
+            for (int kd = 0; kd < KD; kd++)
 #pragma unroll
-            for (int j = 0; j < 2; j++)
-                qb[kd][j] = n < MAXG ? *reinterpret_cast<const unsigned*>(
-                                           q + n * D + kd * 16 + (lane & 3) * 2 + j * 8)
-                                     : 0u;
+                for (int j = 0; j < 2; j++)
+                    qb[(kd * 2 + j) * 32 + lane] =
+                        n < MAXG ? *reinterpret_cast<const unsigned*>(
+                                       q + n * D + kd * 16 + (lane & 3) * 2 + j * 8)
+                                 : 0u;
+        }
     }
     __syncthreads();
 
@@ -261,7 +266,8 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
 #pragma unroll
                     for (int kk = 0; kk < KH; kk++)
                         att_mma_bf16(cacc, ka[kk][0], ka[kk][1], ka[kk][2], ka[kk][3],
-                                     qb[k0 + kk][0], qb[k0 + kk][1]);
+                                     qb[((k0 + kk) * 2) * 32 + lane],
+                                     qb[((k0 + kk) * 2 + 1) * 32 + lane]);
                 }
                 const int h0 = (lane & 3) * 2;
 #pragma unroll
@@ -455,7 +461,7 @@ ATT_ENTRY(4, 2, false, , 1)
 ATT_ENTRY(8, 2, false, , 1)
 ATT_ENTRY(1, 1, true, _full, 4)
 ATT_ENTRY(2, 1, true, _full, 4)
-ATT_ENTRY(4, 1, true, _full, 3)
+ATT_ENTRY(4, 1, true, _full, 4)
 ATT_ENTRY(8, 1, true, _full, 1)
 ATT_ENTRY(1, 2, true, _full, 1)
 ATT_ENTRY(2, 2, true, _full, 1)
