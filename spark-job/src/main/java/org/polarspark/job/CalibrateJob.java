@@ -25,11 +25,9 @@ import java.util.stream.Stream;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.spark.SparkEnv;
 import org.apache.spark.TaskContext;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.api.java.function.Function;
-import org.apache.spark.resource.ResourceInformation;
 import org.apache.spark.sql.SparkSession;
 import org.polarspark.generate.Engine;
 import org.polarspark.generate.EngineFactory;
@@ -395,9 +393,6 @@ final class CalibrateJob {
                 String.format(Locale.ROOT, "part-%05d.bin", task));
     }
 
-    private static String executorId() {
-        return SparkEnv.get() != null ? SparkEnv.get().executorId() : "driver";
-    }
 
     /** The collection task: its windows through the engine, records spilled per layer. */
     static final class CollectTask implements Function<Slice, Collected> {
@@ -418,7 +413,7 @@ final class CalibrateJob {
             long t0 = System.nanoTime();
             TaskContext tc = TaskContext.get();
             Configuration conf = hadoop.get();
-            Engine engine = EngineCache.get(cfg, conf, gpuAddress(tc)).engine();
+            Engine engine = EngineCache.get(cfg, conf, PartitionRunner.gpuAddress(tc)).engine();
             Calibration.requireObserver(engine);
             int recBytes = Calibration.recordBytes(engine.config());
             java.nio.file.Path local = Files.createTempDirectory("polar-calibrate-collect");
@@ -474,7 +469,7 @@ final class CalibrateJob {
             LOG.info("calibrate: task {} collected {} windows, {} samples per layer in {} s",
                     s.task(), s.windows().length, samples, String.format("%.1f", secs));
             return new Collected(s.task(), s.windows().length, samples, secs, engine.backend(),
-                    executorId());
+                    PartitionRunner.executorId());
         }
     }
 
@@ -533,21 +528,11 @@ final class CalibrateJob {
                 }
                 RouterCalibration.LayerRouters r = RouterCalibration.trainLayer(s, layer,
                         ffn > 0, settings);
-                return new Trained(r, tc != null ? tc.partitionId() : layer, executorId());
+                return new Trained(r, tc != null ? tc.partitionId() : layer,
+                        PartitionRunner.executorId());
             } finally {
                 Files.deleteIfExists(local);
             }
         }
-    }
-
-    private static String gpuAddress(TaskContext tc) {
-        if (tc == null) {
-            return null;
-        }
-        ResourceInformation gpu = tc.resourcesJMap().get("gpu");
-        if (gpu == null || gpu.addresses().length == 0) {
-            return null;
-        }
-        return gpu.addresses()[0];
     }
 }

@@ -80,7 +80,7 @@ final class PartitionRunner implements MapPartitionsFunction<Row, Row> {
         PartitionStats stats = new PartitionStats();
         stats.partition = partition;
         stats.attempt = tc != null ? tc.attemptNumber() : 0;
-        stats.executorId = SparkEnv.get() != null ? SparkEnv.get().executorId() : "driver";
+        stats.executorId = executorId();
         stats.host = hostName();
         stats.device = engine.deviceName();
         stats.backend = engine.backend();
@@ -151,7 +151,13 @@ final class PartitionRunner implements MapPartitionsFunction<Row, Row> {
         };
     }
 
-    private static String gpuAddress(TaskContext tc) {
+    /** The executor running this task ("driver" in local runs without an executor). */
+    static String executorId() {
+        return SparkEnv.get() != null ? SparkEnv.get().executorId() : "driver";
+    }
+
+    /** The first GPU address Spark's resource scheduling gave the task, or null. */
+    static String gpuAddress(TaskContext tc) {
         if (tc == null) {
             return null;
         }
