@@ -11,9 +11,6 @@
 // attention_combine_bf16 (pass 2): merges the splits of every (token, selected head) and writes
 //   att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros, so they
 //   contribute zero to o_proj.
-//   Or fused into pass 1 (att and counters non-null: what the decoder runs): the last split
-//   block of each (token, group) does the merge for the group's heads (same code, same bits),
-//   and the (group slot 0, split 0) block of a token zeroes its unselected groups' heads.
 //
 //   q: the first num_heads * head_dim columns of qkv bf16 [n, row_stride] (after RoPE);
 //   score = (q . k) * scale, computed as (q * scale * log2 e) . k with exp2.
@@ -53,9 +50,7 @@
 // Merges the num_splits partials of one (token, head) (base = its first partial) into out[0, D),
 // one warp: M = max m_s and L = sum l_s 2^(m_s - M) (lanes stride over the splits, then warp
 // reductions), out[d] = sum_s o_s[d] 2^(m_s - M) / L with splits in order, lanes owning 4 dims of
-// every 128. Used by attention_combine_bf16 (a warp per head) and by the last split block of a
-// fused launch (a warp per head of the group): the same bits. L2 loads (ld.cg): in the fused
-// form the partials were just written by other blocks.
+// every 128. Used by attention_combine_bf16 (a warp per head).
 __device__ __forceinline__ void combine_head(bf16* __restrict__ out,
                                              const float* __restrict__ part_o,
                                              const float* __restrict__ part_ml, size_t base,
@@ -91,49 +86,6 @@ __device__ __forceinline__ void combine_head(bf16* __restrict__ out,
     }
 }
 
-// Fused combine (counters != null): after writing its partials a block counts itself in
-// counters[t * num_kv_heads + g]; the last of the num_splits blocks of (token, group) merges the
-// group's heads into att (warp h: head h) and resets the counter to 0 (ready for the next launch
-// or graph replay). With a group table, the (y = 0, split 0) block of each token also zeroes the
-// heads of the groups the token did not select, so att is complete without the combine kernel.
-__device__ __forceinline__ void fused_arrive(bf16* __restrict__ att, int* __restrict__ counters,
-                                             const float* __restrict__ part_o,
-                                             const float* __restrict__ part_ml, int t, int g,
-                                             int G, int num_heads, int num_kv_heads,
-                                             int head_dim, int num_splits) {
-    __shared__ int last;
-    __threadfence();  // this block's partials are visible before it is counted
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const int prev = atomicAdd(counters + t * num_kv_heads + g, 1);
-        last = prev == num_splits - 1;
-    }
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int h = warp; h < G; h += blockDim.x >> 5) {
-        const int head = g * G + h;
-        combine_head(att + ((size_t)t * num_heads + head) * head_dim, part_o, part_ml,
-                     ((size_t)t * num_heads + head) * num_splits, head_dim, num_splits, lane);
-    }
-    if (threadIdx.x == 0) counters[t * num_kv_heads + g] = 0;
-}
-
-__device__ __forceinline__ void zero_unselected(bf16* __restrict__ att,
-                                                const int* __restrict__ group_idx,
-                                                int groups_per_token, int t, int G, int num_heads,
-                                                int num_kv_heads, int head_dim) {
-    for (int g2 = 0; g2 < num_kv_heads; g2++) {
-        bool selected = false;
-        for (int j = 0; j < groups_per_token; j++)
-            selected |= group_idx[t * groups_per_token + j] == g2;
-        if (selected) continue;
-        bf16* out = att + ((size_t)t * num_heads + (size_t)g2 * G) * head_dim;
-        for (int i = threadIdx.x; i < G * head_dim; i += blockDim.x) out[i] = f2bf(0.f);
-    }
-}
-
 // acc (4 fp32) += a (16 x 16 bf16, row-major fragment) * b (16 x 8 bf16, column-major fragment).
 POLAR_DEVICE void att_mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                uint32_t b0, uint32_t b1) {
@@ -154,8 +106,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                             const int* __restrict__ group_idx, int groups_per_token,
                             int num_heads, int num_kv_heads, int head_dim, int split_len,
                             int num_splits, float* __restrict__ part_o,
-                            float* __restrict__ part_ml, bf16* __restrict__ att,
-                            int* __restrict__ counters) {
+                            float* __restrict__ part_ml) {
     extern __shared__ __align__(16) float smem[];
     constexpr int CHA = 4 * CHUNKS;  // 32-dim slices of a K row (phase A)
     const int t = blockIdx.x, y = blockIdx.y, s = blockIdx.z;
@@ -169,17 +120,12 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     const int start = s * split_len;
     const int end = min(len, start + split_len);
     const size_t part = ((size_t)t * num_heads + g * G) * num_splits + s;  // head g*G, split s
-    if (counters && group_idx && y == 0 && s == 0)
-        zero_unselected(att, group_idx, groups_per_token, t, G, num_heads, num_kv_heads, D);
     if (start >= end) {  // this split lies beyond the sequence: empty partial
         for (int h = threadIdx.x; h < G; h += blockDim.x) {
             size_t p = part + (size_t)h * num_splits;
             part_ml[p * 2] = -INFINITY;
             part_ml[p * 2 + 1] = 0.f;
         }
-        if (counters)
-            fused_arrive(att, counters, part_o, part_ml, t, g, G, num_heads, num_kv_heads, D,
-                         num_splits);
         return;
     }
     float* qs = smem;                 // [G][D], pre-scaled by scale * log2(e)
@@ -198,6 +144,12 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
         stat[tid * 4 + 2] = 0.f;
     }
     const int* table = block_table + (size_t)row_of[t] * max_blocks;
+    // Element offset of position p's K (or V) row of group g in the paged cache.
+    auto cache_row = [=](int p) -> size_t {
+        const int blk = pow2 ? p >> bshift : p / block_size;
+        const int slot = pow2 ? p & (block_size - 1) : p % block_size;
+        return (((size_t)table[blk] * num_kv_heads + g) * block_size + slot) * D;
+    };
     const int cha = FULL ? CHA : (D + 31) / 32;
     float acc[MAXG][CHUNKS][4];
 #pragma unroll
@@ -243,10 +195,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                 for (int rr = 0; rr < 2; rr++) {
                     const int i = i0 + rr * 8, p = t0 + i;
                     okr[rr] = i < tl;
-                    const int blk = pow2 ? p >> bshift : p / block_size;
-                    const int slot = pow2 ? p & (block_size - 1) : p % block_size;
-                    base[rr] = okr[rr] ? (((size_t)table[blk] * num_kv_heads + g) * block_size
-                                          + slot) * D + (lane & 3) * 2 : 0;
+                    base[rr] = okr[rr] ? cache_row(p) + (lane & 3) * 2 : 0;
                 }
                 float cacc[4] = {0.f, 0.f, 0.f, 0.f};
                 constexpr int KH = KD < 4 ? KD : 4;  // 16-dim steps loaded together
@@ -288,10 +237,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                 const int i = warp * ATT_PER_WARP + (r0 + u) * 4 + oct;
                 const int p = t0 + i;
                 const bool ok = i < tl;
-                const int blk = pow2 ? p >> bshift : p / block_size;
-                const int slot = pow2 ? p & (block_size - 1) : p % block_size;
-                const size_t base = ok ? (((size_t)table[blk] * num_kv_heads + g) * block_size
-                                          + slot) * D : 0;
+                const size_t base = ok ? cache_row(p) : 0;
 #pragma unroll
                 for (int c = 0; c < CHA; c++) {
                     const int d = c * 32 + l8 * 4;
@@ -368,10 +314,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                 const int i = warp * ATT_PER_WARP + j0 + u;
                 const int p = t0 + i;
                 const bool ok = i < tl;
-                const int blk = pow2 ? p >> bshift : p / block_size;
-                const int slot = pow2 ? p & (block_size - 1) : p % block_size;
-                const size_t base = ok ? (((size_t)table[blk] * num_kv_heads + g) * block_size
-                                          + slot) * D : 0;
+                const size_t base = ok ? cache_row(p) : 0;
 #pragma unroll
                 for (int c = 0; c < CHUNKS; c++) {
                     const int d = c * 128 + lane * 4;
@@ -429,9 +372,6 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
             part_ml[p * 2 + 1] = stat[h * 4 + 2];
         }
     }
-    if (counters)
-        fused_arrive(att, counters, part_o, part_ml, t, g, G, num_heads, num_kv_heads, D,
-                     num_splits);
 }
 
 
@@ -442,11 +382,11 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
             const bf16* v_cache, const int* block_table, int max_blocks, int block_size,        \
             const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
             int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
-            float* part_o, float* part_ml, bf16* att, int* counters) {                          \
+            float* part_o, float* part_ml) {                                                    \
         attention_decode_body<G_, C_, FULL_>(qkv, row_stride, scale, k_cache, v_cache, block_table,    \
                                       max_blocks, block_size, row_of, pos_of, group_idx,        \
                                       groups_per_token, num_heads, num_kv_heads, head_dim,      \
-                                      split_len, num_splits, part_o, part_ml, att, counters);   \
+                                      split_len, num_splits, part_o, part_ml);                  \
     }
 
 // Any shape (G <= MAXG, head_dim <= 128 * C), and the exact shapes (suffix _full); four

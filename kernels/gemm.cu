@@ -370,19 +370,8 @@ __device__ __forceinline__ void gemm_body_l(const bf16* __restrict__ A, int lda,
     const bf16* a_src[A_IT];
     const bf16* b_src[B_IT];
     int a_sz[A_IT], b_sz[B_IT];  // 16, or 0 for rows past M / N (zero-filled)
-#pragma unroll
-    for (int i = 0; i < A_IT; i++) {
-        int gm = m0 + r0 + i * (THREADS / CPR);
-        a_sz[i] = gm < M ? 16 : 0;
-        a_src[i] = A + (size_t)(gm < M ? gm : 0) * lda + k_begin + kc * 8;
-    }
-#pragma unroll
-    for (int i = 0; i < B_IT; i++) {
-        int gn = n0 + r0 + i * (THREADS / CPR);
-        b_sz[i] = gn < N ? 16 : 0;
-        size_t wr = gn < N ? (size_t)(w_idx ? w_idx[gn] : gn) : 0;
-        b_src[i] = W + wr * ldw + k_begin + kc * 8;
-    }
+    gemm_sources<THREADS / CPR>(A, lda, W, ldw, w_idx, M, N, m0 + r0, n0 + r0, k_begin + kc * 8,
+                                a_src, a_sz, b_src, b_sz);
     auto load = [&](int stage, int kt) {
         if (kt < KT) {
             const int kofs = kt * BK;

@@ -16,6 +16,29 @@ POLAR_DEVICE void cp_async16_sz(uint32_t dst, const void* src, int src_size) {
                  "r"(src_size));
 }
 
+// Global source rows of a tile's loads: A row m_row + i * STEP (i < A_IT) and W row
+// n_row + i * STEP (i < B_IT; through w_idx for row-gathered weights), at column k_col. Rows past
+// M / N read row 0 with size 0 (cp.async zero-fills them); sizes are 16 bytes otherwise.
+template <int STEP, int A_IT, int B_IT>
+POLAR_DEVICE void gemm_sources(const bf16* A, int lda, const bf16* W, int ldw,
+                               const int* __restrict__ w_idx, int M, int N, int m_row, int n_row,
+                               int k_col, const bf16* (&a_src)[A_IT], int (&a_sz)[A_IT],
+                               const bf16* (&b_src)[B_IT], int (&b_sz)[B_IT]) {
+#pragma unroll
+    for (int i = 0; i < A_IT; i++) {
+        const int gm = m_row + i * STEP;
+        a_sz[i] = gm < M ? 16 : 0;
+        a_src[i] = A + (size_t)(gm < M ? gm : 0) * lda + k_col;
+    }
+#pragma unroll
+    for (int i = 0; i < B_IT; i++) {
+        const int gn = n_row + i * STEP;
+        b_sz[i] = gn < N ? 16 : 0;
+        const size_t wr = gn < N ? (size_t)(w_idx ? w_idx[gn] : gn) : 0;
+        b_src[i] = W + wr * ldw + k_col;
+    }
+}
+
 // Bias of output columns col and col + 1 (gathered through w_idx for row-gathered weights).
 POLAR_DEVICE void bias_pair(const bf16* __restrict__ bias, const int* __restrict__ w_idx, int col,
                             float& b0, float& b1) {

@@ -61,24 +61,6 @@ public final class AttentionKernel {
                        DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
                        int headDim, int splitLen, int numSplits, DeviceBuffer partO,
                        DeviceBuffer partMl, int n) {
-        decode(s, qkv, rowStride, scale, kCache, vCache, blockTable, maxBlocks, blockSize, rowOf,
-                posOf, groupIdx, groupsPerToken, heads, kvHeads, headDim, splitLen, numSplits,
-                partO, partMl, n, null, null);
-    }
-
-    /**
-     * Pass 1 with the combine fused in (att and counters non-null): the last split block of each
-     * (token, group) merges the group's heads into att (the bits of {@link #combine}), and with a
-     * group table the heads of unselected groups are written as zeros; no combine launch follows.
-     * counters: int32 [n * kvHeads], all zero before the first launch; the kernel leaves them
-     * zero again (so one buffer serves every launch and graph replay on a stream).
-     */
-    public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
-                       DeviceBuffer kCache, DeviceBuffer vCache, DeviceBuffer blockTable,
-                       int maxBlocks, int blockSize, DeviceBuffer rowOf, DeviceBuffer posOf,
-                       DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
-                       int headDim, int splitLen, int numSplits, DeviceBuffer partO,
-                       DeviceBuffer partMl, int n, DeviceBuffer att, DeviceBuffer counters) {
         int gi = 0;
         while ((1 << gi) < heads / Math.max(1, kvHeads) && gi < 3) {
             gi++;
@@ -106,12 +88,6 @@ public final class AttentionKernel {
         Check.fits(k, "part_o", partO, (long) n * heads * numSplits * headDim, 4);
         Check.fits(k, "part_ml", partMl, (long) n * heads * numSplits * 2, 4);
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
-        Check.that((att == null) == (counters == null), k, "the fused combine needs both att and"
-                + " counters");
-        if (att != null) {
-            Check.fits(k, "att", att, (long) n * heads * headDim, 2);
-            Check.fits(k, "counters", counters, (long) n * kvHeads, 4);
-        }
         int smem = sharedBytes(g, headDim);
         CUfunction fn = (full ? decodeFull : decode)[gi][chunks - 1];
         if (smem > 48 * 1024 && smem > sharedOptIn.getOrDefault(fn, 0)) {
@@ -123,9 +99,7 @@ public final class AttentionKernel {
         new KernelArgs().ptr(qkv).i(rowStride).f(scale).ptr(kCache).ptr(vCache).ptr(blockTable)
                 .i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf).ptr(groupIdx).i(groupsPerToken)
                 .i(heads).i(kvHeads).i(headDim).i(splitLen).i(numSplits).ptr(partO).ptr(partMl)
-                .ptr(att).ptr(counters)
-                .launch(fn, k, n, groupsPerToken, numSplits, THREADS, smem, s,
-                        shapes + (att != null ? " fused combine" : ""));
+                .launch(fn, k, n, groupsPerToken, numSplits, THREADS, smem, s, shapes);
     }
 
     /** attention_combine_bf16: a warp per (token, head), this many heads per block. */

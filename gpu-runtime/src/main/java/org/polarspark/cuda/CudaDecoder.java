@@ -77,8 +77,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer hb;     // bf16 [T, ffn]
     private final DeviceBuffer partO;  // fp32 [T * heads * headDim * PART_SPLITS]
     private final DeviceBuffer partMl; // fp32 [T * heads * 2 * PART_SPLITS]
-    /** int32 [T * kvHeads]: split blocks done per (token, group), for the fused combine. */
-    private final DeviceBuffer attCounters;
     private final DeviceBuffer ids;
     private final DeviceBuffer pos;
     private final DeviceBuffer rowOf;
@@ -94,8 +92,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     // split-K workspace. Null elsewhere, or with -Dpolar.router.sameStream=true.
     private final CudaStream side;
     private final DeviceBuffer routerWork;
-    private final jcuda.driver.CUevent forkEvent = new jcuda.driver.CUevent();
-    private final jcuda.driver.CUevent joinEvent = new jcuda.driver.CUevent();
+    private final CudaEvent forkEvent;
+    private final CudaEvent joinEvent;
     private boolean routerPending;
     private final DeviceBuffer sampleQ;    // fp32 [maxRows, vocab]: sampling scratch
     private final DeviceBuffer sampleTemp; // fp32 [maxRows]
@@ -300,8 +298,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 * c.headDim();
         this.partO = scratchBuf("part_o", partCapacity * 4);
         this.partMl = scratchBuf("part_ml", partCapacity / c.headDim() * 2 * 4);
-        this.attCounters = scratchBuf("att_counters", Math.max(t, maxRows) * c.numKvHeads() * 4L);
-        attCounters.zero(stream);  // the fused attention combine leaves them zero after each use
         stream.synchronize();
         this.ids = scratchBuf("ids", t * 4);
         this.pos = scratchBuf("pos", t * 4);
@@ -339,12 +335,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         // The router's projections (hidden -> rank -> ffn, rank <= hidden) split no more than
         // the layer's own (ffn x hidden) one at 64 rows: the same size serves.
         this.routerWork = sideRouter ? scratchBuf("router_work", work) : null;
-        if (sideRouter) {
-            for (jcuda.driver.CUevent ev : new jcuda.driver.CUevent[] {forkEvent, joinEvent}) {
-                Cuda.check(jcuda.driver.JCudaDriver.cuEventCreate(ev,
-                        jcuda.driver.CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
-            }
-        }
+        this.forkEvent = sideRouter ? new CudaEvent(false) : null;
+        this.joinEvent = sideRouter ? new CudaEvent(false) : null;
         this.fusedDecode = h % 4 == 0 && h <= NormKernel.MAX_H
                 && !Boolean.getBoolean("polar.decode.unfused");
         this.nextLp = scratchBuf("next_logprob", lm * 4L);
@@ -944,27 +936,19 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     }
 
     /**
-     * Flash-decoding of the first n tokens into att: the split-K pass then the combine kernel,
-     * or with -Dpolar.attention.fusedCombine=true the combine fused into the split-K pass (its
-     * last split block merges; same bits). Separate is the default: measured in one H100 run
-     * (2026-11-26) it was equal at batch 1 and 0.1-1.5% faster at batch 8-64 (the fused form
-     * lengthens the pass's tail).
+     * Flash-decoding of the first n tokens into att: the split-K pass then the combine kernel.
+     * (A combine fused into the pass, its last split block merging, was measured on the H100 on
+     * 2026-11-26: equal at batch 1 and 0.1-1.5% slower at batch 8-64; removed.)
      */
     private void attention(DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer table, int groups,
                            int splitLen, int splits, int n) {
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
         k.attention.decode(stream, qkv, qkvDim, scale, kc, vc, blockTable, maxBlocksPerSeq,
                 BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(), c.numKvHeads(), c.headDim(),
-                splitLen, splits, partO, partMl, n, FUSED_COMBINE ? att : null,
-                FUSED_COMBINE ? attCounters : null);
-        if (!FUSED_COMBINE) {
-            k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
-                    c.numKvHeads(), c.headDim(), splits, n);
-        }
+                splitLen, splits, partO, partMl, n);
+        k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
+                c.numKvHeads(), c.headDim(), splits, n);
     }
-
-    private static final boolean FUSED_COMBINE = "true".equals(System.getProperty(
-            "polar.attention.fusedCombine"));
 
     private void layer(int l, int n, int splitLen, int splits) {
         LayerBuffers B = layers[l];
@@ -987,13 +971,10 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         int mlpKept = routers != null ? routers.mlpK(l, n) : f;
         if (mlpKept < f) {
             if (side != null) {
-                Cuda.check(jcuda.driver.JCudaDriver.cuEventRecord(forkEvent, stream.handle()),
-                        "cuEventRecord(router fork)");
-                Cuda.check(jcuda.driver.JCudaDriver.cuStreamWaitEvent(side.handle(), forkEvent, 0),
-                        "cuStreamWaitEvent(router fork)");
+                forkEvent.record(stream);
+                side.waitFor(forkEvent);
                 mlpRouter(side, routerWork, routers, l, n, mlpKept);
-                Cuda.check(jcuda.driver.JCudaDriver.cuEventRecord(joinEvent, side.handle()),
-                        "cuEventRecord(router join)");
+                joinEvent.record(side);
                 routerPending = true;
             } else {
                 mlpRouter(stream, gemmWork, routers, l, n, mlpKept);
@@ -1148,8 +1129,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     /** The main stream waits for the MLP router forked in this layer, if any. */
     private void joinRouter() {
         if (routerPending) {
-            Cuda.check(jcuda.driver.JCudaDriver.cuStreamWaitEvent(stream.handle(), joinEvent, 0),
-                    "cuStreamWaitEvent(router join)");
+            stream.waitFor(joinEvent);
             routerPending = false;
         }
     }
@@ -1540,8 +1520,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         closeWeights();
         if (side != null) {
             side.synchronize();
-            jcuda.driver.JCudaDriver.cuEventDestroy(forkEvent);
-            jcuda.driver.JCudaDriver.cuEventDestroy(joinEvent);
+            forkEvent.close();
+            joinEvent.close();
             side.close();
         }
         stream.close();

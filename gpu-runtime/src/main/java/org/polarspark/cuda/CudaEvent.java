@@ -1,15 +1,27 @@
 package org.polarspark.cuda;
 
 import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
 import jcuda.driver.JCudaDriver;
 
-/** A timing event. */
+/** A CUDA event: a timing event, or (without timing) a point one stream waits for in another. */
 public final class CudaEvent implements AutoCloseable {
     private final CUevent event = new CUevent();
     private boolean closed;
 
+    /** A timing event. */
     public CudaEvent() {
-        Cuda.check(JCudaDriver.cuEventCreate(event, 0), "cuEventCreate");
+        this(true);
+    }
+
+    /** An event; {@code timing} false makes it a cheaper ordering-only event. */
+    public CudaEvent(boolean timing) {
+        Cuda.check(JCudaDriver.cuEventCreate(event, timing ? 0
+                : CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+    }
+
+    CUevent handle() {
+        return event;
     }
 
     public void record(CudaStream s) {

@@ -18,6 +18,11 @@ public final class CudaStream implements AutoCloseable {
         return stream;
     }
 
+    /** Work queued on this stream after this call waits for {@code e}'s last record. */
+    public void waitFor(CudaEvent e) {
+        Cuda.check(JCudaDriver.cuStreamWaitEvent(stream, e.handle(), 0), "cuStreamWaitEvent");
+    }
+
     public void synchronize() {
         Cuda.check(JCudaDriver.cuStreamSynchronize(stream), "cuStreamSynchronize");
     }

@@ -387,42 +387,35 @@ public final class GemmKernel {
                 tile = Tile.WGMMA_DECODE;
             }
         }
-        if (tile == Tile.WGMMA_DECODE) {
-            Check.that(!knLayout && m <= BM, name, "the wgmma decode tile takes [N, K] W and M <= "
-                    + BM + " (" + shapes + ")");
-            Check.that(wgDecode != null, name, "no wgmma (sm_90a) decode tile loaded");
-            String kernel = name + "_wgd";
-            new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n)
-                    .i(k).i(chunk).ptr(work).ptr(idx)
-                    .launchDependent(wgDecode[epi.ordinal()], kernel, (n + BN_WGD - 1) / BN_WGD,
-                            1, splits, THREADS_WGD, smemWgd(), s, shapes + " splits=" + splits);
-            if (!partialsOnly) {
-                reduce(epi, s, work, splits, bias, out, ldc, m, n, idx, name, shapes);
-            }
-            return splits;
-        }
-        if (tile != Tile.BASE) {
-            Check.that(!knLayout && idx == null, name, "the large tiles take plain [N, K] W only");
-            boolean wg = tile == Tile.WGMMA;
-            Check.that(!wg || wgmma != null, name, "no wgmma (sm_90a) image loaded");
-            String kernel = epi.symbol + (wg ? "_wg" : "_l");
-            new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n)
-                    .i(k).i(chunk).ptr(work).ptr(idx)
-                    .launch((wg ? wgmma : large)[epi.ordinal()], kernel,
-                            (n + BN_LARGE - 1) / BN_LARGE, (m + BM_LARGE - 1) / BM_LARGE, splits,
-                            wg ? THREADS_WG : THREADS_LARGE, wg ? smemWgmma() : smemLarge(), s,
-                            shapes + " splits=" + splits);
-            reduce(epi, s, work, splits, bias, out, ldc, m, n, null, name, shapes);
-            return splits;
-        }
-        boolean small = m <= BM_DECODE;
         CUfunction f;
         String kname;
         int bm;
         int bn;
         int threads;
         int shared;
-        if (!small && m <= BM) {
+        boolean dependent = false;
+        if (tile == Tile.WGMMA_DECODE) {
+            Check.that(!knLayout && m <= BM, name, "the wgmma decode tile takes [N, K] W and M <= "
+                    + BM + " (" + shapes + ")");
+            Check.that(wgDecode != null, name, "no wgmma (sm_90a) decode tile loaded");
+            f = wgDecode[epi.ordinal()];
+            kname = name + "_wgd";
+            bm = BM;
+            bn = BN_WGD;
+            threads = THREADS_WGD;
+            shared = smemWgd();
+            dependent = true; // launched as a programmatic dependent (weights prefetched early)
+        } else if (tile != Tile.BASE) {
+            Check.that(!knLayout && idx == null, name, "the large tiles take plain [N, K] W only");
+            boolean wg = tile == Tile.WGMMA;
+            Check.that(!wg || wgmma != null, name, "no wgmma (sm_90a) image loaded");
+            f = (wg ? wgmma : large)[epi.ordinal()];
+            kname = epi.symbol + (wg ? "_wg" : "_l");
+            bm = BM_LARGE;
+            bn = BN_LARGE;
+            threads = wg ? THREADS_WG : THREADS_LARGE;
+            shared = wg ? smemWgmma() : smemLarge();
+        } else if (m > BM_DECODE && m <= BM) {
             // 16 < M <= 64: the wider decode tile (same bits: the same K steps in order).
             f = (knLayout ? knMid : mid)[epi.ordinal()];
             kname = name + "_m64";
@@ -432,6 +425,7 @@ public final class GemmKernel {
             shared = knLayout ? smemKnStages(BM, BN_MID, BK_MID, STAGES_MID)
                     : smemStages(BM, BN_MID, BK_MID, STAGES_MID);
         } else {
+            boolean small = m <= BM_DECODE;
             bm = small ? BM_DECODE : BM;
             bn = small ? BN_DECODE : BN;
             int bk = small ? BK_DECODE : BK;
@@ -441,14 +435,20 @@ public final class GemmKernel {
             threads = THREADS;
             shared = knLayout ? smemKn(bm, bn, bk) : smem(bm, bn, bk);
         }
-        new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
-                .i(chunk).ptr(work).ptr(idx)
-                .launch(f, kname, (n + bn - 1) / bn, (m + bm - 1) / bm, splits, threads, shared,
-                        s, shapes + " splits=" + splits);
-        if (partialsOnly) {
-            return splits;
+        KernelArgs args = new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc)
+                .i(m).i(n).i(k).i(chunk).ptr(work).ptr(idx);
+        String what = shapes + " splits=" + splits;
+        if (dependent) {
+            args.launchDependent(f, kname, (n + bn - 1) / bn, (m + bm - 1) / bm, splits, threads,
+                    shared, s, what);
+        } else {
+            args.launch(f, kname, (n + bn - 1) / bn, (m + bm - 1) / bm, splits, threads, shared,
+                    s, what);
         }
-        reduce(epi, s, work, splits, bias, out, ldc, m, n, knLayout ? null : idx, name, shapes);
+        if (!partialsOnly) {
+            reduce(epi, s, work, splits, bias, out, ldc, m, n, knLayout ? null : idx, name,
+                    shapes);
+        }
         return splits;
     }
 
