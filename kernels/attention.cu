@@ -56,28 +56,30 @@ __device__ __forceinline__ void combine_head(bf16* __restrict__ out,
                                              const float* __restrict__ part_ml, size_t base,
                                              int head_dim, int num_splits, int lane) {
     float M = -INFINITY;
-    for (int s = lane; s < num_splits; s += 32) M = fmaxf(M, __ldcg(part_ml + (base + s) * 2));
+    for (int s = lane; s < num_splits; s += 32) M = fmaxf(M, part_ml[(base + s) * 2]);
     M = warp_max(M);
     float L = 0.f;
     for (int s = lane; s < num_splits; s += 32) {
-        const float m = __ldcg(part_ml + (base + s) * 2);
-        if (m != -INFINITY) L += __ldcg(part_ml + (base + s) * 2 + 1) * exp2f(m - M);
+        const float m = part_ml[(base + s) * 2];
+        if (m != -INFINITY) L += part_ml[(base + s) * 2 + 1] * exp2f(m - M);
     }
     L = warp_sum(L);
     const float inv = 1.f / L;
     for (int d = lane * 4; d < head_dim; d += 128) {
         float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 4
-        for (int s = 0; s < num_splits; s++) {
-            const float m = __ldcg(part_ml + (base + s) * 2);
-            const float4 v = __ldcg(reinterpret_cast<const float4*>(part_o + (base + s) * head_dim + d));
-            if (m != -INFINITY) {
-                const float w = exp2f(m - M);
-                o.x += v.x * w;
-                o.y += v.y * w;
-                o.z += v.z * w;
-                o.w += v.w * w;
-            }
+#pragma unroll 16
+        for (int s = 0; s < num_splits; s++) {  // unrolled: the splits' loads in flight together
+            const float m = part_ml[(base + s) * 2];
+            const float4 v = *reinterpret_cast<const float4*>(part_o + (base + s) * head_dim + d);
+            // Empty splits (m = -inf; their o never written) are skipped by a select, not a
+            // branch, so that the loads need not wait for the test.
+            const float w = exp2f(m - M);
+            float4 u = o;
+            u.x += v.x * w;
+            u.y += v.y * w;
+            u.z += v.z * w;
+            u.w += v.w * w;
+            if (m != -INFINITY) o = u;
         }
         out[d] = f2bf(o.x * inv);
         out[d + 1] = f2bf(o.y * inv);
@@ -198,7 +200,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                     base[rr] = okr[rr] ? cache_row(p) + (lane & 3) * 2 : 0;
                 }
                 float cacc[4] = {0.f, 0.f, 0.f, 0.f};
-                constexpr int KH = KD < 4 ? KD : 4;  // 16-dim steps loaded together
+                constexpr int KH = KD < 2 ? KD : 2;  // 16-dim steps loaded together
 #pragma unroll
                 for (int k0 = 0; k0 < KD; k0 += KH) {
                     uint32_t ka[KH][4];

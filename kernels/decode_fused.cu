@@ -26,21 +26,32 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
     const int m = blockIdx.x;
     if (m >= M) return;
     float* xr = x + (size_t)m * N;
+    // Partials summed over z in order, per element as gemm_reduce does; z outermost so that a
+    // split's loads for all of the thread's columns (and, unrolled, the next splits') are in
+    // flight together: the reduce is bound by load latency, not bytes.
     float4 v[NORM_MAXJ];
+#pragma unroll
+    for (int j = 0; j < NORM_MAXJ; j++) v[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+    for (int z = 0; z < splits; z++) {
+        const float4* wz = reinterpret_cast<const float4*>(work + ((size_t)z * M + m) * N);
+#pragma unroll
+        for (int j = 0; j < NORM_MAXJ; j++) {
+            if (!norm_has(j, N)) continue;
+            const float4 p = wz[threadIdx.x + NORM_THREADS * j];
+            v[j].x += p.x;
+            v[j].y += p.y;
+            v[j].z += p.z;
+            v[j].w += p.w;
+        }
+    }
 #pragma unroll
     for (int j = 0; j < NORM_MAXJ; j++) {
         if (!norm_has(j, N)) continue;
         const int g = threadIdx.x + NORM_THREADS * j;
-        float a[4] = {0.f, 0.f, 0.f, 0.f};
-        for (int z = 0; z < splits; z++) {
-            const float4 p = reinterpret_cast<const float4*>(work + ((size_t)z * M + m) * N)[g];
-            a[0] += p.x;
-            a[1] += p.y;
-            a[2] += p.z;
-            a[3] += p.w;
-        }
         const float4 old = reinterpret_cast<const float4*>(xr)[g];
         float o[4] = {old.x, old.y, old.z, old.w};
+        const float a[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const float bb = bias ? bf2f(bias[4 * g + e]) : 0.f;
@@ -74,6 +85,7 @@ extern "C" __global__ void decode_qkv_rope_kv_bf16(
     const int hd = pr / half, i = pr % half;
     const int c1 = hd * head_dim + i, c2 = c1 + half;
     float a1 = 0.f, a2 = 0.f;
+#pragma unroll 4
     for (int z = 0; z < splits; z++) {
         const float* wz = work + ((size_t)z * M + m) * N;
         a1 += wz[c1];

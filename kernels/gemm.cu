@@ -241,10 +241,11 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
     if (i >= pairs) return;
     int row = (int)(2 * i / N), col = (int)(2 * i % N);
     float v0 = 0.f, v1 = 0.f;
-    for (int z = 0; z < splits; z++) {
-        const float* w = work + ((size_t)z * M + row) * N + col;
-        v0 += w[0];
-        v1 += w[1];
+#pragma unroll 4
+    for (int z = 0; z < splits; z++) {  // in order; unrolled so that loads overlap
+        const float2 w = *reinterpret_cast<const float2*>(work + ((size_t)z * M + row) * N + col);
+        v0 += w.x;
+        v1 += w.y;
     }
     float b0, b1;
     bias_pair(bias, bias_idx, col, b0, b1);

@@ -33,8 +33,20 @@ POLAR_DEVICE uint64_t desc_sw128(uint32_t saddr) {
     return d;
 }
 
+// Shared-memory matrix descriptor of an MN-major (N contiguous) B operand, 128-byte swizzle:
+// 64-column atoms of 8 k-rows x 128 bytes (16-byte chunk c of k-row r at c ^ (r & 7)); k-row
+// groups of 8 `sbo` bytes apart, 64-column halves `lbo` bytes apart.
+POLAR_DEVICE uint64_t desc_mn_sw128(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+    uint64_t d = (uint64_t)((saddr & 0x3FFFF) >> 4);
+    d |= (uint64_t)((lbo >> 4) & 0x3FFF) << 16;
+    d |= (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
+    d |= (uint64_t)1 << 62;
+    return d;
+}
+
 // d[64] += A (64 x 16, descriptor) * B (16 x 128, descriptor); d fragment as mma.sync's per
-// warp: n8 block j in d[4j .. 4j + 3].
+// warp: n8 block j in d[4j .. 4j + 3]. TB: B is MN-major (the [K, N] weight layout).
+template <bool TB = false>
 POLAR_DEVICE void wgmma_m64n128k16(float* d, uint64_t da, uint64_t db) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     asm volatile(
@@ -44,7 +56,7 @@ POLAR_DEVICE void wgmma_m64n128k16(float* d, uint64_t da, uint64_t db) {
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
         "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
         "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-        "%64, %65, p, 1, 1, 0, 0;\n}\n"
+        "%64, %65, p, 1, 1, 0, %66;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]),
           "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
           "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
@@ -61,7 +73,7 @@ POLAR_DEVICE void wgmma_m64n128k16(float* d, uint64_t da, uint64_t db) {
           "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
           "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
           "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-        : "l"(da), "l"(db));
+        : "l"(da), "l"(db), "n"(TB ? 1 : 0));
 #endif
 }
 
@@ -96,8 +108,10 @@ POLAR_DEVICE void wgmma_wait() {
 
 // BM = 128 (2 warpgroups, prefill) or 64 (1 warpgroup: decode, M <= 64). ALL_STEPS: every k16
 // step of each 64-deep tile, as gemm.cu's 64-deep decode tiles (_m16, _m64) do; otherwise as
-// far as its 32-deep tiles go.
-template <int EPI, int NST, int BM = 128, bool ALL_STEPS = false>
+// far as its 32-deep tiles go. KN: W is stored [K, N] (N contiguous, N % 8 == 0), k-row j of
+// the product being W row w_idx[j] (w_idx null: row j), as gemm.cu's _kn tiles; the B tile is
+// then MN-major in shared memory (two 64-column halves of 64 k-rows x 128 bytes, 8 KiB apart).
+template <int EPI, int NST, int BM = 128, bool ALL_STEPS = false, bool KN = false>
 __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda,
                                              const bf16* __restrict__ W, int ldw,
                                              const bf16* __restrict__ bias,
@@ -133,8 +147,24 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     const bf16* a_src[A_IT];
     const bf16* b_src[B_IT];
     int a_sz[A_IT], b_sz[B_IT];
-    gemm_sources<THREADS / CPR>(A, lda, W, ldw, w_idx, M, N, m0 + r0, n0 + r0, k_begin + kc * 8,
-                                a_src, a_sz, b_src, b_sz);
+    gemm_sources<THREADS / CPR>(A, lda, W, ldw, KN ? nullptr : w_idx, M, KN ? 0 : N, m0 + r0,
+                                n0 + r0, k_begin + kc * 8, a_src, a_sz, b_src, b_sz);
+    // KN: thread copies 16-byte column chunk kn_c (of 16 per 128-column k-row) of k-rows
+    // kn_r + 8 i; columns past N zero-filled.
+    const int kn_c = tid & 15, kn_r = tid >> 4;
+    const int kn_col = n0 + kn_c * 8;
+    const int kn_sz = kn_col < N ? 16 : 0;
+    const bf16* kn_src = W + (kn_col < N ? kn_col : 0);
+    const uint32_t kn_dst = sB + (kn_c >> 3) * 8192 + kn_r * 128 + (((kn_c & 7) ^ (kn_r & 7)) * 16);
+    // KN with a row map: the block's first KN_TAB entries of w_idx, read once into shared
+    // memory, so that issuing a stage's copies never waits on a global index load.
+    constexpr int KN_TAB = KN ? 2048 : 1;
+    __shared__ int kn_tab[KN_TAB];
+    if (KN && w_idx) {
+        const int n_tab = min(KN_TAB, k_end - k_begin);
+        for (int i = tid; i < n_tab; i += THREADS) kn_tab[i] = __ldg(w_idx + k_begin + i);
+        __syncthreads();
+    }
     auto load_a = [&](int stage, int kt) {
         if (kt < KT) {
             const int kofs = kt * BK;
@@ -147,6 +177,23 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
         }
     };
     auto load_w = [&](int stage, int kt) {
+        if (KN) {
+            if (kt < KT) {
+                const int kb = k_begin + kt * BK + kn_r;
+#pragma unroll
+                for (int i = 0; i < BK / 8; i++) {
+                    const int kk = kb + i * 8;
+                    const bool kv = kk < k_end;
+                    const int local = kk - k_begin;
+                    const size_t row = !kv ? 0
+                                       : !w_idx ? (size_t)kk
+                                       : (size_t)(local < KN_TAB ? kn_tab[local] : __ldg(w_idx + kk));
+                    cp_async16_sz(kn_dst + stage * B_STAGE + i * 1024, kn_src + row * ldw,
+                                  kv ? kn_sz : 0);
+                }
+            }
+            return;
+        }
         if (kt < KT) {
             const int kofs = kt * BK;
             const bool kv = k_begin + kofs + kc * 8 < k_end;
@@ -203,7 +250,12 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
 #pragma unroll
         for (int ks = 0; ks < BK / 16; ks++)
             if (ALL_STEPS || ks < 2 || k0 + ks * 16 < k_lim)  // as far as 32-wide tiles go
-                wgmma_m64n128k16(acc, desc_sw128(a_base + ks * 32), desc_sw128(b_base + ks * 32));
+                if constexpr (KN)
+                    wgmma_m64n128k16<true>(acc, desc_sw128(a_base + ks * 32),
+                                           desc_mn_sw128(b_base + ks * 2048, 8192, 1024));
+                else
+                    wgmma_m64n128k16(acc, desc_sw128(a_base + ks * 32),
+                                     desc_sw128(b_base + ks * 32));
         wgmma_commit();
         wgmma_wait<1>();
         rd = rd == NST - 1 ? 0 : rd + 1;
@@ -221,7 +273,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
         int col = n0 + nb * 8 + (lane & 3) * 2;
         if (col >= N) continue;  // N even, so col + 1 < N too
         float b0 = 0.f, b1 = 0.f;
-        if (!split) bias_pair(bias, w_idx, col, b0, b1);
+        if (!split) bias_pair(bias, KN ? nullptr : w_idx, col, b0, b1);
 #pragma unroll
         for (int half = 0; half < 2; half++) {
             int row = m0 + warp * 16 + (lane >> 2) + half * 8;
@@ -259,6 +311,11 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     extern "C" __global__ void __launch_bounds__(128, 1) name##_wgd(GEMM_WG_ARGS) {            \
         sm90a::gemm_body_wg<epi, GEMM_WGD_STAGES, 64, true>(A, lda, W, ldw, bias, out, ldc, M, \
                                                              N, K, k_chunk, work, w_idx);      \
+    }                                                                                           \
+    extern "C" __global__ void __launch_bounds__(128, 1) name##_kn_wgd(GEMM_WG_ARGS) {         \
+        sm90a::gemm_body_wg<epi, GEMM_WGD_STAGES, 64, true, true>(A, lda, W, ldw, bias, out,    \
+                                                                   ldc, M, N, K, k_chunk, work, \
+                                                                   w_idx);                      \
     }
 
 GEMM_WG_ENTRY(gemm_store_bf16, STORE_BF16)

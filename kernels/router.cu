@@ -130,8 +130,8 @@ POLAR_DEVICE int block_exclusive_scan(int v, int* warp_tot, int* total) {
 // a 256-bin histogram each) finds the k-th largest value t, then each warp compacts its
 // contiguous range (all > t, and = t while the ties budget lasts) at offsets from a block
 // scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F. Dynamic shared memory: cached * 4 bytes
-// (plus 33 KiB static).
-extern "C" __global__ void __launch_bounds__(1024)
+// (plus 33 KiB static). One block per SM at most (64 registers a thread).
+extern "C" __global__ void __launch_bounds__(1024, 1)
 router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx,
                        int cached) {
     pdl_trigger();  // a PDL-launched GEMM may follow
@@ -151,8 +151,20 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
     }
     // The scores as bit patterns, read once into shared memory (the first `cached` of them;
     // the rest, if any, are re-read from memory in each pass).
-    for (int j = threadIdx.x; j < cached; j += blockDim.x)
-        sbits[j] = __float_as_uint(fmaxf(score[j], 0.f));
+    // Eight loads in flight per thread: one block reads the whole vector, so this is latency.
+    for (int j0 = threadIdx.x; j0 < cached; j0 += 8 * blockDim.x) {
+        float v[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int j = j0 + u * blockDim.x;
+            v[u] = j < cached ? __ldg(score + j) : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int j = j0 + u * blockDim.x;
+            if (j < cached) sbits[j] = __float_as_uint(fmaxf(v[u], 0.f));
+        }
+    }
     auto bits_of = [&](int j) -> unsigned {
         return j < cached ? sbits[j] : __float_as_uint(fmaxf(score[j], 0.f));
     };
@@ -254,56 +266,77 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
     }
 }
 
-// router_head_topk_bf16: the head router and its top-k in one kernel, for decode steps where a
+// router_head_topk_bf16: the head router and its top-k in one launch, for decode steps where a
 // GEMM plus a separate top-k would cost more in launches than in bytes:
-//   logits[g] = y[t] . W[g] + bias[g] (fp32 accumulation), then idx[t, 0..k) = the k largest,
+//   logits[t, g] = y[t] . W[g] + bias[g] (fp32 accumulation), then idx[t, 0..k) = the k largest,
 //   most likely first, ties by the lower index (as router_topk_f32).
 //   y bf16 [n, hidden] (row stride ldy); W bf16 [G, hidden]; bias bf16 [G] or null;
-//   idx int32 [n, k]. hidden % 8 == 0, G <= 64 (host-checked).
-// Grid: (n), block 1024: warp w computes groups w and w + 32 (four loads in flight per lane);
-// warp 0 selects.
-extern "C" __global__ void __launch_bounds__(1024)
+//   idx int32 [n, k]; logits fp32 [n, G] (scratch); counters int32 [n], zero before the first
+//   launch and left zero after each. hidden % 8 == 0, G <= 64 (host-checked).
+// Grid: (n, ceil(G / HEAD_ROUTER_GPB)), block 32 * HEAD_ROUTER_GPB: warp w of block (t, b)
+// computes group b * GPB + w, lane l taking 8-element chunks l, l + 32, ... of the row into four
+// partial sums (chunk c + 32 u into sum u % 4, in chunk order), eight weight loads in flight per
+// lane; the row's weights are read by several SMs at once (one block per token was bound by one
+// SM's load latency). The last block of a token to finish (a counter per token) selects.
+#define HEAD_ROUTER_GPB 4
+
+__device__ __forceinline__ void dot8_bf16(float& s, const uint4& a, const uint4& b) {
+    const bf16* ap = reinterpret_cast<const bf16*>(&a);
+    const bf16* bp = reinterpret_cast<const bf16*>(&b);
+#pragma unroll
+    for (int j = 0; j < 8; j++) s += bf2f(ap[j]) * bf2f(bp[j]);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * HEAD_ROUTER_GPB)
 router_head_topk_bf16(const bf16* __restrict__ y, int ldy, const bf16* __restrict__ W,
                       const bf16* __restrict__ bias, int n, int hidden, int G, int k,
-                      int* __restrict__ idx) {
+                      int* __restrict__ idx, float* __restrict__ logits,
+                      int* __restrict__ counters) {
     pdl_trigger();  // a PDL-launched GEMM may follow
-    __shared__ float logit[64];
     const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (t >= n) return;
-    const bf16* yr = y + (size_t)t * ldy;
-    for (int g = warp; g < G; g += 32) {
-        const bf16* wr = W + (size_t)g * hidden;
-        float s[4] = {0.f, 0.f, 0.f, 0.f};  // independent partial sums: 4 loads in flight
-        int d = lane * 8;
-        for (; d + 3 * 256 < hidden; d += 4 * 256) {
+    const int g = blockIdx.y * HEAD_ROUTER_GPB + warp;
+    if (t >= n) return;  // uniform over the block
+    if (g < G) {
+        const int chunks = hidden / 8;
+        const uint4* yr = reinterpret_cast<const uint4*>(y + (size_t)t * ldy);
+        const uint4* wr = reinterpret_cast<const uint4*>(W + (size_t)g * hidden);
+        float s[4] = {0.f, 0.f, 0.f, 0.f};
+        int c = lane;
+        for (; c + 7 * 32 < chunks; c += 8 * 32) {
+            uint4 a[8], b[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                a[u] = __ldg(yr + c + u * 32);
+                b[u] = __ldg(wr + c + u * 32);
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) dot8_bf16(s[u & 3], a[u], b[u]);
+        }
+        for (; c + 3 * 32 < chunks; c += 4 * 32) {
             uint4 a[4], b[4];
 #pragma unroll
             for (int u = 0; u < 4; u++) {
-                a[u] = *reinterpret_cast<const uint4*>(yr + d + u * 256);
-                b[u] = *reinterpret_cast<const uint4*>(wr + d + u * 256);
+                a[u] = __ldg(yr + c + u * 32);
+                b[u] = __ldg(wr + c + u * 32);
             }
 #pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const bf16* ap = reinterpret_cast<const bf16*>(&a[u]);
-                const bf16* bp = reinterpret_cast<const bf16*>(&b[u]);
-#pragma unroll
-                for (int j = 0; j < 8; j++) s[u] += bf2f(ap[j]) * bf2f(bp[j]);
-            }
+            for (int u = 0; u < 4; u++) dot8_bf16(s[u], a[u], b[u]);
         }
-        for (; d < hidden; d += 256) {
-            uint4 a = *reinterpret_cast<const uint4*>(yr + d);
-            uint4 b = *reinterpret_cast<const uint4*>(wr + d);
-            const bf16* ap = reinterpret_cast<const bf16*>(&a);
-            const bf16* bp = reinterpret_cast<const bf16*>(&b);
-#pragma unroll
-            for (int j = 0; j < 8; j++) s[0] += bf2f(ap[j]) * bf2f(bp[j]);
-        }
-        float sum = warp_sum((s[0] + s[1]) + (s[2] + s[3]));
-        if (lane == 0) logit[g] = sum + (bias ? bf2f(bias[g]) : 0.f);
+        for (; c < chunks; c += 32) dot8_bf16(s[0], __ldg(yr + c), __ldg(wr + c));
+        const float sum = warp_sum((s[0] + s[1]) + (s[2] + s[3]));
+        if (lane == 0) logits[(size_t)t * G + g] = sum + (bias ? bf2f(bias[g]) : 0.f);
     }
+    // The token's last block (its logits, and every other block's, visible) selects.
+    __shared__ int last;
+    __threadfence();
     __syncthreads();
-    if (warp != 0) return;
-    float v0 = lane < G ? logit[lane] : -INFINITY;
-    float v1 = lane + 32 < G ? logit[lane + 32] : -INFINITY;
+    if (threadIdx.x == 0) last = atomicAdd(counters + t, 1) == (int)gridDim.y - 1;
+    __syncthreads();
+    if (!last || warp != 0) return;
+    __threadfence();
+    const float* lr = logits + (size_t)t * G;
+    const float v0 = lane < G ? __ldcg(lr + lane) : -INFINITY;
+    const float v1 = lane + 32 < G ? __ldcg(lr + lane + 32) : -INFINITY;
     warp_select_topk(v0, v1, G, k, idx + (size_t)t * k);
+    if (lane == 0) counters[t] = 0;  // ready for the next launch (or graph replay)
 }

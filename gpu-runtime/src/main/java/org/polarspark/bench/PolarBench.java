@@ -34,8 +34,12 @@ import org.polarspark.cuda.KernelImage;
  * <pre>
  * polar-bench [--models opt-6.7b,llama-2-7b,llama-3-8b] [--iters 30] [--warmup 5]
  *             [--out bench/results] [--gpu 0] [--only all|gemm|decode] [--polar true]
- *             [--batches 1,32]
+ *             [--batches 1,32] [--profile dense|polar]
  * </pre>
+ *
+ * {@code --profile dense} or {@code --profile polar}: for profilers (ncu, nsys), only that decode
+ * step of each model and batch is captured and replayed ({@code warmup + iters} times); nothing
+ * else runs and no results are written.
  *
  * Definitions. GEMM ms: mean of {@code iters} back-to-back launches (median of 5 repeats), so
  * that host launch cost is hidden as in a graph. step ms: median device time of one captured decode step (all layers, LM head and
@@ -43,8 +47,11 @@ import org.polarspark.cuda.KernelImage;
  * plus the K and V the step attends to (batch x context x layers x 2 x kvDim x 2 bytes).
  * With --polar: the same step with random head routers at the shape's density (layer 0 dense;
  * MLP dense), its speedup, its own roofline ratio (bytes it reads: weights, router weights and the
- * K/V of the selected groups only), router time (router GEMMs and top-k alone) as a fraction of
- * the step, and one layer's attention alone at densities 1.0, 0.5 and 0.3 against dense.
+ * K/V of the selected groups only), router time as a fraction of the step, alone (router GEMMs
+ * and top-k replayed by themselves) and exposed (the Polar step minus the same step captured
+ * without its router kernels, reusing the selections the routed step left: what the step does not
+ * hide of the routers, the MLP router running beside attention on its own stream), and one
+ * layer's attention alone at densities 1.0, 0.5 and 0.3 against dense.
  * bandwidth: device-to-device copy of 2 GiB measured in the same run, counting bytes read plus
  * bytes written. roofline ratio: step ms / (bytes / bandwidth): 1.0 is the memory bound.
  */
@@ -63,6 +70,11 @@ public final class PolarBench {
         String only = opt.getOrDefault("only", "all"); // all, gemm or decode
         boolean polar = Boolean.parseBoolean(opt.getOrDefault("polar", "false"));
         // Optional subset of each shape's batch sizes (e.g. --batches 1,32), for profiling runs.
+        String profile = opt.get("profile"); // null, "dense" or "polar"
+        if (profile != null && !profile.equals("dense") && !profile.equals("polar")) {
+            throw new IllegalArgumentException("--profile takes dense or polar, got '" + profile
+                    + "'");
+        }
         Set<Integer> onlyBatches = opt.containsKey("batches") ? Arrays.stream(
                 opt.get("batches").split(",")).map(String::trim).map(Integer::valueOf)
                 .collect(Collectors.toSet()) : null;
@@ -79,7 +91,7 @@ public final class PolarBench {
             report.put("copy_bandwidth_GBps", bw / 1e9);
             System.out.printf(Locale.ROOT, "GPU %s, device copy bandwidth %.0f GB/s (read + "
                     + "write)%n", ctx.name(), bw / 1e9);
-            if (!only.equals("decode")) {
+            if (!only.equals("decode") && profile == null) {
                 gemm.addAll(gemmBench(root, k, iters, warmup));
             }
             for (String name : only.equals("gemm") ? List.<String>of() : models) {
@@ -97,6 +109,16 @@ public final class PolarBench {
                     dec.fillKvRandom(7);
                     for (int b : s.batches()) {
                         if (onlyBatches != null && !onlyBatches.contains(b)) {
+                            continue;
+                        }
+                        if (profile != null) {
+                            try (DeviceRouters routers = profile.equals("polar")
+                                    ? polarRouters(dec, s) : null) {
+                                System.out.printf(Locale.ROOT, "%-11s N=%5d B=%3d  %s step "
+                                        + "(profile) %8.3f ms%n", s.name(), s.context(), b,
+                                        profile, median(dec.benchDecode(b, s.context(), warmup,
+                                                iters, 11, routers)));
+                            }
                             continue;
                         }
                         float[] ms = dec.benchDecode(b, s.context(), warmup, iters, 11, null);
@@ -120,6 +142,8 @@ public final class PolarBench {
                                 double pm = median(dec.benchDecode(b, s.context(), warmup, iters,
                                         11, routers));
                                 double rm = median(dec.benchRouters(b, routers, warmup, iters));
+                                double fm = median(dec.benchDecodeFrozenRouters(b, s.context(),
+                                        warmup, iters, 11, routers));
                                 long pbytes = dec.polarDecodeBytes(b, s.context(), routers);
                                 row.put("polar_head_density", s.polarDensity());
                                 row.put("polar_mlp_k_fraction", (double) routers.mlpK(1, b)
@@ -130,14 +154,21 @@ public final class PolarBench {
                                 row.put("polar_roofline_ratio", pm / 1e3 / (pbytes / bw));
                                 row.put("router_ms", rm);
                                 row.put("router_fraction", rm / pm);
+                                row.put("step_without_routers_ms", fm);
+                                row.put("router_exposed_ms", pm - fm);
+                                row.put("router_exposed_fraction", (pm - fm) / pm);
                                 System.out.printf(Locale.ROOT, "%-11s N=%5d B=%3d  polar(heads %.3f)"
                                         + " %8.3f ms  speedup x%.2f  %6.2f GB  roofline x%.2f  "
-                                        + "routers %.1f%%%n", s.name(), s.context(), b,
-                                        s.polarDensity(), pm, med / pm, pbytes / 1e9,
-                                        pm / 1e3 / (pbytes / bw), 100 * rm / pm);
+                                        + "routers %.1f%% alone, %.1f%% exposed%n", s.name(),
+                                        s.context(), b, s.polarDensity(), pm, med / pm,
+                                        pbytes / 1e9, pm / 1e3 / (pbytes / bw), 100 * rm / pm,
+                                        100 * (pm - fm) / pm);
                             }
                         }
                         decode.add(row);
+                    }
+                    if (profile != null) {
+                        continue;
                     }
                     {
                         double a1 = median(dec.benchAttention(1, s.context(), 1.0, warmup, iters,
@@ -168,6 +199,9 @@ public final class PolarBench {
                 }
             }
             root.close();
+        }
+        if (profile != null) {
+            return;
         }
         report.put("decode", decode);
         report.put("gemm", gemm);
@@ -295,16 +329,19 @@ public final class PolarBench {
         List<Map<String, Object>> dec = (List<Map<String, Object>>) report.get("decode");
         if (!dec.isEmpty() && dec.get(0).containsKey("polar_step_ms")) {
             md.append("\n| model | context | batch | head density | MLP k / ffn | dense ms | "
-                    + "Polar ms | speedup | Polar GB | Polar roofline | routers % of step |\n"
-                    + "|---|---|---|---|---|---|---|---|---|---|---|\n");
+                    + "Polar ms | speedup | Polar GB | Polar roofline | routers alone, % of step |"
+                    + " routers exposed, % of step |\n"
+                    + "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
             for (Map<String, Object> r : dec) {
                 md.append(String.format(Locale.ROOT, "| %s | %d | %d | %.3f | %.3f | %.3f | %.3f |"
-                                + " %.2f | %.2f | %.2f | %.1f |%n", r.get("model"), r.get("context"),
+                                + " %.2f | %.2f | %.2f | %.1f | %.1f |%n", r.get("model"),
+                        r.get("context"),
                         r.get("batch"), r.get("polar_head_density"),
                         r.get("polar_mlp_k_fraction"), r.get("step_ms"),
                         r.get("polar_step_ms"), r.get("polar_speedup"),
                         ((long) r.get("polar_bytes_read")) / 1e9, r.get("polar_roofline_ratio"),
-                        100 * (double) r.get("router_fraction")));
+                        100 * (double) r.get("router_fraction"),
+                        100 * (double) r.get("router_exposed_fraction")));
             }
             md.append("\n| attention (one layer) | context | batch | density | ms | vs dense |\n"
                     + "|---|---|---|---|---|---|\n");

@@ -117,6 +117,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final java.util.Map<String, CudaGraph> graphsByRows = new java.util.HashMap<>();
     private final DeviceAllocator routerAlloc;
     private final DeviceBuffer[] groupIdx;   // per layer int32 [T, G]: selected groups per token
+    private final DeviceBuffer headLogits;   // fp32 [T, G]: head router logits (scratch)
+    private final DeviceBuffer headCounters; // int32 [T]: head router blocks done (kept zero)
     private DeviceRouters routers;           // of the forward in progress, or null (dense)
     /** Polar selections and router time of every routed forward piece and decode step. */
     private final org.polarspark.polar.PolarCounters polarCounters =
@@ -124,6 +126,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     /** Router time of one routed piece of n tokens (key), measured once by replaying them. */
     private final Map<Integer, Long> routerNanosByRows = new HashMap<>();
     private boolean graphs = true;
+    /**
+     * Benchmark only: capture Polar steps without their router kernels, the selection tables
+     * keeping what the last routed step wrote (see {@link #benchDecodeFrozenRouters}).
+     */
+    private boolean routersFrozen;
     /**
      * The dense observation in progress ({@link #observeDense}), or null. Off, it costs one null
      * check per layer of an uncaptured piece; captured decode steps never see it (observation
@@ -320,6 +327,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         for (int l = 0; l < c.numLayers(); l++) {
             groupIdx[l] = scratchBuf("group_idx" + l, t * c.numKvHeads() * 4);
         }
+        this.headLogits = scratchBuf("head_logits", t * c.numKvHeads() * 4);
+        this.headCounters = scratchBuf("head_counters", t * 4);
+        headCounters.zero(stream);
         // Split-K partials: splits * M * N floats. At least room for the layer projections at
         // 64 rows (the fused decode path, which always reduces partials), and 2 * 4 * SMs tiles.
         long work = 2L * 4 * ctx.multiprocessors() * 64 * 64 * 4;
@@ -331,7 +341,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         this.gemmWork = scratchBuf("gemm_work", work);
         boolean sideRouter = c.reluMlp() && !Boolean.getBoolean("polar.router.sameStream");
-        this.side = sideRouter ? new CudaStream() : null;
+        // The side stream has the highest priority: its router kernels, queued beside the
+        // attention pass, get thread blocks ahead of attention's pending ones and finish early.
+        this.side = !sideRouter ? null
+                : "false".equals(System.getProperty("polar.router.priority")) ? new CudaStream()
+                : CudaStream.highPriority();
         // The router's projections (hidden -> rank -> ffn, rank <= hidden) split no more than
         // the layer's own (ffn x hidden) one at 64 rows: the same size serves.
         this.routerWork = sideRouter ? scratchBuf("router_work", work) : null;
@@ -880,7 +894,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      * contents change between replays.
      */
     private CudaGraph graph(int n) {
-        String key = n + (routers == null ? "" : "|" + System.identityHashCode(routers));
+        String key = n + (routers == null ? "" : "|" + System.identityHashCode(routers))
+                + (routersFrozen ? "|frozen" : "");
         CudaGraph g = graphsByRows.get(key);
         if (g == null) {
             g = CudaGraph.capture(stream, () -> {
@@ -969,7 +984,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         int f = c.ffnDim();
         int mlpKept = routers != null ? routers.mlpK(l, n) : f;
-        if (mlpKept < f) {
+        if (mlpKept < f && !routersFrozen) {
             if (side != null) {
                 forkEvent.record(stream);
                 side.waitFor(forkEvent);
@@ -978,6 +993,20 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 routerPending = true;
             } else {
                 mlpRouter(stream, gemmWork, routers, l, n, mlpKept);
+            }
+        }
+        int groups = c.numKvHeads();
+        DeviceBuffer table = null;
+        if (routers != null && routers.kept[l] < groups) {
+            // Polar: the router picks each token's KV groups from the same normed input; the
+            // heads of the other groups stay zero, so o_proj (dense) sees zeros for them. It
+            // runs ahead of the q/k/v projection, which is launched as its programmatic
+            // dependent: the projection's weights stream in while the router works.
+            groups = routers.kept[l];
+            table = groupIdx[l];
+            if (!routersFrozen) {
+                k.router.headTopk(stream, y, h, routers.weight[l], routers.bias[l], n, h,
+                        c.numKvHeads(), groups, table, headLogits, headCounters);
             }
         }
         int kOff = c.qDim();
@@ -1000,16 +1029,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                     c.headDim());
         }
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
-        int groups = c.numKvHeads();
-        DeviceBuffer table = null;
-        if (routers != null && routers.kept[l] < groups) {
-            // Polar: the router picks each token's KV groups from the same normed input; the
-            // heads of the other groups stay zero, so o_proj (dense) sees zeros for them.
-            groups = routers.kept[l];
-            table = groupIdx[l];
-            k.router.headTopk(stream, y, h, routers.weight[l], routers.bias[l], n, h,
-                    c.numKvHeads(), groups, table);
-        }
         int decodeN = n;
         if (prefillTileCount > 0 && table == null) {
             // Prompt tokens [prefillFrom, n): tiled causal prefill attention (dense layers).
@@ -1205,7 +1224,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         for (int l = 0; l < c.numLayers(); l++) {
             if (r.kept[l] < c.numKvHeads()) {
                 k.router.headTopk(stream, y, h, r.weight[l], r.bias[l], n, h, c.numKvHeads(),
-                        r.kept[l], groupIdx[l]);
+                        r.kept[l], groupIdx[l], headLogits, headCounters);
             }
             int kept = r.mlpK(l, n);
             if (kept < c.ffnDim()) {
@@ -1302,6 +1321,25 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     public float[] benchDecode(int batch, int context, int warmup, int iters, long tokenSeed,
                                DeviceRouters polar) {
         return benchGraph(batch, context, warmup, iters, tokenSeed, polar, () -> graph(batch));
+    }
+
+    /**
+     * As {@link #benchDecode} with routers, but the captured step leaves the router kernels
+     * out: attention and the MLP use the selections that the last routed step of the same
+     * routers and batch left in the tables (run that first). The difference to the routed step
+     * is the router time the step does not hide (the MLP router overlaps attention on its own
+     * stream).
+     */
+    public float[] benchDecodeFrozenRouters(int batch, int context, int warmup, int iters,
+                                            long tokenSeed, DeviceRouters polar) {
+        return benchGraph(batch, context, warmup, iters, tokenSeed, polar, () -> {
+            routersFrozen = true;
+            try {
+                return graph(batch);
+            } finally {
+                routersFrozen = false;
+            }
+        });
     }
 
     /**

@@ -14,6 +14,24 @@ public final class CudaStream implements AutoCloseable {
                 "cuStreamCreate");
     }
 
+    /**
+     * A non-blocking stream of the context's highest priority: where its kernels and others
+     * wait for the same GPU, the scheduler starts this stream's thread blocks first.
+     */
+    public static CudaStream highPriority() {
+        return new CudaStream(true);
+    }
+
+    private CudaStream(boolean highest) {
+        int[] least = new int[1];
+        int[] greatest = new int[1];
+        Cuda.check(JCudaDriver.cuCtxGetStreamPriorityRange(least, greatest),
+                "cuCtxGetStreamPriorityRange");
+        Cuda.check(JCudaDriver.cuStreamCreateWithPriority(stream,
+                CUstream_flags.CU_STREAM_NON_BLOCKING, highest ? greatest[0] : least[0]),
+                "cuStreamCreateWithPriority");
+    }
+
     public CUstream handle() {
         return stream;
     }

@@ -112,6 +112,8 @@ public final class GemmKernel {
     private final CUfunction[] wgmma;
     /** gemm_&lt;epi&gt;_wgd (wgmma decode tile), or null: 64 x 128 x 64, 8 stages, 128 threads. */
     private final CUfunction[] wgDecode;
+    /** gemm_&lt;epi&gt;_kn_wgd: the same tile for [K, N] weights (MN-major B), or null. */
+    private final CUfunction[] wgDecodeKn;
     private static final int BN_WGD = 128;
     private static final int STAGES_WGD = 8;
     private static final int THREADS_WGD = 128;
@@ -130,6 +132,7 @@ public final class GemmKernel {
     GemmKernel(CudaModule m, CudaModule sm90a) {
         wgmma = sm90a == null ? null : new CUfunction[Epilogue.values().length];
         wgDecode = sm90a == null || !WGD_ENABLED ? null : new CUfunction[Epilogue.values().length];
+        wgDecodeKn = wgDecode == null ? null : new CUfunction[Epilogue.values().length];
         for (Epilogue e : Epilogue.values()) {
             fns[e.ordinal()] = m.function(e.symbol);
             decode[e.ordinal()] = m.function(e.symbol + "_m16");
@@ -157,6 +160,8 @@ public final class GemmKernel {
             if (wgDecode != null) {
                 wgDecode[e.ordinal()] = sm90a.function(e.symbol + "_wgd");
                 setSharedMemory(wgDecode[e.ordinal()], e.symbol + "_wgd", smemWgd());
+                wgDecodeKn[e.ordinal()] = sm90a.function(e.symbol + "_kn_wgd");
+                setSharedMemory(wgDecodeKn[e.ordinal()], e.symbol + "_kn_wgd", smemWgd());
             }
         }
         jcuda.driver.CUdevice dev = new jcuda.driver.CUdevice();
@@ -288,11 +293,19 @@ public final class GemmKernel {
     public void runKn(Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w, int ldw,
                       long wRows, DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n,
                       int k, DeviceBuffer workspace, DeviceBuffer kRows) {
+        runKnTile(Tile.AUTO, epi, s, a, lda, w, ldw, wRows, bias, out, ldc, m, n, k, workspace,
+                kRows);
+    }
+
+    /** As {@link #runKn} with the tile forced (tests: BASE or WGMMA_DECODE, same bits). */
+    void runKnTile(Tile tile, Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
+                   int ldw, long wRows, DeviceBuffer bias, DeviceBuffer out, int ldc, int m,
+                   int n, int k, DeviceBuffer workspace, DeviceBuffer kRows) {
         Check.that(n % 8 == 0 && ldw % 8 == 0, epi.symbol + "_kn", "N and ldw must be multiples"
                 + " of 8, got N=" + n + " ldw=" + ldw);
         Check.fitsOrNull(epi.symbol + "_kn", "k rows", kRows, k, 4);
         launch(epi, true, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, kRows, wRows,
-                Tile.BASE);
+                tile);
     }
 
     /** Number of K chunks (split-K partials) of an n x k projection. */
@@ -383,7 +396,7 @@ public final class GemmKernel {
         }
         if (tile == Tile.AUTO) {
             tile = knLayout || idx != null ? Tile.BASE : autoTile(m, n, split);
-            if (tile == Tile.BASE && !knLayout && m <= BM && wgDecode != null) {
+            if (tile == Tile.BASE && m <= BM && wgDecode != null) {
                 tile = Tile.WGMMA_DECODE;
             }
         }
@@ -395,10 +408,10 @@ public final class GemmKernel {
         int shared;
         boolean dependent = false;
         if (tile == Tile.WGMMA_DECODE) {
-            Check.that(!knLayout && m <= BM, name, "the wgmma decode tile takes [N, K] W and M <= "
-                    + BM + " (" + shapes + ")");
+            Check.that(m <= BM, name, "the wgmma decode tile takes M <= " + BM + " (" + shapes
+                    + ")");
             Check.that(wgDecode != null, name, "no wgmma (sm_90a) decode tile loaded");
-            f = wgDecode[epi.ordinal()];
+            f = (knLayout ? wgDecodeKn : wgDecode)[epi.ordinal()];
             kname = name + "_wgd";
             bm = BM;
             bn = BN_WGD;

@@ -40,8 +40,19 @@ public final class RouterKernel {
      * over g < G, most likely first, ties by the lower index. y bf16 [n, hidden] (stride ldy),
      * W bf16 [G, hidden], bias bf16 [G] or null, idx int32 [n, k].
      */
+    /** kernels/router.cu HEAD_ROUTER_GPB: groups (one warp each) per block. */
+    private static final int HEAD_GROUPS_PER_BLOCK = 4;
+
+    /**
+     * Head router and top-k fused (decode): idx[t, 0..k) = the k largest of y[t] . W[g] + b[g]
+     * over g < G, most likely first, ties by the lower index. y bf16 [n, hidden] (stride ldy),
+     * W bf16 [G, hidden], bias bf16 [G] or null, idx int32 [n, k]. logits: fp32 scratch
+     * [n * G]; counters: int32 [n], all zero before the first launch on it (each launch leaves
+     * them zero again).
+     */
     public void headTopk(CudaStream s, DeviceBuffer y, int ldy, DeviceBuffer w, DeviceBuffer bias,
-                         int n, int hidden, int units, int k, DeviceBuffer idx) {
+                         int n, int hidden, int units, int k, DeviceBuffer idx,
+                         DeviceBuffer logits, DeviceBuffer counters) {
         String name = "router_head_topk_bf16";
         Check.positive(name, "n", n);
         Check.that(hidden % 8 == 0 && ldy % 8 == 0, name, "hidden and ldy must be multiples of"
@@ -53,8 +64,13 @@ public final class RouterKernel {
         Check.fits(name, "W", w, (long) units * hidden, 2);
         Check.fitsOrNull(name, "bias", bias, units, 2);
         Check.fits(name, "idx", idx, (long) n * k, 4);
+        Check.fits(name, "logits", logits, (long) n * units, 4);
+        Check.fits(name, "counters", counters, n, 4);
+        int blocks = (units + HEAD_GROUPS_PER_BLOCK - 1) / HEAD_GROUPS_PER_BLOCK;
         new KernelArgs().ptr(y).i(ldy).ptr(w).ptr(bias).i(n).i(hidden).i(units).i(k).ptr(idx)
-                .launch(head, name, n, 1, 1, 1024, 0, s, "n=" + n + " G=" + units + " k=" + k);
+                .ptr(logits).ptr(counters)
+                .launch(head, name, n, blocks, 1, 32 * HEAD_GROUPS_PER_BLOCK, 0, s, "n=" + n
+                        + " G=" + units + " k=" + k);
     }
 
     public void unionScores(CudaStream s, DeviceBuffer logits, int n, int f, DeviceBuffer score) {

@@ -393,12 +393,47 @@ class CudaKernelTest extends GpuTest {
                     hidden, 1, hidden, kept, ws, didx);
             assertArrayEquals(Arrays.copyOf(got, hidden), readF32(one, hidden),
                     "fc2 [K, N] gather: row 0 alone vs in a batch of " + m);
+            // Every tile that takes this shape gives the same bits (mma.sync, and on Hopper the
+            // wgmma decode tile with its MN-major B), gathered and over the first kept rows.
+            List<GemmKernel.Tile> tiles = new ArrayList<>(List.of(GemmKernel.Tile.BASE));
+            if (kernels.gemm.hasWgmmaDecode() && m <= 64) {
+                tiles.add(GemmKernel.Tile.WGMMA_DECODE);
+            }
+            float[] plain = null;
+            for (GemmKernel.Tile t : tiles) {
+                DeviceBuffer o2 = f32(init);
+                kernels.gemm.runKnTile(t, Epilogue.ACCUM_F32, stream, dh, kept, dw2, hidden, ffn,
+                        db2, o2, hidden, m, hidden, kept, ws, didx);
+                assertArrayEquals(got, readF32(o2, m * hidden), "fc2 [K, N] gather on tile " + t
+                        + " vs the launcher's choice");
+                DeviceBuffer o3 = f32(init);
+                kernels.gemm.runKnTile(t, Epilogue.ACCUM_F32, stream, dh, kept, dw2, hidden, ffn,
+                        db2, o3, hidden, m, hidden, kept, ws, null);
+                float[] g3 = readF32(o3, m * hidden);
+                if (plain == null) {
+                    plain = g3;
+                    float[] want = new float[m * hidden];
+                    for (int i = 0; i < m; i++) {
+                        for (int o = 0; o < hidden; o++) {
+                            double a = init[i * hidden + o] + b2[o];
+                            for (int j = 0; j < kept; j++) {
+                                a += (double) gotH[i * kept + j] * w2t[j * hidden + o];
+                            }
+                            want[i * hidden + o] = (float) a;
+                        }
+                    }
+                    assertClose("fc2 [K, N] over rows 0..k-1", want, g3, 1e-3, 1e-3);
+                } else {
+                    assertArrayEquals(plain, g3, "fc2 [K, N] (no gather) on tile " + t);
+                }
+            }
         }
     }
 
     static Stream<Arguments> gatherShapes() {
         return Stream.of(Arguments.of(1, 768, 192, 256), Arguments.of(5, 1000, 136, 520),
-                Arguments.of(20, 4096, 256, 2048), Arguments.of(70, 768, 192, 96));
+                Arguments.of(20, 4096, 256, 2048), Arguments.of(64, 2048, 520, 1000),
+                Arguments.of(70, 768, 192, 96));
     }
 
     /**
@@ -831,9 +866,17 @@ class CudaKernelTest extends GpuTest {
         float[] w = Bf16.round(random(r, groups * hidden, 1.0 / Math.sqrt(hidden)));
         float[] b = Bf16.round(random(r, groups, 1.0));
         DeviceBuffer idx = zeros((long) n * k * 4);
+        DeviceBuffer counters = zeros(n * 4L);
+        DeviceBuffer logits = zeros((long) n * groups * 4);
         kernels.router.headTopk(stream, bf16(y), hidden, bf16(w), bf16(b), n, hidden, groups, k,
-                idx);
+                idx, logits, counters);
         int[] got = readI32(idx, n * k);
+        // Launched again on the same counters (left at zero): the same picks.
+        DeviceBuffer idx2 = zeros((long) n * k * 4);
+        kernels.router.headTopk(stream, bf16(y), hidden, bf16(w), bf16(b), n, hidden, groups, k,
+                idx2, logits, counters);
+        assertArrayEquals(got, readI32(idx2, n * k), "second launch on the same counters");
+        assertArrayEquals(new int[n], readI32(counters, n), "counters left at zero");
         for (int t = 0; t < n; t++) {
             double[] logit = new double[groups];
             for (int g = 0; g < groups; g++) {
