@@ -273,12 +273,14 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
 //   y bf16 [n, hidden] (row stride ldy); W bf16 [G, hidden]; bias bf16 [G] or null;
 //   idx int32 [n, k]; logits fp32 [n, G] (scratch); counters int32 [n], zero before the first
 //   launch and left zero after each. hidden % 8 == 0, G <= 64 (host-checked).
-// Grid: (n, ceil(G / HEAD_ROUTER_GPB)), block 32 * HEAD_ROUTER_GPB: warp w of block (t, b)
-// computes group b * GPB + w, lane l taking 8-element chunks l, l + 32, ... of the row into four
-// partial sums (chunk c + 32 u into sum u % 4, in chunk order), eight weight loads in flight per
-// lane; the row's weights are read by several SMs at once (one block per token was bound by one
-// SM's load latency). The last block of a token to finish (a counter per token) selects.
-#define HEAD_ROUTER_GPB 4
+// Grid: (n, ceil(G / HEAD_ROUTER_GPB)), block 32 * HEAD_ROUTER_WPG * HEAD_ROUTER_GPB: block
+// (t, b) computes groups b * GPB .. + GPB - 1 of token t, HEAD_ROUTER_WPG warps per group, each
+// warp a contiguous quarter of the row's 8-element chunks (lane l: chunks l, l + 32, ... of it,
+// four loads in flight, into four partial sums); the warps' sums are added in warp order. The
+// row's weights are read by many SMs at once: the kernel is bound by load latency, not bytes.
+// The last block of a token to finish (a counter per token) selects.
+#define HEAD_ROUTER_GPB 2
+#define HEAD_ROUTER_WPG 4
 
 __device__ __forceinline__ void dot8_bf16(float& s, const uint4& a, const uint4& b) {
     const bf16* ap = reinterpret_cast<const bf16*>(&a);
@@ -287,32 +289,26 @@ __device__ __forceinline__ void dot8_bf16(float& s, const uint4& a, const uint4&
     for (int j = 0; j < 8; j++) s += bf2f(ap[j]) * bf2f(bp[j]);
 }
 
-extern "C" __global__ void __launch_bounds__(32 * HEAD_ROUTER_GPB)
+extern "C" __global__ void __launch_bounds__(32 * HEAD_ROUTER_WPG * HEAD_ROUTER_GPB)
 router_head_topk_bf16(const bf16* __restrict__ y, int ldy, const bf16* __restrict__ W,
                       const bf16* __restrict__ bias, int n, int hidden, int G, int k,
                       int* __restrict__ idx, float* __restrict__ logits,
                       int* __restrict__ counters) {
     pdl_trigger();  // a PDL-launched GEMM may follow
+    __shared__ float part[HEAD_ROUTER_GPB][HEAD_ROUTER_WPG];
     const int t = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int g = blockIdx.y * HEAD_ROUTER_GPB + warp;
+    const int gl = warp / HEAD_ROUTER_WPG, q = warp % HEAD_ROUTER_WPG;
+    const int g = blockIdx.y * HEAD_ROUTER_GPB + gl;
     if (t >= n) return;  // uniform over the block
     if (g < G) {
         const int chunks = hidden / 8;
+        const int per = (chunks + HEAD_ROUTER_WPG - 1) / HEAD_ROUTER_WPG;
+        const int c0 = q * per, c1 = min(chunks, c0 + per);
         const uint4* yr = reinterpret_cast<const uint4*>(y + (size_t)t * ldy);
         const uint4* wr = reinterpret_cast<const uint4*>(W + (size_t)g * hidden);
         float s[4] = {0.f, 0.f, 0.f, 0.f};
-        int c = lane;
-        for (; c + 7 * 32 < chunks; c += 8 * 32) {
-            uint4 a[8], b[8];
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-                a[u] = __ldg(yr + c + u * 32);
-                b[u] = __ldg(wr + c + u * 32);
-            }
-#pragma unroll
-            for (int u = 0; u < 8; u++) dot8_bf16(s[u & 3], a[u], b[u]);
-        }
-        for (; c + 3 * 32 < chunks; c += 4 * 32) {
+        int c = c0 + lane;
+        for (; c + 3 * 32 < c1; c += 4 * 32) {
             uint4 a[4], b[4];
 #pragma unroll
             for (int u = 0; u < 4; u++) {
@@ -322,9 +318,19 @@ router_head_topk_bf16(const bf16* __restrict__ y, int ldy, const bf16* __restric
 #pragma unroll
             for (int u = 0; u < 4; u++) dot8_bf16(s[u], a[u], b[u]);
         }
-        for (; c < chunks; c += 32) dot8_bf16(s[0], __ldg(yr + c), __ldg(wr + c));
+        for (; c < c1; c += 32) dot8_bf16(s[0], __ldg(yr + c), __ldg(wr + c));
         const float sum = warp_sum((s[0] + s[1]) + (s[2] + s[3]));
-        if (lane == 0) logits[(size_t)t * G + g] = sum + (bias ? bf2f(bias[g]) : 0.f);
+        if (lane == 0) part[gl][q] = sum;
+    }
+    __syncthreads();
+    if (threadIdx.x < HEAD_ROUTER_GPB) {
+        const int g2 = blockIdx.y * HEAD_ROUTER_GPB + threadIdx.x;
+        if (g2 < G) {
+            float sum = 0.f;
+#pragma unroll
+            for (int w = 0; w < HEAD_ROUTER_WPG; w++) sum += part[threadIdx.x][w];
+            logits[(size_t)t * G + g2] = sum + (bias ? bf2f(bias[g2]) : 0.f);
+        }
     }
     // The token's last block (its logits, and every other block's, visible) selects.
     __shared__ int last;

@@ -40,8 +40,9 @@ public final class RouterKernel {
      * over g < G, most likely first, ties by the lower index. y bf16 [n, hidden] (stride ldy),
      * W bf16 [G, hidden], bias bf16 [G] or null, idx int32 [n, k].
      */
-    /** kernels/router.cu HEAD_ROUTER_GPB: groups (one warp each) per block. */
-    private static final int HEAD_GROUPS_PER_BLOCK = 4;
+    /** kernels/router.cu HEAD_ROUTER_GPB and HEAD_ROUTER_WPG: groups per block, warps per group. */
+    private static final int HEAD_GROUPS_PER_BLOCK = 2;
+    private static final int HEAD_WARPS_PER_GROUP = 4;
 
     /**
      * Head router and top-k fused (decode): idx[t, 0..k) = the k largest of y[t] . W[g] + b[g]
@@ -69,7 +70,8 @@ public final class RouterKernel {
         int blocks = (units + HEAD_GROUPS_PER_BLOCK - 1) / HEAD_GROUPS_PER_BLOCK;
         new KernelArgs().ptr(y).i(ldy).ptr(w).ptr(bias).i(n).i(hidden).i(units).i(k).ptr(idx)
                 .ptr(logits).ptr(counters)
-                .launch(head, name, n, blocks, 1, 32 * HEAD_GROUPS_PER_BLOCK, 0, s, "n=" + n
+                .launch(head, name, n, blocks, 1, 32 * HEAD_WARPS_PER_GROUP * HEAD_GROUPS_PER_BLOCK,
+                        0, s, "n=" + n
                         + " G=" + units + " k=" + k);
     }
 
