@@ -93,8 +93,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final CudaStream side;
     private final DeviceBuffer routerWork;
     private final CudaEvent forkEvent;
+    /** Recorded on the side stream once the MLP router has read y (its first projection). */
+    private final CudaEvent inputReadEvent;
     private final CudaEvent joinEvent;
     private boolean routerPending;
+    private boolean routerInputPending;
     private final DeviceBuffer sampleQ;    // fp32 [maxRows, vocab]: sampling scratch
     private final DeviceBuffer sampleTemp; // fp32 [maxRows]
     private final DeviceBuffer sampleTopK; // int32 [maxRows]
@@ -351,6 +354,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.routerWork = sideRouter ? scratchBuf("router_work", work) : null;
         this.forkEvent = sideRouter ? new CudaEvent(false) : null;
         this.joinEvent = sideRouter ? new CudaEvent(false) : null;
+        this.inputReadEvent = sideRouter ? new CudaEvent(false) : null;
         this.fusedDecode = h % 4 == 0 && h <= NormKernel.MAX_H
                 && !Boolean.getBoolean("polar.decode.unfused");
         this.nextLp = scratchBuf("next_logprob", lm * 4L);
@@ -1001,11 +1005,12 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             if (side != null) {
                 forkEvent.record(stream);
                 side.waitFor(forkEvent);
-                mlpRouter(side, routerWork, routers, l, n, mlpKept);
+                mlpRouter(side, routerWork, routers, l, n, mlpKept, inputReadEvent);
                 joinEvent.record(side);
                 routerPending = true;
+                routerInputPending = true;
             } else {
-                mlpRouter(stream, gemmWork, routers, l, n, mlpKept);
+                mlpRouter(stream, gemmWork, routers, l, n, mlpKept, null);
             }
         }
         int groups = c.numKvHeads();
@@ -1060,7 +1065,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         if (observing != null) {
             observing.attention(l, att);
         }
-        joinRouter();  // y (its input) is overwritten below
+        waitRouterInput();  // y (the router's input) is overwritten below
         if (fused) {
             // x += o_proj(att); then the MLP's input: pre-norm y = norm_mlp(x), post-norm
             // x = norm_attn(x) and y = x.
@@ -1092,7 +1097,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             downK = f;
         } else if (mlpKept < f) {
             // Sparse MLP: fc1 over the selected neurons' rows into a compact [n, kept] buffer,
-            // then fc2 over the same neurons' rows of the neuron-major fc2.
+            // then fc2 over the same neurons' rows of the neuron-major fc2 (the selection, from
+            // the side stream, is waited for only here: the router's top-k overlaps o_proj too).
+            joinRouter();
             k.gemm.runGatherRows(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, f, B.b1,
                     hb, mlpKept, n, mlpKept, h, gemmWork, routers.mlpIdx[l]);
             downIn = hb;
@@ -1144,15 +1151,18 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      * scores, then the {@code kept} best neurons (in index order) into r.mlpIdx[l].
      */
     private void mlpRouter(CudaStream s, DeviceBuffer work, DeviceRouters r, int l, int n,
-                           int kept) {
+                           int kept, CudaEvent inputRead) {
         int h = c.hiddenSize();
         int f = c.ffnDim();
-        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, s, y, h, r.mlpDown[l], h, null, r.mlpT,
-                r.rank, n, r.rank, h, work);
+        k.gemm.runTile(ROUTER_TILE, GemmKernel.Epilogue.STORE_BF16, s, y, h, r.mlpDown[l], h,
+                null, r.mlpT, r.rank, n, r.rank, h, work);
+        if (inputRead != null) {
+            inputRead.record(s);  // y is read: the main stream may overwrite it
+        }
         if (k.gemm.partialsFit(n, f, r.rank, work)) {
             // The batch-union scores straight from the split-K partials (same bits).
-            int sp = k.gemm.partials(false, s, r.mlpT, r.rank, r.mlpUp[l], r.rank, 0, n, f,
-                    r.rank, work, null);
+            int sp = k.gemm.partials(ROUTER_TILE, false, s, r.mlpT, r.rank, r.mlpUp[l], r.rank,
+                    0, n, f, r.rank, work, null);
             k.router.reduceUnion(s, work, sp, n, f, r.mlpScore);
         } else {
             k.gemm.run(GemmKernel.Epilogue.STORE_F32, s, r.mlpT, r.rank, r.mlpUp[l], r.rank,
@@ -1162,8 +1172,25 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         k.router.selectTopk(s, r.mlpScore, f, kept, r.mlpIdx[l]);
     }
 
+    /**
+     * Tile of the MLP router's GEMMs: the launcher's choice, or with
+     * -Dpolar.router.gemmTile=base the mma.sync tiles (fewer registers and less shared memory
+     * a block, so that they can share SMs with the attention pass they run beside).
+     */
+    private static final GemmKernel.Tile ROUTER_TILE = "base".equals(System.getProperty(
+            "polar.router.gemmTile")) ? GemmKernel.Tile.BASE : GemmKernel.Tile.AUTO;
+
+    /** The main stream waits until the MLP router forked in this layer has read y, if any. */
+    private void waitRouterInput() {
+        if (routerInputPending) {
+            stream.waitFor(inputReadEvent);
+            routerInputPending = false;
+        }
+    }
+
     /** The main stream waits for the MLP router forked in this layer, if any. */
     private void joinRouter() {
+        waitRouterInput();
         if (routerPending) {
             stream.waitFor(joinEvent);
             routerPending = false;
@@ -1245,7 +1272,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             }
             int kept = r.mlpK(l, n);
             if (kept < c.ffnDim()) {
-                mlpRouter(stream, gemmWork, r, l, n, kept);
+                mlpRouter(stream, gemmWork, r, l, n, kept, null);
             }
         }
     }
@@ -1576,6 +1603,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         if (side != null) {
             side.synchronize();
             forkEvent.close();
+            inputReadEvent.close();
             joinEvent.close();
             side.close();
         }

@@ -98,6 +98,10 @@ public final class RouterKernel {
                         + f + " splits=" + splits);
     }
 
+    /** Threads of the select block (256 to 1024, a multiple of 32; the kernel takes any). */
+    private static final int SELECT_THREADS = Integer.getInteger("polar.router.selectThreads",
+            1024);
+
     public void selectTopk(CudaStream s, DeviceBuffer score, int f, int k, DeviceBuffer idx) {
         String name = "router_select_topk_f32";
         Check.that(k >= 1 && k <= f, name, "k must be in [1, " + f + "], got " + k);
@@ -105,7 +109,8 @@ public final class RouterKernel {
         Check.fits(name, "idx", idx, k, 4);
         int cached = Math.min(f, SELECT_CACHE);
         new KernelArgs().ptr(score).i(f).i(k).ptr(idx).i(cached)
-                .launch(select, name, 1, 1, 1, 1024, cached * 4, s, "F=" + f + " k=" + k);
+                .launch(select, name, 1, 1, 1, SELECT_THREADS, cached * 4, s, "F=" + f + " k="
+                        + k);
     }
 
     public void topk(CudaStream s, DeviceBuffer logits, int n, int units, int k,
