@@ -32,7 +32,7 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
     float4 v[NORM_MAXJ];
 #pragma unroll
     for (int j = 0; j < NORM_MAXJ; j++) v[j] = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 4
+#pragma unroll 8
     for (int z = 0; z < splits; z++) {
         const float4* wz = reinterpret_cast<const float4*>(work + ((size_t)z * M + m) * N);
 #pragma unroll
@@ -52,11 +52,10 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
         const float4 old = reinterpret_cast<const float4*>(xr)[g];
         float o[4] = {old.x, old.y, old.z, old.w};
         const float a[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
+        float bb[4] = {0.f, 0.f, 0.f, 0.f};
+        if (bias) unpack4_bf16(reinterpret_cast<const uint2*>(bias)[g], bb);
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const float bb = bias ? bf2f(bias[4 * g + e]) : 0.f;
-            o[e] += a[e] + bb;
-        }
+        for (int e = 0; e < 4; e++) o[e] += a[e] + bb[e];
         v[j] = make_float4(o[0], o[1], o[2], o[3]);
         reinterpret_cast<float4*>(xr)[g] = v[j];
     }

@@ -19,6 +19,13 @@ POLAR_DEVICE void norm_load_row(const float* __restrict__ xr, int h, float4 (&v)
                               : make_float4(0.f, 0.f, 0.f, 0.f);
 }
 
+// Four bf16 (8 bytes) as floats.
+POLAR_DEVICE void unpack4_bf16(const uint2 u, float (&f)[4]) {
+    const bf16* p = reinterpret_cast<const bf16*>(&u);
+#pragma unroll
+    for (int e = 0; e < 4; e++) f[e] = bf2f(p[e]);
+}
+
 // In place: v = (v - mean) / sqrt(var + eps) * w + b (LayerNorm) or v / sqrt(mean(v^2) + eps)
 // * w (RMS); w, b may be null.
 template <bool RMS>
@@ -47,13 +54,16 @@ POLAR_DEVICE void norm_row_regs(float4 (&v)[NORM_MAXJ], int h, float eps,
 #pragma unroll
     for (int j = 0; j < NORM_MAXJ; j++)
         if (norm_has(j, h)) {
-            const int col = 4 * (threadIdx.x + NORM_THREADS * j);
+            const int g = threadIdx.x + NORM_THREADS * j;  // 4 columns from 4 g (8-byte loads)
+            float wf[4] = {1.f, 1.f, 1.f, 1.f}, bf[4] = {0.f, 0.f, 0.f, 0.f};
+            if (w) unpack4_bf16(reinterpret_cast<const uint2*>(w)[g], wf);
+            if (b) unpack4_bf16(reinterpret_cast<const uint2*>(b)[g], bf);
             float o[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 o[e] = __fmul_rn(__fsub_rn(o[e], mean), inv);
-                if (w) o[e] = __fmul_rn(o[e], bf2f(w[col + e]));
-                if (b) o[e] = __fadd_rn(o[e], bf2f(b[col + e]));
+                if (w) o[e] = __fmul_rn(o[e], wf[e]);
+                if (b) o[e] = __fadd_rn(o[e], bf[e]);
             }
             v[j] = make_float4(o[0], o[1], o[2], o[3]);
         }
