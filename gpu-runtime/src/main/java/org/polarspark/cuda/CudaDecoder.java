@@ -344,8 +344,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         this.gemmWork = scratchBuf("gemm_work", work);
         boolean sideRouter = c.reluMlp() && !Boolean.getBoolean("polar.router.sameStream");
-        // The side stream has the highest priority: its router kernels, queued beside the
-        // attention pass, get thread blocks ahead of attention's pending ones and finish early.
+        // The side stream has the highest priority, so that its router kernels, queued beside
+        // the attention pass, may get thread blocks ahead of attention's pending ones (measured
+        // on the H100, 2026-11-26: no difference either way; -Dpolar.router.priority=false).
         this.side = !sideRouter ? null
                 : "false".equals(System.getProperty("polar.router.priority")) ? new CudaStream()
                 : CudaStream.highPriority();
@@ -1154,15 +1155,15 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                            int kept, CudaEvent inputRead) {
         int h = c.hiddenSize();
         int f = c.ffnDim();
-        k.gemm.runTile(ROUTER_TILE, GemmKernel.Epilogue.STORE_BF16, s, y, h, r.mlpDown[l], h,
-                null, r.mlpT, r.rank, n, r.rank, h, work);
+        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, s, y, h, r.mlpDown[l], h, null, r.mlpT,
+                r.rank, n, r.rank, h, work);
         if (inputRead != null) {
             inputRead.record(s);  // y is read: the main stream may overwrite it
         }
         if (k.gemm.partialsFit(n, f, r.rank, work)) {
             // The batch-union scores straight from the split-K partials (same bits).
-            int sp = k.gemm.partials(ROUTER_TILE, false, s, r.mlpT, r.rank, r.mlpUp[l], r.rank,
-                    0, n, f, r.rank, work, null);
+            int sp = k.gemm.partials(false, s, r.mlpT, r.rank, r.mlpUp[l], r.rank, 0, n, f,
+                    r.rank, work, null);
             k.router.reduceUnion(s, work, sp, n, f, r.mlpScore);
         } else {
             k.gemm.run(GemmKernel.Epilogue.STORE_F32, s, r.mlpT, r.rank, r.mlpUp[l], r.rank,
@@ -1171,14 +1172,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         k.router.selectTopk(s, r.mlpScore, f, kept, r.mlpIdx[l]);
     }
-
-    /**
-     * Tile of the MLP router's GEMMs: the launcher's choice, or with
-     * -Dpolar.router.gemmTile=base the mma.sync tiles (fewer registers and less shared memory
-     * a block, so that they can share SMs with the attention pass they run beside).
-     */
-    private static final GemmKernel.Tile ROUTER_TILE = "base".equals(System.getProperty(
-            "polar.router.gemmTile")) ? GemmKernel.Tile.BASE : GemmKernel.Tile.AUTO;
 
     /** The main stream waits until the MLP router forked in this layer has read y, if any. */
     private void waitRouterInput() {

@@ -331,13 +331,6 @@ public final class GemmKernel {
     public int partials(boolean knLayout, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
                         int ldw, long wRows, int m, int n, int k, DeviceBuffer workspace,
                         DeviceBuffer kRows) {
-        return partials(Tile.AUTO, knLayout, s, a, lda, w, ldw, wRows, m, n, k, workspace, kRows);
-    }
-
-    /** As {@link #partials} with the tile forced (AUTO, BASE or WGMMA_DECODE: same bits). */
-    int partials(Tile tile, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,
-                 DeviceBuffer w, int ldw, long wRows, int m, int n, int k,
-                 DeviceBuffer workspace, DeviceBuffer kRows) {
         String name = "gemm partials";
         Check.that(partialsFit(m, n, k, workspace), name, "needs M <= " + BM + " and a workspace"
                 + " for the partials (M=" + m + " N=" + n + " K=" + k + ")");
@@ -349,7 +342,7 @@ public final class GemmKernel {
             Check.that(kRows == null, name, "row gathers are for the [K, N] layout only");
         }
         return launch(Epilogue.STORE_BF16, knLayout, s, a, lda, w, ldw, null, null, 0, m, n, k,
-                workspace, kRows, kRows == null ? 0 : wRows, tile, true);
+                workspace, kRows, kRows == null ? 0 : wRows, Tile.AUTO, true);
     }
 
     private void launch(Epilogue epi, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,

@@ -98,9 +98,11 @@ public final class RouterKernel {
                         + f + " splits=" + splits);
     }
 
-    /** Threads of the select block (256 to 1024, a multiple of 32; the kernel takes any). */
-    private static final int SELECT_THREADS = Integer.getInteger("polar.router.selectThreads",
-            1024);
+    /**
+     * Threads of the select block. Measured on the H100 (opt-6.7b Polar, 2026-11-26, same run):
+     * 512 and 256 were slower than 1024 at every batch (the kernel is instruction-bound).
+     */
+    private static final int SELECT_THREADS = 1024;
 
     public void selectTopk(CudaStream s, DeviceBuffer score, int f, int k, DeviceBuffer idx) {
         String name = "router_select_topk_f32";
