@@ -1019,8 +1019,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         if (routers != null && routers.kept[l] < groups) {
             // Polar: the router picks each token's KV groups from the same normed input; the
             // heads of the other groups stay zero, so o_proj (dense) sees zeros for them. It
-            // runs ahead of the q/k/v projection, which is launched as its programmatic
-            // dependent: the projection's weights stream in while the router works.
+            // runs here, ahead of the q/k/v projection (launched as its programmatic dependent,
+            // so the projection's weights stream in while the router works), or after the K/V
+            // append (see HEAD_ROUTER_FIRST).
             groups = routers.kept[l];
             table = groupIdx[l];
             if (!routersFrozen && headFirst) {
