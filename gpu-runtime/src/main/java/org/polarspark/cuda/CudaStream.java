@@ -19,17 +19,16 @@ public final class CudaStream implements AutoCloseable {
      * wait for the same GPU, the scheduler starts this stream's thread blocks first.
      */
     public static CudaStream highPriority() {
-        return new CudaStream(true);
-    }
-
-    private CudaStream(boolean highest) {
         int[] least = new int[1];
         int[] greatest = new int[1];
         Cuda.check(JCudaDriver.cuCtxGetStreamPriorityRange(least, greatest),
                 "cuCtxGetStreamPriorityRange");
+        return new CudaStream(greatest[0]);
+    }
+
+    private CudaStream(int priority) {
         Cuda.check(JCudaDriver.cuStreamCreateWithPriority(stream,
-                CUstream_flags.CU_STREAM_NON_BLOCKING, highest ? greatest[0] : least[0]),
-                "cuStreamCreateWithPriority");
+                CUstream_flags.CU_STREAM_NON_BLOCKING, priority), "cuStreamCreateWithPriority");
     }
 
     public CUstream handle() {

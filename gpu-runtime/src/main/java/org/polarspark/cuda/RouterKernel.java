@@ -35,11 +35,6 @@ public final class RouterKernel {
                 SELECT_CACHE * 4), "cuFuncSetAttribute(router_select_topk_f32, shared memory)");
     }
 
-    /**
-     * Head router and top-k fused (decode): idx[t, 0..k) = the k largest of y[t] . W[g] + b[g]
-     * over g < G, most likely first, ties by the lower index. y bf16 [n, hidden] (stride ldy),
-     * W bf16 [G, hidden], bias bf16 [G] or null, idx int32 [n, k].
-     */
     /** kernels/router.cu HEAD_ROUTER_GPB and HEAD_ROUTER_WPG: groups per block, warps per group. */
     private static final int HEAD_GROUPS_PER_BLOCK = 2;
     private static final int HEAD_WARPS_PER_GROUP = 4;

@@ -34,13 +34,7 @@ class CudaKernelTest extends GpuTest {
             {64, 256, 128, 136}, {65, 66, 40, 40}, {130, 514, 264, 264}, {512, 512, 256, 256},
             {5, 96, 1024, 1024}, {1, 128, 2056, 2056}, {70, 200, 1536, 1536}, {16, 4096, 4096, 4096},
             {17, 300, 640, 648}};
-        List<Arguments> out = new ArrayList<>();
-        for (int[] s : shapes) {
-            for (Epilogue e : Epilogue.values()) {
-                out.add(Arguments.of(e, s[0], s[1], s[2], s[3]));
-            }
-        }
-        return out.stream();
+        return everyEpilogue(shapes);
     }
 
     @ParameterizedTest(name = "{0} M={1} N={2} K={3} lda={4}")
@@ -70,16 +64,16 @@ class CudaKernelTest extends GpuTest {
         assertClose(epi + " split-K M=" + m + " N=" + n + " K=" + k, got, got2, 0, 0);
     }
 
+    /** Each {M, N, K, lda} shape with every epilogue. */
+    private static Stream<Arguments> everyEpilogue(int[][] shapes) {
+        return Arrays.stream(shapes).flatMap(sh -> Arrays.stream(Epilogue.values())
+                .map(e -> Arguments.of(e, sh[0], sh[1], sh[2], sh[3])));
+    }
+
     static Stream<Arguments> largeTileShapes() {
         // Not tile multiples; K = 2056 and 1032 run in several K chunks (chunk totals folded).
         int[][] shapes = {{130, 258, 264, 264}, {257, 300, 1032, 1040}, {200, 514, 2056, 2056}};
-        List<Arguments> out = new ArrayList<>();
-        for (int[] s : shapes) {
-            for (Epilogue e : Epilogue.values()) {
-                out.add(Arguments.of(e, s[0], s[1], s[2], s[3]));
-            }
-        }
-        return out.stream();
+        return everyEpilogue(shapes);
     }
 
     /**
@@ -90,36 +84,13 @@ class CudaKernelTest extends GpuTest {
     @MethodSource("largeTileShapes")
     void largeTilesMatchTheReferenceAndTheSmallTileBits(Epilogue epi, int m, int n, int k,
                                                         int lda) {
-        Random r = new Random(17L * m + 5L * n + k + epi.ordinal());
-        float[] a = Bf16.round(random(r, m * lda, 1.0));
-        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
-        float[] bias = m % 2 == 1 ? Bf16.round(random(r, n, 0.5)) : null;
-        int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
-        float[] init = random(r, m * outCols, 1.0);
-        float[] expected = gemmReference(epi, a, lda, w, bias, init, m, n, k);
-        DeviceBuffer da = bf16(a);
-        DeviceBuffer dw = bf16(w);
-        DeviceBuffer db = bias == null ? null : bf16(bias);
-        boolean f32 = epi == Epilogue.ACCUM_F32 || epi == Epilogue.STORE_F32;
         List<GemmKernel.Tile> tiles = new ArrayList<>(List.of(GemmKernel.Tile.BASE,
                 GemmKernel.Tile.LARGE));
         if (kernels.gemm.hasWgmma()) {
             tiles.add(GemmKernel.Tile.WGMMA);
         }
-        float[] base = null;
-        for (GemmKernel.Tile t : tiles) {
-            DeviceBuffer out = f32 ? f32(init) : zeros((long) m * outCols * 2);
-            kernels.gemm.runTile(t, epi, stream, da, lda, dw, k, db, out, outCols, m, n, k, null);
-            float[] got = f32 ? readF32(out, m * outCols) : readBf16(out, m * outCols);
-            double rtol = f32 ? F32_OUT_RTOL : BF16_OUT_RTOL;
-            String what = epi + " " + t + " M=" + m + " N=" + n + " K=" + k;
-            assertClose(what, expected, got, rtol, rtol);
-            if (base == null) {
-                base = got;
-            } else {
-                assertArrayEquals(base, got, what + ": bits differ from the 64 x 64 tile");
-            }
-        }
+        tilesMatchTheReferenceAndEachOther(new Random(17L * m + 5L * n + k + epi.ordinal()),
+                epi, m, n, k, lda, tiles, false, "the 64 x 64 tile");
     }
 
     static Stream<Arguments> decodeTileShapes() {
@@ -127,13 +98,7 @@ class CudaKernelTest extends GpuTest {
         // K = 2056 / 4096 in several chunks; N not a multiple of 128.
         int[][] shapes = {{1, 130, 200, 200}, {7, 64, 648, 656}, {16, 258, 2056, 2056},
             {17, 96, 1032, 1040}, {40, 514, 264, 264}, {64, 1024, 4096, 4096}};
-        List<Arguments> out = new ArrayList<>();
-        for (int[] s : shapes) {
-            for (Epilogue e : Epilogue.values()) {
-                out.add(Arguments.of(e, s[0], s[1], s[2], s[3]));
-            }
-        }
-        return out.stream();
+        return everyEpilogue(shapes);
     }
 
     /**
@@ -147,7 +112,19 @@ class CudaKernelTest extends GpuTest {
                                                              int lda) {
         Assumptions.assumeTrue(kernels.gemm.hasWgmmaDecode(),
                 "no wgmma decode tile on this GPU (needs compute capability 9.0)");
-        Random r = new Random(23L * m + 3L * n + k + epi.ordinal());
+        tilesMatchTheReferenceAndEachOther(new Random(23L * m + 3L * n + k + epi.ordinal()),
+                epi, m, n, k, lda, List.of(GemmKernel.Tile.BASE, GemmKernel.Tile.WGMMA_DECODE),
+                true, "the mma.sync tile");
+    }
+
+    /**
+     * One random GEMM (bias on odd M) run on each tile, also with a split-K workspace if
+     * {@code splitK}: every result within the output tolerance of the host reference and bit for
+     * bit equal to the first tile's ({@code firstTile} names it in failures).
+     */
+    private void tilesMatchTheReferenceAndEachOther(Random r, Epilogue epi, int m, int n, int k,
+                                                    int lda, List<GemmKernel.Tile> tiles,
+                                                    boolean splitK, String firstTile) {
         float[] a = Bf16.round(random(r, m * lda, 1.0));
         float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
         float[] bias = m % 2 == 1 ? Bf16.round(random(r, n, 0.5)) : null;
@@ -157,23 +134,24 @@ class CudaKernelTest extends GpuTest {
         DeviceBuffer da = bf16(a);
         DeviceBuffer dw = bf16(w);
         DeviceBuffer db = bias == null ? null : bf16(bias);
-        DeviceBuffer work = zeros(64L << 20);
+        List<DeviceBuffer> workspaces = splitK ? java.util.Arrays.asList(null, zeros(64L << 20))
+                : java.util.Collections.singletonList(null);
         boolean f32 = epi == Epilogue.ACCUM_F32 || epi == Epilogue.STORE_F32;
+        double rtol = f32 ? F32_OUT_RTOL : BF16_OUT_RTOL;
         float[] base = null;
-        for (GemmKernel.Tile t : List.of(GemmKernel.Tile.BASE, GemmKernel.Tile.WGMMA_DECODE)) {
-            for (DeviceBuffer ws : java.util.Arrays.asList(null, work)) {
+        for (GemmKernel.Tile t : tiles) {
+            for (DeviceBuffer ws : workspaces) {
                 DeviceBuffer out = f32 ? f32(init) : zeros((long) m * outCols * 2);
                 kernels.gemm.runTile(t, epi, stream, da, lda, dw, k, db, out, outCols, m, n, k,
                         ws);
                 float[] got = f32 ? readF32(out, m * outCols) : readBf16(out, m * outCols);
-                double rtol = f32 ? F32_OUT_RTOL : BF16_OUT_RTOL;
                 String what = epi + " " + t + (ws == null ? "" : " split-K") + " M=" + m + " N="
                         + n + " K=" + k;
                 assertClose(what, expected, got, rtol, rtol);
                 if (base == null) {
                     base = got;
                 } else {
-                    assertArrayEquals(base, got, what + ": bits differ from the mma.sync tile");
+                    assertArrayEquals(base, got, what + ": bits differ from " + firstTile);
                 }
             }
         }
