@@ -126,130 +126,265 @@ POLAR_DEVICE int block_exclusive_scan(int v, int* warp_tot, int* total) {
 
 // router_select_topk_f32: idx[0..k) = the indices of the k largest scores (scores >= 0), in
 // increasing index order; among scores equal to the k-th largest, the lowest indices are taken.
-// One block of 1024 threads: a radix select over the float bit patterns (4 passes of 8 bits,
-// a 256-bin histogram each) finds the k-th largest value t, then each warp compacts its
-// contiguous range (all > t, and = t while the ties budget lasts) at offsets from a block
-// scan. score fp32 [F]; idx int32 [k]; 1 <= k <= F. Dynamic shared memory: cached * 4 bytes
-// (plus 33 KiB static). One block per SM at most (64 registers a thread).
+// One block of 1024 threads. Non-negative floats order as their bit patterns, so everything is
+// on bits u = bits - min bits:
+//   1. the scores are read into shared memory (the first `cached`; the rest are re-read),
+//      with their min and max;
+//   2. a histogram of u >> s over SELECT_BINS bins (s: the smallest shift that fits the range;
+//      bins are monotonic in the score) gives the bin b* holding the k-th largest, and how many
+//      scores lie above it;
+//   3. one pass counts, per warp (each warp owns a contiguous range), the scores above b* and
+//      collects the scores in b* as candidates (few, unless many scores share a narrow range);
+//   4. the k-th largest t exactly, by radix passes over the candidates' low s bits only;
+//      with more than SELECT_CAND candidates, by 8-bit radix passes over all scores instead;
+//   5. each warp writes its range's selected indices (all > t, and = t while the ties budget
+//      lasts) at offsets from a block scan of the per-warp counts.
+// score fp32 [F]; idx int32 [k]; 1 <= k <= F. Dynamic shared memory: cached * 4 bytes (plus
+// 34 KiB static). One block per SM (64 registers a thread).
+#define SELECT_BINS 4096
+#define SELECT_CAND 2048
+
+// Warp 0: the bin holding the need-th largest of a 256-bin histogram, counted from the top;
+// returns it and the count still needed inside it in *left (lanes see the same values).
+POLAR_DEVICE int hist256_pick(const int* hist, int need, int* left) {
+    const int lane = threadIdx.x & 31;
+    // Lane l sums bins [255 - 8l - 7, 255 - 8l]; a scan over lanes gives the count above.
+    int local = 0;
+#pragma unroll
+    for (int q = 0; q < 8; q++) local += hist[255 - 8 * lane - q];
+    int inc = local;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        int u = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= o) inc += u;
+    }
+    const int before = inc - local;  // elements in higher bins than this lane's
+    const unsigned who = __ballot_sync(0xffffffffu, before < need && inc >= need);
+    int bin = 0, rest = need;
+    if (who != 0 && lane == __ffs(who) - 1) {
+        rest = need - before;
+        bin = 255 - 8 * lane;
+        for (int q = 0; q < 8; q++, bin--) {
+            if (hist[bin] >= rest || bin == 0) break;
+            rest -= hist[bin];
+        }
+    }
+    const int src = who != 0 ? __ffs(who) - 1 : 0;  // who == 0 cannot happen for 1 <= k <= F
+    *left = __shfl_sync(0xffffffffu, rest, src);
+    return __shfl_sync(0xffffffffu, bin, src);
+}
+
 extern "C" __global__ void __launch_bounds__(1024, 1)
 router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx,
                        int cached) {
     pdl_trigger();  // a PDL-launched GEMM may follow
     extern __shared__ unsigned sbits[];  // the first `cached` scores' bit patterns
     __shared__ int warp_tot[33];
+    __shared__ union {
+        int bins[SELECT_BINS];     // step 2
+        struct {                   // steps 3 and 4 over the candidates
+            unsigned u[SELECT_CAND];
+            int j[SELECT_CAND];
+        } cand;
+        int whist[32][256];        // step 4 over all scores: one histogram per warp
+    } h;
+    unsigned* cand_u = h.cand.u;
+    int* cand_j = h.cand.j;
     __shared__ int hist[256];
-    __shared__ int whist[32][256];  // one histogram per warp: no atomics across warps
-    __shared__ unsigned s_prefix;
-    __shared__ int s_need;
-    // Radix select of the k-th largest bit pattern, 8 bits at a time from the top: 4 passes of
-    // a 256-bin histogram over the elements that match the bits chosen so far. Each warp counts
-    // into its own histogram (a warp whose lanes share one bin, as most do in the first pass,
-    // adds once); the warps' counts are then summed per bin.
-    if (threadIdx.x == 0) {
-        s_prefix = 0;
-        s_need = k;
-    }
-    // The scores as bit patterns, read once into shared memory (the first `cached` of them;
-    // the rest, if any, are re-read from memory in each pass).
-    // Eight loads in flight per thread: one block reads the whole vector, so this is latency.
-    for (int j0 = threadIdx.x; j0 < cached; j0 += 8 * blockDim.x) {
+    __shared__ int w_gt[32], w_eq[32];
+    __shared__ unsigned s_min[32], s_max[32], s_prefix;
+    __shared__ int s_bin, s_need, s_ncand;
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const unsigned below = (1u << lane) - 1u;
+
+    // 1. The scores as bit patterns (eight loads in flight per thread: one block reads them
+    // all, so this is latency), with their min and max.
+    unsigned lo = 0xffffffffu, hi = 0u;
+    for (int j0 = threadIdx.x; j0 < F; j0 += 8 * blockDim.x) {
         float v[8];
 #pragma unroll
         for (int u = 0; u < 8; u++) {
             const int j = j0 + u * blockDim.x;
-            v[u] = j < cached ? __ldg(score + j) : 0.f;
+            v[u] = j < F ? __ldg(score + j) : 0.f;
         }
 #pragma unroll
         for (int u = 0; u < 8; u++) {
             const int j = j0 + u * blockDim.x;
-            if (j < cached) sbits[j] = __float_as_uint(fmaxf(v[u], 0.f));
-        }
-    }
-    auto bits_of = [&](int j) -> unsigned {
-        return j < cached ? sbits[j] : __float_as_uint(fmaxf(score[j], 0.f));
-    };
-    __syncthreads();
-    const int wid = threadIdx.x >> 5;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int i = threadIdx.x & 31; i < 256; i += 32) whist[wid][i] = 0;
-        __syncwarp();
-        const unsigned prefix = s_prefix;
-        const unsigned above = shift == 24 ? 0u : (0xffffffffu << (shift + 8));
-        for (int j0 = 0; j0 < F; j0 += blockDim.x) {  // uniform trip count for the warp
-            const int j = j0 + threadIdx.x;
-            int bin = 256;
+            const unsigned b = __float_as_uint(fmaxf(v[u], 0.f));
             if (j < F) {
-                const unsigned b = bits_of(j);
-                if ((b & above) == prefix) bin = (b >> shift) & 255;
-            }
-            // Often the whole warp falls in one bin (the top bits of similar scores): one add.
-            // Otherwise each lane adds to its warp's histogram (few lanes share a bin then).
-            const int first = __shfl_sync(0xffffffffu, bin, 0);
-            if (__all_sync(0xffffffffu, bin == first)) {
-                if ((threadIdx.x & 31) == 0 && bin < 256) whist[wid][bin] += 32;
-            } else if (bin < 256) {
-                atomicAdd(&whist[wid][bin], 1);
-            }
-            __syncwarp();
-        }
-        __syncthreads();
-        if (threadIdx.x < 256) {
-            int c = 0;
-            for (int w = 0; w < (int)(blockDim.x >> 5); w++) c += whist[w][threadIdx.x];
-            hist[threadIdx.x] = c;
-        }
-        __syncthreads();
-        if (threadIdx.x < 32) {  // warp 0: the bin holding the need-th largest, from the top
-            const int need = s_need;
-            // Lane l sums bins [255 - 8l - 7, 255 - 8l]; a scan over lanes gives the count above.
-            int local = 0;
-#pragma unroll
-            for (int q = 0; q < 8; q++) local += hist[255 - 8 * threadIdx.x - q];
-            int inc = local;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                int u = __shfl_up_sync(0xffffffffu, inc, o);
-                if ((int)threadIdx.x >= o) inc += u;
-            }
-            const int before = inc - local;  // elements in higher bins than this lane's
-            const bool mine = before < need && inc >= need;
-            const unsigned who = __ballot_sync(0xffffffffu, mine);
-            if (who == 0) {  // fewer than need matching (cannot happen for 1 <= k <= F)
-                if (threadIdx.x == 0) s_need = need;
-            } else if ((int)threadIdx.x == __ffs(who) - 1) {
-                int left = need - before;
-                int bin = 255 - 8 * threadIdx.x;
-                for (int q = 0; q < 8; q++, bin--) {
-                    if (hist[bin] >= left || bin == 0) break;
-                    left -= hist[bin];
-                }
-                s_prefix = prefix | ((unsigned)bin << shift);
-                s_need = left;
+                lo = min(lo, b);
+                hi = max(hi, b);
+                if (j < cached) sbits[j] = b;
             }
         }
-        __syncthreads();
     }
-    const unsigned t = s_prefix;
-    // Compaction in index order: each warp owns a contiguous range and walks it 32 elements at
-    // a time (ballots give each lane its rank; shared-memory reads stay conflict-free).
-    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-    const unsigned below = (1u << lane) - 1u;
+    for (int i = threadIdx.x; i < SELECT_BINS; i += blockDim.x) h.bins[i] = 0;
+    lo = __reduce_min_sync(0xffffffffu, lo);
+    hi = __reduce_max_sync(0xffffffffu, hi);
+    if (lane == 0) {
+        s_min[wid] = lo;
+        s_max[wid] = hi;
+        w_gt[wid] = 0;
+        w_eq[wid] = 0;
+    }
+    if (threadIdx.x == 0) s_ncand = 0;
+    __syncthreads();
+    lo = __reduce_min_sync(0xffffffffu, lane < nw ? s_min[lane] : 0xffffffffu);
+    hi = __reduce_max_sync(0xffffffffu, lane < nw ? s_max[lane] : 0u);
+    auto bits_of = [&](int j) -> unsigned {
+        return j < cached ? sbits[j] : __float_as_uint(fmaxf(__ldg(score + j), 0.f));
+    };
+    const unsigned range = hi - lo;
+    // Smallest shift with range >> shift < SELECT_BINS (SELECT_BINS = 2^12).
+    const int shift = max(0, 32 - __clz(range) - 12);
+
+    // 2. Histogram of u >> shift; the bin of the k-th largest and the count above it.
+    for (int j = threadIdx.x; j < F; j += blockDim.x) atomicAdd(&h.bins[(bits_of(j) - lo) >> shift], 1);
+    __syncthreads();
+    {
+        // Thread i owns bins 4095 - 4i .. 4092 - 4i (from the top); a block scan of their sums.
+        int c[4], local = 0;
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            c[q] = h.bins[SELECT_BINS - 1 - 4 * threadIdx.x - q];
+            local += c[q];
+        }
+        int total;
+        const int before = block_exclusive_scan(local, warp_tot, &total);
+        if (before < k && before + local >= k) {
+            int left = k - before, q = 0;
+            while (q < 3 && c[q] < left) left -= c[q++];
+            s_bin = SELECT_BINS - 1 - 4 * threadIdx.x - q;
+            s_need = left;  // the need-th largest inside the bin
+        }
+    }
+    __syncthreads();
+    const int bstar = s_bin;
+    int need = s_need;
+
+    // 3. Per warp range: scores above b*, and b*'s scores collected as candidates.
     const int per = (F + nw - 1) / nw;
     const int w0 = min(F, wid * per), w1 = min(F, w0 + per);
-    int gt = 0, eq = 0;
+    int above = 0;
     for (int j0 = w0; j0 < w1; j0 += 32) {
         const int j = j0 + lane;
-        const unsigned b = j < w1 ? bits_of(j) : 0u;
-        gt += __popc(__ballot_sync(0xffffffffu, j < w1 && b > t));
-        eq += __popc(__ballot_sync(0xffffffffu, j < w1 && b == t));
+        const int bin = j < w1 ? (int)((bits_of(j) - lo) >> shift) : -1;
+        above += __popc(__ballot_sync(0xffffffffu, bin > bstar));
+        const unsigned in = __ballot_sync(0xffffffffu, bin == bstar);
+        if (in) {
+            int base = 0;
+            if (lane == 0) base = atomicAdd(&s_ncand, __popc(in));
+            base = __shfl_sync(0xffffffffu, base, 0) + __popc(in & below);
+            if (bin == bstar && base < SELECT_CAND) {
+                cand_u[base] = bits_of(j) - lo;
+                cand_j[base] = j;
+            }
+        }
     }
+    __syncthreads();
+    const int nc = s_ncand;
+    unsigned t;  // the k-th largest score's bits
+    int gt_w, eq_w;  // this warp's range: scores > t and = t
+    if (nc <= SELECT_CAND) {
+        // 4. Radix passes over the candidates' low `shift` bits (all share u >> shift = b*).
+        unsigned prefix = (unsigned)bstar << shift;
+        for (int sh = shift; sh > 0;) {
+            const int d = min(8, sh);
+            sh -= d;
+            const unsigned mask = (1u << d) - 1u;
+            const unsigned fixed = ~((mask << sh) | ((1u << sh) - 1u));  // bits decided so far
+            if (threadIdx.x < 256) hist[threadIdx.x] = 0;
+            __syncthreads();
+            for (int i = threadIdx.x; i < nc; i += blockDim.x) {
+                const unsigned u = cand_u[i];
+                if ((u & fixed) == prefix) atomicAdd(&hist[(u >> sh) & mask], 1);
+            }
+            __syncthreads();
+            if (wid == 0) {
+                int left;
+                const int bin = hist256_pick(hist, need, &left);
+                if (lane == 0) {
+                    s_prefix = prefix | ((unsigned)bin << sh);
+                    s_need = left;
+                }
+            }
+            __syncthreads();
+            prefix = s_prefix;
+            need = s_need;
+        }
+        t = prefix + lo;
+        // The candidates above t and equal to t, counted for the warp that owns each.
+        const unsigned tu = prefix;
+        for (int i = threadIdx.x; i < nc; i += blockDim.x) {
+            const unsigned u = cand_u[i];
+            if (u >= tu) atomicAdd(u > tu ? &w_gt[cand_j[i] / per] : &w_eq[cand_j[i] / per], 1);
+        }
+        __syncthreads();
+        gt_w = above + w_gt[wid];
+        eq_w = w_eq[wid];
+    } else {
+        // 4'. Many scores in one narrow range: 8-bit radix passes over all scores (bits from
+        // the top), each warp counting into its own histogram (a warp whose lanes share one
+        // bin adds once); the warps' counts then summed per bin.
+        unsigned prefix = 0;
+        need = k;
+        for (int sh = 24; sh >= 0; sh -= 8) {
+            for (int i = lane; i < 256; i += 32) h.whist[wid][i] = 0;
+            __syncwarp();
+            const unsigned fixed = sh == 24 ? 0u : (0xffffffffu << (sh + 8));
+            for (int j0 = 0; j0 < F; j0 += blockDim.x) {  // uniform trip count for the warp
+                const int j = j0 + threadIdx.x;
+                int bin = 256;
+                if (j < F) {
+                    const unsigned b = bits_of(j);
+                    if ((b & fixed) == prefix) bin = (b >> sh) & 255;
+                }
+                const int first = __shfl_sync(0xffffffffu, bin, 0);
+                if (__all_sync(0xffffffffu, bin == first)) {
+                    if (lane == 0 && bin < 256) h.whist[wid][bin] += 32;
+                } else if (bin < 256) {
+                    atomicAdd(&h.whist[wid][bin], 1);
+                }
+                __syncwarp();
+            }
+            __syncthreads();
+            if (threadIdx.x < 256) {
+                int c = 0;
+                for (int w = 0; w < nw; w++) c += h.whist[w][threadIdx.x];
+                hist[threadIdx.x] = c;
+            }
+            __syncthreads();
+            if (wid == 0) {
+                int left;
+                const int bin = hist256_pick(hist, need, &left);
+                if (lane == 0) {
+                    s_prefix = prefix | ((unsigned)bin << sh);
+                    s_need = left;
+                }
+            }
+            __syncthreads();
+            prefix = s_prefix;
+            need = s_need;
+        }
+        t = prefix;
+        gt_w = 0;
+        eq_w = 0;
+        for (int j0 = w0; j0 < w1; j0 += 32) {
+            const int j = j0 + lane;
+            const unsigned b = j < w1 ? bits_of(j) : 0u;
+            gt_w += __popc(__ballot_sync(0xffffffffu, j < w1 && b > t));
+            eq_w += __popc(__ballot_sync(0xffffffffu, j < w1 && b == t));
+        }
+    }
+
+    // 5. Compaction in index order: warp totals into a block scan (lane 0 carries its warp's
+    // count); each warp walks its range 32 scores at a time, ballots giving each lane its rank.
     int total_gt, total_eq;
-    // Warp totals into a block scan (lane 0 carries its warp's count).
     int gt_before = __shfl_sync(0xffffffffu,
-                                block_exclusive_scan(lane == 0 ? gt : 0, warp_tot, &total_gt), 0);
+                                block_exclusive_scan(lane == 0 ? gt_w : 0, warp_tot, &total_gt), 0);
     int eq_before = __shfl_sync(0xffffffffu,
-                                block_exclusive_scan(lane == 0 ? eq : 0, warp_tot, &total_eq), 0);
-    const int budget = k - total_gt;  // elements equal to t to take, lowest indices first
+                                block_exclusive_scan(lane == 0 ? eq_w : 0, warp_tot, &total_eq), 0);
+    const int budget = k - total_gt;  // scores equal to t to take, lowest indices first
     for (int j0 = w0; j0 < w1; j0 += 32) {
         const int j = j0 + lane;
         const unsigned b = j < w1 ? bits_of(j) : 0u;

@@ -17,8 +17,8 @@ public final class RouterKernel {
     private final CUfunction union;
     private final CUfunction reduceUnion;
     /**
-     * Scores the MLP top-k keeps in shared memory: 64 KiB, plus 33 KiB of histograms, fits every
-     * supported GPU (99 KiB per block on sm_86/89).
+     * Scores the MLP top-k keeps in shared memory: 64 KiB, plus 34 KiB of histograms and
+     * candidates, fits every supported GPU (99 KiB per block on sm_86/89).
      */
     static final int SELECT_CACHE = 16 * 1024;
     private final CUfunction head;

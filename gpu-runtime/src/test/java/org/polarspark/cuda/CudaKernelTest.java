@@ -443,14 +443,28 @@ class CudaKernelTest extends GpuTest {
                 Arguments.of(33, 4096, 1024), Arguments.of(64, 2050, 256));
     }
 
-    /** MLP union top-k: exact k, index order, ties to the lowest ids, against a host sort. */
-    @ParameterizedTest(name = "n={0} F={1} k={2}")
+    /**
+     * MLP union top-k: exact k, index order, ties to the lowest ids, against a host sort. Logits
+     * are small integers (many zeros after ReLU and many ties: most scores share a few values),
+     * Gaussian (distinct values; the k-th largest among positives or among the zeros), or all
+     * negative (every score zero).
+     */
+    @ParameterizedTest(name = "n={0} F={1} k={2} {3}")
     @MethodSource("unionShapes")
-    void unionTopk(int n, int ffn, int k) {
+    void unionTopk(int n, int ffn, int k, String logitKind) {
         Random r = new Random(n * 7 + ffn + k);
         float[] logits = new float[n * ffn];
         for (int i = 0; i < logits.length; i++) {
-            logits[i] = r.nextInt(9) - 5; // many zeros after ReLU and many ties
+            switch (logitKind) {
+                case "ties":
+                    logits[i] = r.nextInt(9) - 5;
+                    break;
+                case "gaussian":
+                    logits[i] = (float) r.nextGaussian();
+                    break;
+                default:
+                    logits[i] = -1f - r.nextFloat();
+            }
         }
         DeviceBuffer score = zeros(ffn * 4L);
         DeviceBuffer idx = zeros(k * 4L);
@@ -477,9 +491,12 @@ class CudaKernelTest extends GpuTest {
     }
 
     static Stream<Arguments> unionShapes() {
-        return Stream.of(Arguments.of(1, 768, 8), Arguments.of(4, 768, 256),
-                Arguments.of(64, 16384, 10240), Arguments.of(3, 1000, 1000),
-                Arguments.of(2, 30000, 777));
+        return Stream.of(Arguments.of(1, 768, 8, "ties"), Arguments.of(4, 768, 256, "ties"),
+                Arguments.of(64, 16384, 10240, "ties"), Arguments.of(3, 1000, 1000, "ties"),
+                Arguments.of(2, 30000, 777, "ties"), Arguments.of(64, 16384, 10240, "gaussian"),
+                Arguments.of(1, 16384, 1671, "gaussian"), Arguments.of(1, 16384, 12000, "gaussian"),
+                Arguments.of(1, 768, 700, "gaussian"), Arguments.of(16, 30000, 20000, "gaussian"),
+                Arguments.of(3, 5000, 100, "negative"));
     }
 
     @Test
