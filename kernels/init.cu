@@ -4,6 +4,8 @@
 // init_uniform_bf16: p[i] = bf16(scale * (2 u(seed, i) - 1)), u in [0, 1) from a SplitMix64 hash
 //   of (seed, i): the same (seed, n) gives the same values on any GPU and launch shape.
 //   p: bf16 [n]. Grid-stride loop; any grid works.
+// timeline_stamp: stamps[slot] = the GPU's global timer (ns), for a diagnostic timeline of the
+//   decode step (CudaDecoder, -Dpolar.timeline=true). Grid 1, block 1.
 #include "common.cuh"
 
 __device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
@@ -20,4 +22,10 @@ extern "C" __global__ void init_uniform_bf16(bf16* __restrict__ p, long long n,
         float u = (float)(h >> 40) * (1.0f / 16777216.0f);  // 24 random bits
         p[i] = f2bf(scale * (2.f * u - 1.f));
     }
+}
+
+extern "C" __global__ void timeline_stamp(unsigned long long* __restrict__ stamps, int slot) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    stamps[slot] = t;
 }

@@ -118,6 +118,9 @@ public final class PolarBench {
                                         + "(profile) %8.3f ms%n", s.name(), s.context(), b,
                                         profile, median(dec.benchDecode(b, s.context(), warmup,
                                                 iters, 11, routers)));
+                                for (String line : dec.timeline()) {
+                                    System.out.println("timeline " + line);
+                                }
                             }
                             continue;
                         }

@@ -7,7 +7,9 @@ import java.util.Arrays;
 import java.util.Deque;
 import java.util.HashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
+import java.util.Set;
 import jcuda.Pointer;
 import org.polarspark.cpu.CpuWeights;
 import org.polarspark.cpu.DecoderObserver;
@@ -122,6 +124,15 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer[] groupIdx;   // per layer int32 [T, G]: selected groups per token
     private final DeviceBuffer headLogits;   // fp32 [T, G]: head router logits (scratch)
     private final DeviceBuffer headCounters; // int32 [T]: head router blocks done (kept zero)
+    /**
+     * Diagnostic timeline (-Dpolar.timeline=true): the captured step stamps the GPU's global
+     * timer on each stream between the kernels of layers {@link #TIMELINE_LAYERS}; stamp
+     * kernels break programmatic-dependent chains, so the step runs a little slower with them.
+     */
+    private static final boolean TIMELINE = Boolean.getBoolean("polar.timeline");
+    private static final Set<Integer> TIMELINE_LAYERS = Set.of(10, 11);
+    private DeviceBuffer stamps;
+    private final List<String> stampLabels = new ArrayList<>();
     private DeviceRouters routers;           // of the forward in progress, or null (dense)
     /** Polar selections and router time of every routed forward piece and decode step. */
     private final org.polarspark.polar.PolarCounters polarCounters =
@@ -881,6 +892,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
 
     /** Embedding and every layer for n tokens whose metadata is on the device. */
     private void compute(int n, int splitLen, int splits) {
+        stampLabels.clear();
         embedTokens(n);
         for (int l = 0; l < c.numLayers(); l++) {
             layer(l, n, splitLen, splits);
@@ -981,8 +993,46 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private static final boolean HEAD_ROUTER_FIRST = !"false".equals(System.getProperty(
             "polar.router.headFirst"));
 
+    /** A timeline stamp on stream s (with -Dpolar.timeline=true, in the timeline's layers). */
+    private void stamp(CudaStream s, int l, String what) {
+        if (!TIMELINE || !TIMELINE_LAYERS.contains(l) || stampLabels.size() >= 512) {
+            return;
+        }
+        if (stamps == null) {
+            stamps = scratchBuf("timeline", 512 * 8L);
+        }
+        k.init.stamp(s, stamps, stampLabels.size());
+        stampLabels.add("layer " + l + (s == stream ? " main " : " side ") + what);
+    }
+
+    /**
+     * The timeline of the last step run with -Dpolar.timeline=true: one line per stamp, in time
+     * order, microseconds from the first stamp (empty without the property).
+     */
+    public List<String> timeline() {
+        List<String> out = new ArrayList<>();
+        if (stamps == null || stampLabels.isEmpty()) {
+            return out;
+        }
+        long[] t = new long[stampLabels.size()];
+        stream.synchronize();
+        stamps.copyTo(Pointer.to(t), t.length * 8L, stream);
+        stream.synchronize();
+        Integer[] order = new Integer[t.length];
+        for (int i = 0; i < t.length; i++) {
+            order[i] = i;
+        }
+        Arrays.sort(order, (a, b) -> Long.compare(t[a], t[b]));
+        for (int i : order) {
+            out.add(String.format(Locale.ROOT, "%9.1f us  %s", (t[i] - t[order[0]]) / 1e3,
+                    stampLabels.get(i)));
+        }
+        return out;
+    }
+
     private void layer(int l, int n, int splitLen, int splits) {
         LayerBuffers B = layers[l];
+        stamp(stream, l, "layer start");
         int h = c.hiddenSize();
         boolean pre = c.doLayerNormBefore();
         // Fused path: y already holds this layer's input (the previous layer's last reduce
@@ -1001,17 +1051,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         int f = c.ffnDim();
         int mlpKept = routers != null ? routers.mlpK(l, n) : f;
         boolean headFirst = HEAD_ROUTER_FIRST;
-        if (mlpKept < f && !routersFrozen) {
+        boolean mlpRouted = mlpKept < f && !routersFrozen;
+        if (mlpRouted) {
             headFirst = false;
-            if (side != null) {
-                forkEvent.record(stream);
-                side.waitFor(forkEvent);
-                mlpRouter(side, routerWork, routers, l, n, mlpKept, inputReadEvent);
-                joinEvent.record(side);
-                routerPending = true;
-                routerInputPending = true;
-            } else {
-                mlpRouter(stream, gemmWork, routers, l, n, mlpKept, null);
+            if (!ROUTER_FORK_AT_ATTENTION || side == null) {
+                startMlpRouter(l, n, mlpKept);
             }
         }
         int groups = c.numKvHeads();
@@ -1027,6 +1071,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             if (!routersFrozen && headFirst) {
                 k.router.headTopk(stream, y, h, routers.weight[l], routers.bias[l], n, h,
                         c.numKvHeads(), groups, table, headLogits, headCounters);
+                stamp(stream, l, "head router");
             }
         }
         int kOff = c.qDim();
@@ -1034,9 +1079,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         if (fused) {
             int sp = k.gemm.partials(false, stream, y, h, B.wqkv, h, 0, n, qkvDim, h, gemmWork,
                     null);
+            stamp(stream, l, "q/k/v GEMM");
             k.fused.qkvRopeKv(stream, gemmWork, sp, B.bqkv, qkv, pos, invFreq, n, c.numHeads(),
                     c.numKvHeads(), c.headDim(), kCache[l], vCache[l], rowOf, blockTable,
                     maxBlocksPerSeq, BLOCK_SIZE);
+            stamp(stream, l, "q/k/v reduce, RoPE, K/V append");
         } else {
             k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, B.wqkv, h, B.bqkv, qkv,
                     qkvDim, n, qkvDim, h, gemmWork);
@@ -1051,6 +1098,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         if (table != null && !routersFrozen && !headFirst) {
             k.router.headTopk(stream, y, h, routers.weight[l], routers.bias[l], n, h,
                     c.numKvHeads(), groups, table, headLogits, headCounters);
+            stamp(stream, l, "head router");
         }
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
         int decodeN = n;
@@ -1061,9 +1109,13 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                     c.numHeads(), c.numKvHeads(), c.headDim(), n);
             decodeN = prefillFrom;
         }
+        if (mlpRouted && ROUTER_FORK_AT_ATTENTION && side != null) {
+            startMlpRouter(l, n, mlpKept);
+        }
         if (decodeN > 0) {
             attention(kCache[l], vCache[l], table, groups, splitLen, splits, decodeN);
         }
+        stamp(stream, l, "attention");
         if (observing != null) {
             observing.attention(l, att);
         }
@@ -1073,8 +1125,10 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             // x = norm_attn(x) and y = x.
             int sp = k.gemm.partials(false, stream, att, c.qDim(), B.wo, c.qDim(), 0, n, h,
                     c.qDim(), gemmWork, null);
+            stamp(stream, l, "o_proj GEMM");
             k.fused.residualNorm(stream, gemmWork, sp, B.bo, x, y, normKind(),
                     pre ? B.mlpW : B.attnW, pre ? B.mlpB : B.attnB, c.normEps(), n, h, !pre);
+            stamp(stream, l, "o_proj reduce, residual, norm");
         } else {
             k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, att, c.qDim(), B.wo, c.qDim(), B.bo,
                     x, h, n, h, c.qDim(), gemmWork);
@@ -1102,6 +1156,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             // then fc2 over the same neurons' rows of the neuron-major fc2 (the selection, from
             // the side stream, is waited for only here: the router's top-k overlaps o_proj too).
             joinRouter();
+            stamp(stream, l, "router joined");
             k.gemm.runGatherRows(GemmKernel.Epilogue.RELU_BF16, stream, y, h, B.w1, h, f, B.b1,
                     hb, mlpKept, n, mlpKept, h, gemmWork, routers.mlpIdx[l]);
             downIn = hb;
@@ -1115,6 +1170,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             downK = f;
             kn = fc2NeuronMajor;
         }
+        stamp(stream, l, "fc1 / gate-up GEMM");
         if (observing != null) {
             observing.mlp(l, hb); // dense here: every neuron's activation, [n, f]
         }
@@ -1123,6 +1179,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             // layer leaves x for the final norm), or post-norm x = norm_mlp(x) and y = x.
             int sp = k.gemm.partials(kn, stream, downIn, downK, B.w2, kn ? h : downK, f, n, h,
                     downK, gemmWork, downRows);
+            stamp(stream, l, "fc2 / down GEMM");
             boolean last = l == c.numLayers() - 1;
             LayerBuffers next = last ? null : layers[l + 1];
             if (pre) {
@@ -1134,6 +1191,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 k.fused.residualNorm(stream, gemmWork, sp, B.b2, x, y, normKind(), B.mlpW,
                         B.mlpB, c.normEps(), n, h, true);
             }
+            stamp(stream, l, "fc2 / down reduce, residual, norm");
             return;
         }
         if (kn) {
@@ -1152,12 +1210,36 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      * Polar MLP router of layer l on the normed input y: hidden -> rank -> ffn, batch-union
      * scores, then the {@code kept} best neurons (in index order) into r.mlpIdx[l].
      */
+    /**
+     * Where the MLP router's side stream forks from the main one: after the attention norm
+     * (default), or with -Dpolar.router.forkAt=attention just before attention (after the
+     * q/k/v projection), a tuning knob.
+     */
+    private static final boolean ROUTER_FORK_AT_ATTENTION = "attention".equals(
+            System.getProperty("polar.router.forkAt"));
+
+    /** Runs the MLP router of layer l: forked onto the side stream, or on the main stream. */
+    private void startMlpRouter(int l, int n, int kept) {
+        if (side != null) {
+            forkEvent.record(stream);
+            side.waitFor(forkEvent);
+            stamp(side, l, "router forked");
+            mlpRouter(side, routerWork, routers, l, n, kept, inputReadEvent);
+            joinEvent.record(side);
+            routerPending = true;
+            routerInputPending = true;
+        } else {
+            mlpRouter(stream, gemmWork, routers, l, n, kept, null);
+        }
+    }
+
     private void mlpRouter(CudaStream s, DeviceBuffer work, DeviceRouters r, int l, int n,
                            int kept, CudaEvent inputRead) {
         int h = c.hiddenSize();
         int f = c.ffnDim();
         k.gemm.run(GemmKernel.Epilogue.STORE_BF16, s, y, h, r.mlpDown[l], h, null, r.mlpT,
                 r.rank, n, r.rank, h, work);
+        stamp(s, l, "router GEMM 1 (and its reduce)");
         if (inputRead != null) {
             inputRead.record(s);  // y is read: the main stream may overwrite it
         }
@@ -1165,13 +1247,16 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             // The batch-union scores straight from the split-K partials (same bits).
             int sp = k.gemm.partials(false, s, r.mlpT, r.rank, r.mlpUp[l], r.rank, 0, n, f,
                     r.rank, work, null);
+            stamp(s, l, "router GEMM 2");
             k.router.reduceUnion(s, work, sp, n, f, r.mlpScore);
         } else {
             k.gemm.run(GemmKernel.Epilogue.STORE_F32, s, r.mlpT, r.rank, r.mlpUp[l], r.rank,
                     null, r.mlpLogits, f, n, f, r.rank, work);
             k.router.unionScores(s, r.mlpLogits, n, f, r.mlpScore);
         }
+        stamp(s, l, "router union scores");
         k.router.selectTopk(s, r.mlpScore, f, kept, r.mlpIdx[l]);
+        stamp(s, l, "router select");
     }
 
     /** The main stream waits until the MLP router forked in this layer has read y, if any. */

@@ -10,9 +10,18 @@ import jcuda.driver.CUfunction;
 public final class InitKernel {
     private static final int BLOCK = 256;
     private final CUfunction fn;
+    private final CUfunction stamp;
 
     InitKernel(CudaModule m) {
         fn = m.function("init_uniform_bf16");
+        stamp = m.function("timeline_stamp");
+    }
+
+    /** stamps[slot] = the GPU's global timer in ns, when the stream reaches this point. */
+    public void stamp(CudaStream s, DeviceBuffer stamps, int slot) {
+        String k = "timeline_stamp";
+        Check.fits(k, "stamps", stamps, slot + 1L, 8);
+        new KernelArgs().ptr(stamps).i(slot).launch(stamp, k, 1, 1, 1, 1, 0, s, "slot=" + slot);
     }
 
     public void uniformBf16(CudaStream s, DeviceBuffer p, long n, long seed, float scale) {
