@@ -72,6 +72,12 @@ public final class Generator<S> {
      * {@code decodePolicy}). Keeping them apart means a decode row's computation never depends on
      * whether prompts were being prefilled at the same time (Polar Sparsity's MLP selection is
      * shared by the batch), and every decode call is the same graph-captured step.
+     *
+     * <p>Both calls let the backend sample ({@link BatchDecoder#prefillSample},
+     * {@link BatchDecoder#decodeSample}: no logits leave the device) when it can and no row in
+     * the call wants top-logprob alternatives; otherwise the call's logits come to the host and
+     * {@link Sampler} picks the tokens. Either way step t of a row draws from (its seed, t), the
+     * first token being step 0.
      */
     public Engine.Result<GenerationResult> generate(List<GenerationRequest> requests,
                                                     SparsityPolicy prefillPolicy,
