@@ -14,6 +14,7 @@ import jcuda.Pointer;
 import org.polarspark.cpu.CpuWeights;
 import org.polarspark.cpu.DecoderObserver;
 import org.polarspark.generate.BatchDecoder;
+import org.polarspark.generate.SamplingParams;
 import org.polarspark.model.Activation;
 import org.polarspark.model.Checkpoint;
 import org.polarspark.model.ModelConfig;
@@ -511,7 +512,38 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         for (int r = 0; r < rows; r++) {
             out[r] = new float[logitsLast[r]][];
         }
-        // Pieces of at most maxTokens tokens and maxRows rows, in row order.
+        runPieces(seqs, tokens, logitsLast, out, null);
+        return out;
+    }
+
+    /**
+     * A prefill sampled on the device: the prompts run in pieces exactly as {@link #forward}
+     * runs them (chunked prefill included), and for the piece that holds a row's last token, the
+     * LM head and then the sampling kernel (the one {@link #decodeSample} uses) on that position;
+     * only the ids and their log-probabilities come back. Never returns null.
+     */
+    @Override
+    public int[] prefillSample(List<CudaSequence> seqs, int[][] tokens, SparsityPolicy policy,
+                               SamplingParams[] params, long[] seeds, int[] steps,
+                               double[] logprobs) {
+        int n = seqs.size();
+        int[] last = new int[n];
+        Arrays.fill(last, 1);
+        setPolicy(policy);
+        validate(seqs, tokens, last);
+        DeviceSampling sampling = new DeviceSampling(params, seeds, steps, new int[n], logprobs);
+        ctx.bind();
+        runPieces(seqs, tokens, last, null, sampling);
+        return sampling.ids;
+    }
+
+    /**
+     * Runs a validated call in pieces of at most maxTokens tokens and maxRows rows, in row order;
+     * the wanted logits go to {@code out}, or, with {@code sampling}, are sampled on the device.
+     */
+    private void runPieces(List<CudaSequence> seqs, int[][] tokens, int[] logitsLast,
+                           float[][][] out, DeviceSampling sampling) {
+        int rows = seqs.size();
         int[] done = new int[rows];
         int r0 = 0;
         while (r0 < rows) {
@@ -528,12 +560,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 }
                 r++;
             }
-            runPiece(seqs, tokens, logitsLast, segs, out);
+            runPiece(seqs, tokens, logitsLast, segs, out, sampling);
             while (r0 < rows && done[r0] == tokens[r0].length) {
                 r0++;
             }
         }
-        return out;
     }
 
     /**
@@ -664,7 +695,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     }
 
     private void runPiece(List<CudaSequence> seqs, int[][] tokens, int[] logitsLast,
-                          List<int[]> segs, float[][][] out) {
+                          List<int[]> segs, float[][][] out, DeviceSampling sampling) {
         int n = 0;
         for (int[] sg : segs) {
             n += sg[2] - sg[1];
@@ -724,7 +755,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             timeRoutersOnce(n);
             graph(n).launch(stream);
             countPolar(n);
-            copyLogits(want, 0, n, out);
+            takeLogits(want, 0, n, out, sampling);
         } else {
             int splitLen = splitLength(n, maxLen);
             try {
@@ -734,7 +765,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             } finally {
                 prefillTileCount = 0; // graphs and later pieces see decode-only attention
             }
-            lmHead(want, out);
+            lmHead(want, out, sampling);
         }
         for (int[] sg : segs) {
             seqs.get(sg[0]).length += sg[2] - sg[1];
@@ -831,8 +862,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      */
     @Override
     public int[] decodeSample(List<CudaSequence> seqs, int[] tokens, SparsityPolicy policy,
-                              org.polarspark.generate.SamplingParams[] params, long[] seeds,
-                              int[] steps, double[] logprobs) {
+                              SamplingParams[] params, long[] seeds, int[] steps,
+                              double[] logprobs) {
         int n = seqs.size();
         if (n > maxRows || !graphs) {
             return null;
@@ -845,13 +876,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         validate(seqs, tok, ones);
         setPolicy(policy);
+        DeviceSampling sampling = new DeviceSampling(params, seeds, steps, new int[n], logprobs);
         ctx.bind();
         int[] hPos = new int[n];
         int[] hRow = new int[n];
         int[] table = new int[n * maxBlocksPerSeq];
-        float[] temp = new float[n];
-        int[] topK = new int[n];
-        float[] topP = new float[n];
         for (int i = 0; i < n; i++) {
             CudaSequence s = seqs.get(i);
             for (int b = 0; b < s.blocks.size(); b++) {
@@ -859,35 +888,76 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             }
             hPos[i] = s.length;
             hRow[i] = i;
-            temp[i] = (float) params[i].temperature();
-            topK[i] = params[i].topK();
-            topP[i] = (float) params[i].topP();
         }
         ids.copyFrom(Pointer.to(tokens), n * 4L, stream);
         pos.copyFrom(Pointer.to(hPos), n * 4L, stream);
         rowOf.copyFrom(Pointer.to(hRow), n * 4L, stream);
         blockTable.copyFrom(Pointer.to(table), table.length * 4L, stream);
         gatherRows.copyFrom(Pointer.to(hRow), n * 4L, stream); // identity
-        sampleTemp.copyFrom(Pointer.to(temp), n * 4L, stream);
-        sampleTopK.copyFrom(Pointer.to(topK), n * 4L, stream);
-        sampleTopP.copyFrom(Pointer.to(topP), n * 4L, stream);
-        sampleSeed.copyFrom(Pointer.to(seeds), n * 8L, stream);
-        sampleStep.copyFrom(Pointer.to(steps), n * 4L, stream);
         timeRoutersOnce(n);
         graph(n).launch(stream);
         countPolar(n);
-        k.sampling.sample(stream, logits, n, c.vocabSize(), sampleTemp, sampleTopK, sampleTopP,
-                sampleSeed, sampleStep, sampleQ, nextIds, nextLp);
-        int[] out = new int[n];
-        float[] lp = new float[n];
-        nextIds.copyTo(Pointer.to(out), n * 4L, stream);
-        nextLp.copyTo(Pointer.to(lp), n * 4L, stream);
-        stream.synchronize();
+        sampleLogits(n, hRow, sampling); // logits row i is row i
         for (int i = 0; i < n; i++) {
-            logprobs[i] = lp[i];
             seqs.get(i).length++;
         }
-        return out;
+        return sampling.ids;
+    }
+
+    /**
+     * Device sampling of one call ({@link #decodeSample}, {@link #prefillSample}): each row's
+     * settings, seed and sampler counter, and where its id and log-probability go. Rows are the
+     * call's rows, whatever logits row they occupy in a piece.
+     */
+    private record DeviceSampling(SamplingParams[] params, long[] seeds, int[] steps, int[] ids,
+                                  double[] logprobs) {
+        DeviceSampling {
+            int n = ids.length;
+            if (params.length != n || seeds.length != n || steps.length != n
+                    || logprobs.length != n) {
+                throw new IllegalArgumentException("device sampling: " + n + " rows, "
+                        + params.length + " params, " + seeds.length + " seeds, " + steps.length
+                        + " steps, " + logprobs.length + " logprob slots");
+            }
+        }
+    }
+
+    /**
+     * Samples logits rows [0, m) (logits row j belongs to the call's row {@code rowOf[j]}) with
+     * the sampling kernel and writes each row's id and log-probability into {@code sampling}.
+     * m <= maxRows (a piece has at most maxRows rows). Synchronises.
+     */
+    private void sampleLogits(int m, int[] rowOf, DeviceSampling sampling) {
+        float[] temp = new float[m];
+        int[] topK = new int[m];
+        float[] topP = new float[m];
+        long[] seeds = new long[m];
+        int[] steps = new int[m];
+        for (int j = 0; j < m; j++) {
+            int r = rowOf[j];
+            SamplingParams p = sampling.params[r];
+            temp[j] = (float) p.temperature();
+            topK[j] = p.topK();
+            topP[j] = (float) p.topP();
+            seeds[j] = sampling.seeds[r];
+            steps[j] = sampling.steps[r];
+        }
+        sampleTemp.copyFrom(Pointer.to(temp), m * 4L, stream);
+        sampleTopK.copyFrom(Pointer.to(topK), m * 4L, stream);
+        sampleTopP.copyFrom(Pointer.to(topP), m * 4L, stream);
+        sampleSeed.copyFrom(Pointer.to(seeds), m * 8L, stream);
+        sampleStep.copyFrom(Pointer.to(steps), m * 4L, stream);
+        k.sampling.sample(stream, logits, m, c.vocabSize(), sampleTemp, sampleTopK, sampleTopP,
+                sampleSeed, sampleStep, sampleQ, nextIds, nextLp);
+        int[] got = new int[m];
+        float[] lp = new float[m];
+        nextIds.copyTo(Pointer.to(got), m * 4L, stream);
+        nextLp.copyTo(Pointer.to(lp), m * 4L, stream);
+        stream.synchronize();
+        for (int j = 0; j < m; j++) {
+            sampling.ids[rowOf[j]] = got[j];
+            sampling.logprobs[rowOf[j]] = lp[j];
+        }
     }
 
     /** Embedding and every layer for n tokens whose metadata is on the device. */
@@ -1361,8 +1431,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 : DecodeFusedKernel.Norm.LAYER;
     }
 
-    /** Final norm, projection and LM head for the wanted positions; logits copied to the host. */
-    private void lmHead(List<int[]> want, float[][][] out) {
+    /**
+     * Final norm, projection and LM head for the wanted positions; logits copied to the host, or
+     * sampled on the device ({@code sampling} not null).
+     */
+    private void lmHead(List<int[]> want, float[][][] out, DeviceSampling sampling) {
         for (int from = 0; from < want.size(); from += LM_CHUNK) {
             int m = Math.min(LM_CHUNK, want.size() - from);
             int[] rows = new int[m];
@@ -1371,8 +1444,25 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             }
             gatherRows.copyFrom(Pointer.to(rows), m * 4L, stream);
             lmHeadDevice(m);
-            copyLogits(want, from, m, out);
+            takeLogits(want, from, m, out, sampling);
         }
+    }
+
+    /**
+     * The m logits rows of wanted positions [from, from + m): copied to the host, or (sampling
+     * not null: one wanted position per row, the last) sampled on the device.
+     */
+    private void takeLogits(List<int[]> want, int from, int m, float[][][] out,
+                            DeviceSampling sampling) {
+        if (sampling == null) {
+            copyLogits(want, from, m, out);
+            return;
+        }
+        int[] rowOf = new int[m];
+        for (int j = 0; j < m; j++) {
+            rowOf[j] = want.get(from + j)[1];
+        }
+        sampleLogits(m, rowOf, sampling);
     }
 
     /**

@@ -42,6 +42,25 @@ public interface BatchDecoder<S> {
         return null;
     }
 
+    /**
+     * Optional: a prefill (each sequence's new tokens, a prompt of any length, as
+     * {@link #forward} runs them, chunked as the backend needs) with the token after each
+     * sequence's last position sampled on the backend, so no logits leave the device. The same
+     * sampling contract as {@link #decodeSample}: a row's token depends only on its logits, its
+     * {@code params}, its seed and its step, so a row samples the same token whichever of the two
+     * methods runs it. Returns the sampled ids and writes each one's log-probability (raw
+     * distribution) into {@code logprobs}; returns null, having run nothing (no K/V appended),
+     * if the backend cannot (the caller then samples from {@link #forward}'s logits).
+     *
+     * @param steps index of the token being sampled in each row's output (the sampler counter):
+     *              0 for a request's first token
+     */
+    default int[] prefillSample(List<S> seqs, int[][] tokens, SparsityPolicy policy,
+                                SamplingParams[] params, long[] seeds, int[] steps,
+                                double[] logprobs) {
+        return null;
+    }
+
     /** Releases a sequence's KV storage. */
     void close(S seq);
 }

@@ -72,6 +72,12 @@ public final class Generator<S> {
      * {@code decodePolicy}). Keeping them apart means a decode row's computation never depends on
      * whether prompts were being prefilled at the same time (Polar Sparsity's MLP selection is
      * shared by the batch), and every decode call is the same graph-captured step.
+     *
+     * <p>Both calls let the backend sample ({@link BatchDecoder#prefillSample},
+     * {@link BatchDecoder#decodeSample}: no logits leave the device) when it can and no row in
+     * the call wants top-logprob alternatives; otherwise the call's logits come to the host and
+     * {@link Sampler} picks the tokens. Either way step t of a row draws from (its seed, t), the
+     * first token being step 0.
      */
     public Engine.Result<GenerationResult> generate(List<GenerationRequest> requests,
                                                     SparsityPolicy prefillPolicy,
@@ -149,9 +155,11 @@ public final class Generator<S> {
     private List<Row> step(List<Row> rows, boolean prefill, SparsityPolicy policy, ModelConfig c,
                            GenerationResult[] results, long[] counters) {
         long t0 = System.nanoTime();
-        if (!prefill && rows.stream().allMatch(r -> r.params.logprobs() == null
+        // The backend samples (prompts and decode steps alike) unless a row wants top-logprob
+        // alternatives, which need its logits on the host.
+        if (rows.stream().allMatch(r -> r.params.logprobs() == null
                 || r.params.logprobs() == 0)) {
-            List<Row> still = deviceStep(rows, policy, c, results, counters, t0);
+            List<Row> still = deviceStep(rows, prefill, policy, c, results, counters, t0);
             if (still != null) {
                 return still;
             }
@@ -198,30 +206,50 @@ public final class Generator<S> {
         return -1;
     }
 
-    /** A decode step sampled by the backend; null if it cannot sample. */
-    private List<Row> deviceStep(List<Row> rows, SparsityPolicy policy, ModelConfig c,
-                                 GenerationResult[] results, long[] counters, long t0) {
+    /**
+     * A prefill ({@link BatchDecoder#prefillSample}) or decode step
+     * ({@link BatchDecoder#decodeSample}) sampled by the backend, with the seeds and sampler
+     * counters the host sampler would use; null if the backend cannot sample (nothing ran).
+     */
+    private List<Row> deviceStep(List<Row> rows, boolean prefill, SparsityPolicy policy,
+                                 ModelConfig c, GenerationResult[] results, long[] counters,
+                                 long t0) {
         int n = rows.size();
         List<S> seqs = new ArrayList<>(n);
-        int[] tokens = new int[n];
         SamplingParams[] params = new SamplingParams[n];
         long[] seeds = new long[n];
         int[] steps = new int[n];
+        long promptTokens = 0;
         for (int i = 0; i < n; i++) {
             Row r = rows.get(i);
             seqs.add(r.seq);
-            tokens[i] = r.out.get(r.out.size() - 1);
             params[i] = r.params;
             seeds[i] = r.seed;
-            steps[i] = r.out.size();
+            steps[i] = r.out.size(); // 0 after a prompt
+            promptTokens += prefill ? r.prompt.length : 0;
         }
         double[] lps = new double[n];
-        int[] ids = decoder.decodeSample(seqs, tokens, policy, params, seeds, steps, lps);
+        int[] ids;
+        if (prefill) {
+            int[][] prompts = new int[n][];
+            for (int i = 0; i < n; i++) {
+                prompts[i] = rows.get(i).prompt;
+            }
+            ids = decoder.prefillSample(seqs, prompts, policy, params, seeds, steps, lps);
+        } else {
+            int[] tokens = new int[n];
+            for (int i = 0; i < n; i++) {
+                Row r = rows.get(i);
+                tokens[i] = r.out.get(r.out.size() - 1);
+            }
+            ids = decoder.decodeSample(seqs, tokens, policy, params, seeds, steps, lps);
+        }
         if (ids == null) {
             return null;
         }
         long t = System.nanoTime();
-        counters[3] += t - t0;
+        counters[0] += promptTokens;
+        counters[prefill ? 2 : 3] += t - t0;
         counters[4]++;
         List<Row> still = new ArrayList<>();
         for (int i = 0; i < n; i++) {
