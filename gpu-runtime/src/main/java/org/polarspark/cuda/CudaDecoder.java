@@ -44,7 +44,15 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final GpuContext ctx;
     private final KernelImage k;
     private final ModelConfig c;
-    private final CudaStream stream = new CudaStream();
+    /**
+     * Stream priorities where an MLP router runs on a side stream (-Dpolar.router.priority):
+     * "high" (default) the side stream above the main one, "low" the main stream above it,
+     * "same" both alike. Graph replays keep them (CudaGraph instantiates with node priorities).
+     */
+    private static final String ROUTER_PRIORITY = System.getProperty("polar.router.priority",
+            "high");
+    private final CudaStream stream = "low".equals(ROUTER_PRIORITY) ? CudaStream.highPriority()
+            : new CudaStream();
     private final DeviceAllocator weightsAlloc;
     private final DeviceAllocator kvAlloc;
     private final DeviceAllocator scratchAlloc;
@@ -132,7 +140,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      */
     private static final boolean TIMELINE = Boolean.getBoolean("polar.timeline");
     private static final Set<Integer> TIMELINE_LAYERS = Set.of(10, 11);
-    private DeviceBuffer stamps;
+    private final DeviceBuffer stamps;  // int64 [512] with the property, else null
     private final List<String> stampLabels = new ArrayList<>();
     private DeviceRouters routers;           // of the forward in progress, or null (dense)
     /** Polar selections and router time of every routed forward piece and decode step. */
@@ -345,6 +353,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.headLogits = scratchBuf("head_logits", t * c.numKvHeads() * 4);
         this.headCounters = scratchBuf("head_counters", t * 4);
         headCounters.zero(stream);
+        this.stamps = TIMELINE ? scratchBuf("timeline", 512 * 8L) : null;
         // Split-K partials: splits * M * N floats. At least room for the layer projections at
         // 64 rows (the fused decode path, which always reduces partials), and 2 * 4 * SMs tiles.
         long work = 2L * 4 * ctx.multiprocessors() * 64 * 64 * 4;
@@ -360,8 +369,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         // the attention pass, may get thread blocks ahead of attention's pending ones (measured
         // on the H100, 2026-11-26: no difference either way; -Dpolar.router.priority=false).
         this.side = !sideRouter ? null
-                : "false".equals(System.getProperty("polar.router.priority")) ? new CudaStream()
-                : CudaStream.highPriority();
+                : "high".equals(ROUTER_PRIORITY) ? CudaStream.highPriority() : new CudaStream();
         // The router's projections (hidden -> rank -> ffn, rank <= hidden) split no more than
         // the layer's own (ffn x hidden) one at 64 rows: the same size serves.
         this.routerWork = sideRouter ? scratchBuf("router_work", work) : null;
@@ -1067,9 +1075,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private void stamp(CudaStream s, int l, String what) {
         if (!TIMELINE || !TIMELINE_LAYERS.contains(l) || stampLabels.size() >= 512) {
             return;
-        }
-        if (stamps == null) {
-            stamps = scratchBuf("timeline", 512 * 8L);
         }
         k.init.stamp(s, stamps, stampLabels.size());
         stampLabels.add("layer " + l + (s == stream ? " main " : " side ") + what);

@@ -20,6 +20,9 @@ public final class CudaGraph implements AutoCloseable {
         this.what = what;
     }
 
+    /** CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY (cuda.h; JCuda 12.6 has no constant). */
+    private static final long USE_NODE_PRIORITY = 8L;
+
     /** Captures what {@code body} enqueues on {@code stream} (nothing runs during capture). */
     public static CudaGraph capture(CudaStream stream, Runnable body, String what) {
         CudaGraph g = new CudaGraph(what);
@@ -35,7 +38,9 @@ public final class CudaGraph implements AutoCloseable {
         }
         Cuda.check(JCudaDriver.cuStreamEndCapture(stream.handle(), g.graph),
                 "cuStreamEndCapture(" + what + ")");
-        Cuda.check(JCudaDriver.cuGraphInstantiate(g.exec, g.graph, 0L),
+        // Kernel nodes keep the priority of the stream they were captured from (a side stream's
+        // higher one): without this flag a replay would run every node at the launch stream's.
+        Cuda.check(JCudaDriver.cuGraphInstantiate(g.exec, g.graph, USE_NODE_PRIORITY),
                 "cuGraphInstantiate(" + what + ")");
         return g;
     }

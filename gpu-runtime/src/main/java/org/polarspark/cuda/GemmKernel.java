@@ -175,6 +175,46 @@ public final class GemmKernel {
                 : wgDecode != null ? TARGET_BLOCKS_PER_SM_WGD : TARGET_BLOCKS_PER_SM_MMA;
     }
 
+    /**
+     * Where the wgmma decode tile runs (one block per SM at a time), split counts are chosen by
+     * {@link #waveChunk}, whole waves of blocks; -Dpolar.gemm.splits=target restores the
+     * blocks-per-SM target (a tuning knob).
+     */
+    private static final boolean WAVE_SPLITS = !"target".equals(System.getProperty(
+            "polar.gemm.splits"));
+    /** Rows assumed when weighing split-K partial traffic against weight bytes (not M: the
+     *  chunks must not depend on the batch). */
+    private static final int WAVE_ASSUMED_ROWS = 16;
+    private static final int WAVE_MAX_SPLITS = 16;
+
+    /**
+     * K chunk for the wgmma decode tile (128 columns, one block per SM): over 1 to 16 splits,
+     * the one with the least (weight bytes + partials written and read at 16 rows) / (the
+     * fraction of the last wave of blocks that is busy), fewer splits on ties. A partial last
+     * wave leaves SMs idle while a bandwidth-bound GEMM ends (llama-2-7b's q/k/v: 96 tiles x 3
+     * splits = 2.2 waves of 132 SMs).
+     */
+    int waveChunk(int n, int k) {
+        long tiles = (n + 127) / 128;
+        int steps = (k + 63) / 64;
+        int most = Math.max(1, Math.min(WAVE_MAX_SPLITS, k / MIN_SPLIT_K));
+        double best = Double.MAX_VALUE;
+        int bestSteps = steps;
+        for (int s = 1; s <= most; s++) {
+            int per = (steps + s - 1) / s;
+            int real = (steps + per - 1) / per;
+            double waves = (double) (tiles * real) / sms;
+            double busy = waves / Math.ceil(waves);
+            double bytes = 2.0 * n * k + 2.0 * real * WAVE_ASSUMED_ROWS * n * 4;
+            double cost = bytes / busy;
+            if (cost < best * (1 - 1e-9)) {
+                best = cost;
+                bestSteps = per;
+            }
+        }
+        return bestSteps * 64;
+    }
+
     /** System property polar.gemm.wgd=false keeps decode shapes on the mma.sync tiles. */
     private static final boolean WGD_ENABLED = !"false".equals(System.getProperty(
             "polar.gemm.wgd"));
@@ -242,6 +282,9 @@ public final class GemmKernel {
     }
 
     int chunkFor(int n, int k) {
+        if (wgDecode != null && WAVE_SPLITS && BLOCKS_PER_SM_OVERRIDE == null) {
+            return waveChunk(n, k);
+        }
         long tiles = (n + BN - 1) / BN;
         long target = (long) blocksPerSm * sms;
         int splits = (int) Math.max(1, Math.min((target + tiles - 1) / tiles, k / MIN_SPLIT_K));
