@@ -50,7 +50,7 @@ for jar in "$out"/work/deps/*.jar; do
       fi
       (cd "$out/work/tk" && zip -q -r "$out/lib/$name" .) ;;
     jna-*)
-      # JNA (DJL loads the tokenizers library through it) carries libjnidispatch for 27
+      # JNA (DJL loads the tokenizers library through it) carries libjnidispatch for 26
       # platforms (1.1 MB packed); keep linux-x86-64's and every class.
       mkdir -p "$out/work/jna" && (cd "$out/work/jna" && unzip -q -o "$jar" \
         -x 'com/sun/jna/*/libjnidispatch*' 'com/sun/jna/*/jnidispatch*')
@@ -80,6 +80,6 @@ if [ -f "$repo/gpu-runtime/bundle/polar-bench" ]; then
   cp "$repo/gpu-runtime/bundle/polar-bench" "$out/polar-bench" && chmod +x "$out/polar-bench"
 fi
 # xz -9: a 64 MiB dictionary (-6: 8 MiB) reaches from each fp16 fatbin back to its bf16 twin,
-# which the jar stores beside it (1 MB less; unpacking needs 65 MiB of memory).
+# which the jar stores beside it (0.8 MB less on the fatbins; unpacking needs 65 MiB of memory).
 tar -C "$target" -cf - gpu-bundle | xz -9 -T1 > "$target/polar-gpu-bundle.tar.xz"
 du -sh "$out" "$target/polar-gpu-bundle.tar.xz"
