@@ -58,14 +58,14 @@ POLAR_DEVICE void pf_ldsm_x4_t(uint32_t (&r)[4], const void* p) {
 // c += a (16x16, row) * b (16x8, col), bf16 in, fp32 accumulate.
 POLAR_DEVICE void pf_mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "mma.sync.aligned.m16n8k16.row.col.f32." POLAR_MMA_AB ".f32 {%0, %1, %2, %3}, "
         "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 POLAR_DEVICE uint32_t pf_pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (low 16 bits) = lo
+    bf16x2 v = f2bf2(lo, hi);  // .x (low 16 bits) = lo
     return *reinterpret_cast<uint32_t*>(&v);
 }
 
@@ -292,7 +292,7 @@ __device__ __forceinline__ void attention_prefill_body(
             for (int j = 0; j < 2 * KS; j++) {
                 int d = j * 8 + tq * 2;
                 if (d < head_dim)
-                    *reinterpret_cast<__nv_bfloat162*>(out + d) = __floats2bfloat162_rn(
+                    *reinterpret_cast<bf16x2*>(out + d) = f2bf2(
                         o[mi][j][hf * 2] * inv, o[mi][j][hf * 2 + 1] * inv);
             }
         }

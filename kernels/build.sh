@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Compiles every kernels/*.cu into a fatbin (SASS for sm_80, sm_86, sm_89, sm_90 plus
-# compute_80 PTX for newer GPUs) under OUT_DIR, with an index file listing them.
+# compute_80 PTX for newer GPUs) under OUT_DIR, with an index file listing them. Each file is
+# compiled twice from the same source: <name>.fatbin (bf16 weights and activations) and, with
+# -DPOLAR_FP16, <name>_f16.fatbin (fp16; see common.cuh); the index lists both.
 # kernels/*_sm90a.cu (Hopper-only code: wgmma) are compiled for sm_90a alone, and only when the
 # architectures include 90; the runtime loads them on compute capability 9.0 only.
 # Called by gpu-runtime's build (generate-resources). Without nvcc it prints how to get the
@@ -24,25 +26,31 @@ for a in $ARCHS; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
 gencode+=(-gencode "arch=compute_80,code=compute_80")
 tmp_index="$(mktemp)"
 for src in "$here"/*.cu; do
-  name="$(basename "$src" .cu)"
-  fat="$out/$name.fatbin"
-  flags=("${gencode[@]}")
-  if [[ "$name" == *_sm90a ]]; then
-    [[ " $ARCHS " == *" 90 "* ]] || continue
-    flags=(-gencode "arch=compute_90a,code=sm_90a")
-  fi
-  echo "$name.fatbin" >> "$tmp_index"
-  # Rebuild only when the source or a shared header is newer than the fatbin.
-  fresh=1
-  for dep in "$src" "$here"/*.cuh "$0"; do
-    [ -f "$fat" ] && [ "$fat" -nt "$dep" ] || fresh=0
+  for dtype in bf16 f16; do
+    name="$(basename "$src" .cu)"
+    flags=("${gencode[@]}")
+    if [[ "$name" == *_sm90a ]]; then
+      [[ " $ARCHS " == *" 90 "* ]] || continue
+      flags=(-gencode "arch=compute_90a,code=sm_90a")
+    fi
+    if [ "$dtype" = f16 ]; then
+      name="${name}_f16"
+      flags+=(-DPOLAR_FP16)
+    fi
+    fat="$out/$name.fatbin"
+    echo "$name.fatbin" >> "$tmp_index"
+    # Rebuild only when the source or a shared header is newer than the fatbin.
+    fresh=1
+    for dep in "$src" "$here"/*.cuh "$0"; do
+      [ -f "$fat" ] && [ "$fat" -nt "$dep" ] || fresh=0
+    done
+    if [ "$fresh" = 1 ]; then
+      continue
+    fi
+    echo "[kernels] nvcc $(basename "$src") -> $name.fatbin (${flags[*]})" >&2
+    "$NVCC" -fatbin -O3 -std=c++17 -lineinfo -Xptxas -O3 "${flags[@]}" -I "$here" \
+        -o "$fat.tmp" "$src"
+    mv "$fat.tmp" "$fat"
   done
-  if [ "$fresh" = 1 ]; then
-    continue
-  fi
-  echo "[kernels] nvcc $name.cu (${flags[*]})" >&2
-  "$NVCC" -fatbin -O3 -std=c++17 -lineinfo -Xptxas -O3 "${flags[@]}" -I "$here" \
-      -o "$fat.tmp" "$src"
-  mv "$fat.tmp" "$fat"
 done
 mv "$tmp_index" "$index"

@@ -1,14 +1,39 @@
 // Shared device helpers for every kernel family. Conventions (all kernels):
-//   - activations and weights are bf16 (__nv_bfloat16), row-major; accumulation is fp32;
+//   - activations, weights and the KV cache are 16-bit (`bf16`, below), row-major; accumulation
+//     is fp32;
 //   - the residual stream x is fp32 [tokens, hidden];
 //   - Linear weights keep PyTorch's layout [out, in] (in contiguous);
 //   - exported entry points are extern "C" and named <family>_<variant>_<dtype>.
+//
+// One source, two images. kernels/build.sh compiles every file twice: as is (<family>.fatbin,
+// bfloat16) and with -DPOLAR_FP16 (<family>_f16.fatbin, IEEE half). The 16-bit type keeps the
+// name `bf16` in both, with bf2f / f2bf / f2bf2 and the PTX operand type POLAR_MMA_AB, so the
+// kernels themselves do not change between images; read `bf16` (and an entry point's `_bf16`
+// suffix) as "the image's 16-bit element type". Both images export the same entry points.
+// fp16 has 3 more mantissa bits than bf16 but a range of +-65504: f2bf overflows to +-inf above
+// it (round to nearest even: from 65520 up), where bf16 would keep ~3 significant digits. The
+// fp32 residual stream never is 16-bit; every GEMM output, norm output, attention output and the
+// K/V cache are.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#ifdef POLAR_FP16
+typedef __half bf16;      // the fp16 image: see the header comment for the name
+typedef __half2 bf16x2;
+#define POLAR_MMA_AB "f16.f16"
+#define POLAR_ELEMENT_DTYPE 1
+#else
 typedef __nv_bfloat16 bf16;
+typedef __nv_bfloat162 bf16x2;
+#define POLAR_MMA_AB "bf16.bf16"
+#define POLAR_ELEMENT_DTYPE 0
+#endif
+
+// Which element type this image was built for (0: bf16, 1: fp16); the Java loader reads it
+// (cuModuleGetGlobal) and refuses an image of the other type.
+extern "C" __device__ int polar_element_dtype = POLAR_ELEMENT_DTYPE;
 
 #define POLAR_DEVICE __device__ __forceinline__
 
@@ -53,8 +78,17 @@ POLAR_DEVICE void pdl_wait() {
 #endif
 }
 
+// 16-bit <-> fp32, round to nearest even (the host's Bf16 / Fp16 give the same bits).
+#ifdef POLAR_FP16
+POLAR_DEVICE float bf2f(bf16 v) { return __half2float(v); }
+POLAR_DEVICE bf16 f2bf(float v) { return __float2half_rn(v); }
+POLAR_DEVICE bf16x2 f2bf2(float lo, float hi) { return __floats2half2_rn(lo, hi); }
+#else
 POLAR_DEVICE float bf2f(bf16 v) { return __bfloat162float(v); }
 POLAR_DEVICE bf16 f2bf(float v) { return __float2bfloat16_rn(v); }
+// Two values packed, lo in the low 16 bits (.x).
+POLAR_DEVICE bf16x2 f2bf2(float lo, float hi) { return __floats2bfloat162_rn(lo, hi); }
+#endif
 
 // Rotate-half RoPE of one pair (x1 = x[i], x2 = x[i + half]) by angle = pos * inv_freq[i], rounded
 // explicitly (no contraction), so that every kernel that rotates gives the same bits.

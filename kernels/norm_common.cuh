@@ -76,8 +76,8 @@ POLAR_DEVICE void norm_store_row(const float4 (&v)[NORM_MAXJ], int h, bf16* __re
     for (int j = 0; j < NORM_MAXJ; j++)
         if (norm_has(j, h)) {
             const int g = threadIdx.x + NORM_THREADS * j;
-            __nv_bfloat162 lo = __floats2bfloat162_rn(v[j].x, v[j].y);
-            __nv_bfloat162 hi = __floats2bfloat162_rn(v[j].z, v[j].w);
+            bf16x2 lo = f2bf2(v[j].x, v[j].y);
+            bf16x2 hi = f2bf2(v[j].z, v[j].w);
             uint2 packed;
             packed.x = *reinterpret_cast<uint32_t*>(&lo);
             packed.y = *reinterpret_cast<uint32_t*>(&hi);

@@ -17,7 +17,8 @@ SLF4J="${SLF4J:-2.0.16}"
 cd "$repo"
 command -v nvcc >/dev/null || { echo "nvcc is needed to build the kernel image" >&2; exit 1; }
 
-mvn -B -q -pl gpu-runtime -am -DskipTests install
+# package, not install: nothing below reads the local repository's copy of this build.
+mvn -B -q -pl gpu-runtime -am -DskipTests package
 grep -q fatbin "$target/classes/org/polarspark/cuda/kernels/kernels.index" \
   || { echo "the gpu-runtime jar has no kernel image" >&2; exit 1; }
 
@@ -39,10 +40,22 @@ for jar in "$out"/work/deps/*.jar; do
         'lib/libJCudaDriver-*linux-x86_64.so' 'META-INF/*' 2>/dev/null || true)
       (cd "$out/work/jn" && zip -q -r "$out/lib/$name" .) ;;
     tokenizers-*)
-      # DJL's tokenizers jar carries natives for four platforms; keep linux-x86_64.
+      # DJL's tokenizers jar carries natives for four platforms; keep linux-x86_64. Its
+      # library ships with a static symbol table (2.5 MB, 0.4 MB packed) that nothing reads:
+      # JNI resolves Java_* through the dynamic symbols, which strip --strip-unneeded keeps.
       mkdir -p "$out/work/tk" && (cd "$out/work/tk" && unzip -q -o "$jar" \
         -x 'native/lib/linux-aarch64/*' 'native/lib/osx-*' 'native/lib/win-*')
+      if command -v strip >/dev/null; then
+        find "$out/work/tk/native" -name '*.so' -exec strip --strip-unneeded {} +
+      fi
       (cd "$out/work/tk" && zip -q -r "$out/lib/$name" .) ;;
+    jna-*)
+      # JNA (DJL loads the tokenizers library through it) carries libjnidispatch for 26
+      # platforms (1.1 MB packed); keep linux-x86-64's and every class.
+      mkdir -p "$out/work/jna" && (cd "$out/work/jna" && unzip -q -o "$jar" \
+        -x 'com/sun/jna/*/libjnidispatch*' 'com/sun/jna/*/jnidispatch*')
+      (cd "$out/work/jna" && unzip -q -o "$jar" 'com/sun/jna/linux-x86-64/*')
+      (cd "$out/work/jna" && zip -q -r "$out/lib/$name" .) ;;
     *) cp "$jar" "$out/lib/" ;;
   esac
 done
@@ -66,5 +79,7 @@ chmod +x "$out/gpu-tests"
 if [ -f "$repo/gpu-runtime/bundle/polar-bench" ]; then
   cp "$repo/gpu-runtime/bundle/polar-bench" "$out/polar-bench" && chmod +x "$out/polar-bench"
 fi
-tar -C "$target" -cJf "$target/polar-gpu-bundle.tar.xz" gpu-bundle
+# xz -9: a 64 MiB dictionary (-6: 8 MiB) reaches from each fp16 fatbin back to its bf16 twin,
+# which the jar stores beside it (0.8 MB less on the fatbins; unpacking needs 65 MiB of memory).
+tar -C "$target" -cf - gpu-bundle | xz -9 -T1 > "$target/polar-gpu-bundle.tar.xz"
 du -sh "$out" "$target/polar-gpu-bundle.tar.xz"

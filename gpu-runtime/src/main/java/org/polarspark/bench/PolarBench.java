@@ -25,6 +25,7 @@ import org.polarspark.cuda.DeviceBuffer;
 import org.polarspark.cuda.DeviceRouters;
 import org.polarspark.cuda.GemmKernel;
 import org.polarspark.cuda.GpuContext;
+import org.polarspark.cuda.CudaDtype;
 import org.polarspark.cuda.KernelImage;
 
 /**
@@ -34,8 +35,12 @@ import org.polarspark.cuda.KernelImage;
  * <pre>
  * polar-bench [--models opt-6.7b,llama-2-7b,llama-3-8b] [--iters 30] [--warmup 5]
  *             [--out bench/results] [--gpu 0] [--only all|gemm|decode] [--polar true]
- *             [--batches 1,32] [--profile dense|polar]
+ *             [--batches 1,32] [--profile dense|polar] [--dtype bf16|fp16]
  * </pre>
+ *
+ * {@code --dtype}: the element type of weights, activations and KV cache (default bf16; fp16
+ * loads the fp16 kernel image, and the random weights and KV are generated in fp16 by its init
+ * kernel). Bytes per element are 2 in both, so the roofline is the same.
  *
  * {@code --profile dense} or {@code --profile polar}: for profilers (ncu, nsys), only that decode
  * step of each model and batch is captured and replayed ({@code warmup + iters} times); nothing
@@ -69,6 +74,7 @@ public final class PolarBench {
         int gpu = Integer.parseInt(opt.getOrDefault("gpu", "0"));
         String only = opt.getOrDefault("only", "all"); // all, gemm or decode
         boolean polar = Boolean.parseBoolean(opt.getOrDefault("polar", "false"));
+        CudaDtype dtype = CudaDtype.parse(opt.getOrDefault("dtype", CudaDtype.DEFAULT.wire()));
         // Optional subset of each shape's batch sizes (e.g. --batches 1,32), for profiling runs.
         String profile = opt.get("profile"); // null, "dense" or "polar"
         if (profile != null && !profile.equals("dense") && !profile.equals("polar")) {
@@ -83,14 +89,15 @@ public final class PolarBench {
         List<Map<String, Object>> decode = new ArrayList<>();
         List<Map<String, Object>> gemm = new ArrayList<>();
         List<Map<String, Object>> attention = new ArrayList<>();
-        try (GpuContext ctx = new GpuContext(gpu); KernelImage k = new KernelImage()) {
+        try (GpuContext ctx = new GpuContext(gpu); KernelImage k = new KernelImage(dtype)) {
             DeviceAllocator root = DeviceAllocator.root("bench", ctx.totalMemory());
             double bw = copyBandwidth(root, iters);
             report.put("gpu", ctx.name());
             report.put("date", ZonedDateTime.now(ZoneOffset.UTC).toString());
+            report.put("dtype", dtype.wire());
             report.put("copy_bandwidth_GBps", bw / 1e9);
-            System.out.printf(Locale.ROOT, "GPU %s, device copy bandwidth %.0f GB/s (read + "
-                    + "write)%n", ctx.name(), bw / 1e9);
+            System.out.printf(Locale.ROOT, "GPU %s, %s, device copy bandwidth %.0f GB/s (read "
+                    + "+ write)%n", ctx.name(), dtype.wire(), bw / 1e9);
             if (!only.equals("decode") && profile == null) {
                 gemm.addAll(gemmBench(root, k, iters, warmup));
             }
@@ -312,13 +319,15 @@ public final class PolarBench {
     static void write(Path out, Map<String, Object> report) throws IOException {
         Files.createDirectories(out);
         String stamp = ((String) report.get("date")).substring(0, 10);
-        String gpuName = ((String) report.get("gpu")).replaceAll("[^A-Za-z0-9]+", "-");
+        String gpuName = ((String) report.get("gpu")).replaceAll("[^A-Za-z0-9]+", "-")
+                + ("fp16".equals(report.get("dtype")) ? "-fp16" : "");
         Path json = out.resolve("decode-" + gpuName + "-" + stamp + ".json");
         new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(),
                 report);
         StringBuilder md = new StringBuilder();
         md.append("# polar-bench: dense decode step vs memory roofline\n\n");
-        md.append("GPU: ").append(report.get("gpu")).append(", date: ").append(report.get("date"))
+        md.append("GPU: ").append(report.get("gpu")).append(", ").append(report.get("dtype"))
+                .append(", date: ").append(report.get("date"))
                 .append(String.format(Locale.ROOT, ", device copy bandwidth %.0f GB/s",
                         (double) report.get("copy_bandwidth_GBps"))).append("\n\n");
         md.append("| model | context | batch | step ms | tokens/s | GB read | roofline ratio |"
@@ -369,7 +378,8 @@ public final class PolarBench {
         for (int i = 0; i < args.length; i++) {
             if (!args[i].startsWith("--") || i + 1 >= args.length) {
                 throw new IllegalArgumentException("usage: polar-bench [--models a,b] [--batches 1,32] [--iters N]"
-                        + " [--warmup N] [--out DIR] [--gpu N]; bad argument '" + args[i] + "'");
+                        + " [--warmup N] [--out DIR] [--gpu N] [--dtype bf16|fp16]; bad argument '"
+                        + args[i] + "'");
             }
             m.put(args[i].substring(2), args[++i]);
         }

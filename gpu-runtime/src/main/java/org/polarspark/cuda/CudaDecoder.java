@@ -22,7 +22,9 @@ import org.polarspark.model.ModelFamily;
 import org.polarspark.polar.SparsityPolicy;
 
 /**
- * The dense CUDA decoder: bf16 weights and activations, fp32 residual stream and accumulation,
+ * The dense CUDA decoder: 16-bit weights and activations (bf16, or fp16 with the fp16 kernel
+ * image: {@link KernelImage#dtype()}; "bf16" below names either), fp32 residual stream and
+ * accumulation,
  * a paged KV cache, and the same forward contract as the CPU reference (any mix of prefill and
  * decode rows per call). Calls larger than the scratch buffers are split into pieces; since
  * every token's K/V are appended before attention reads the cache, a prompt prefilled in pieces
@@ -403,7 +405,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     }
 
     private DeviceBuffer upload(String name, float[] data) {
-        ByteBuffer b = Bf16.pack(data);
+        ByteBuffer b = pack16(name, data);
         DeviceBuffer d = weightsAlloc.allocate(name, b.capacity());
         d.copyFrom(Pointer.to(b), b.capacity(), stream);
         stream.synchronize(); // the direct buffer must outlive the copy
@@ -677,7 +679,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             src[layer] = null;
             float[] out = new float[b.length];
             for (int i = 0; i < b.length; i++) {
-                out[i] = Bf16.toFloat(b[i]);
+                out[i] = k.dtype().toFloat(b[i]);
             }
             return out;
         }
@@ -1706,8 +1708,24 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         return out;
     }
 
+    /**
+     * Host weights in the image's element type ({@link KernelImage#dtype()}). A finite value
+     * that type cannot hold (fp16 beyond +-65504) is an error naming the tensor, not a silent
+     * infinity.
+     */
+    private ByteBuffer pack16(String name, float[] data) {
+        CudaDtype dt = k.dtype();
+        int bad = dt.firstOutOfRange(data);
+        if (bad >= 0) {
+            throw new IllegalArgumentException("weight " + name + "[" + bad + "] = " + data[bad]
+                    + " is beyond the " + dt.wire() + " range (+-" + Fp16.MAX + "); run this "
+                    + "model with cuda dtype bf16");
+        }
+        return dt.pack(data);
+    }
+
     DeviceBuffer uploadRouter(String name, float[] values) {
-        java.nio.ByteBuffer b = Bf16.pack(values);
+        java.nio.ByteBuffer b = pack16(name, values);
         DeviceBuffer d = routerAlloc.allocate(name, b.capacity());
         d.copyFrom(Pointer.to(b), b.capacity(), stream);
         stream.synchronize();

@@ -59,13 +59,22 @@ public final class CudaEngine implements Engine {
         return load(modelDir, ordinal, maxBatch, PolarSettings.OFF);
     }
 
+    /** As {@link #load(Path, int, int, PolarSettings, CudaDtype)} in bf16. */
+    public static CudaEngine load(Path modelDir, int ordinal, int maxBatch,
+                                  PolarSettings polar) {
+        return load(modelDir, ordinal, maxBatch, polar, CudaDtype.DEFAULT);
+    }
+
     /**
      * Loads a checkpoint onto GPU {@code ordinal}. The KV cache gets enough blocks for
      * {@code maxBatch} full-context sequences, or 60% of the memory left after the weights and
      * scratch, whichever is smaller.
+     *
+     * @param dtype the element type of weights, activations and KV cache: the kernel image
+     *              loaded and what the weights are converted to on upload
      */
     public static CudaEngine load(Path modelDir, int ordinal, int maxBatch,
-                                  PolarSettings polar) {
+                                  PolarSettings polar, CudaDtype dtype) {
         long t0 = System.nanoTime();
         Checkpoint ckpt = Checkpoint.open(modelDir);
         ModelConfig c = ckpt.config();
@@ -74,7 +83,7 @@ public final class CudaEngine implements Engine {
         DeviceAllocator root = null;
         CudaDecoder decoder = null;
         try {
-            kernels = new KernelImage();
+            kernels = new KernelImage(dtype);
             root = DeviceAllocator.root("gpu" + ordinal, ctx.totalMemory());
             long perSeq = 2L * c.numLayers() * c.kvDim() * 2
                     * ((c.maxPositions() + CudaDecoder.BLOCK_SIZE - 1) / CudaDecoder.BLOCK_SIZE
@@ -102,9 +111,9 @@ public final class CudaEngine implements Engine {
                         RouterWeights.load(dir, polarCfg));
                 LOG.info("Polar Sparsity on {}: {} from {}", ctx.name(), polar.describe(), dir);
             }
-            LOG.info("Loaded {} on {} in {} ms: {} KV blocks of {} tokens, batch {}", modelDir,
-                    ctx.name(), (System.nanoTime() - t0) / 1_000_000, decoder.numBlocks(),
-                    CudaDecoder.BLOCK_SIZE, maxBatch);
+            LOG.info("Loaded {} on {} in {} ms ({}): {} KV blocks of {} tokens, batch {}",
+                    modelDir, ctx.name(), (System.nanoTime() - t0) / 1_000_000, dtype.wire(),
+                    decoder.numBlocks(), CudaDecoder.BLOCK_SIZE, maxBatch);
             return new CudaEngine(ctx, kernels, root, decoder, tok, maxBatch, routers,
                     polar.everyToken());
         } catch (RuntimeException e) {
@@ -139,6 +148,11 @@ public final class CudaEngine implements Engine {
         return ctx.name();
     }
 
+    /** The element type this engine runs in. */
+    public CudaDtype dtype() {
+        return kernels.dtype();
+    }
+
     public CudaDecoder decoder() {
         return decoder;
     }
@@ -151,7 +165,7 @@ public final class CudaEngine implements Engine {
     /**
      * One dense prefill of {@code tokens} on the GPU, copying each layer's router input,
      * attention output and MLP activations to the host ({@link CudaDecoder#observeDense}: bf16
-     * values widened to float; the MLP output is passed as null). Routers, if loaded, are not
+     * or fp16 values, as {@link #dtype()}, widened to float; the MLP output is passed as null). Routers, if loaded, are not
      * used; no KV is kept. Serialised with the other calls.
      */
     @Override

@@ -27,6 +27,26 @@ public final class CudaModule implements AutoCloseable {
         return f;
     }
 
+    /**
+     * The image's {@code polar_element_dtype} (kernels/common.cuh: 0 bf16, 1 fp16).
+     *
+     * @throws IllegalStateException when the image lacks it (built before the fp16 image)
+     */
+    int elementDtype() {
+        jcuda.driver.CUdeviceptr p = new jcuda.driver.CUdeviceptr();
+        long[] size = new long[1];
+        int r = JCudaDriver.cuModuleGetGlobal(p, size, module, "polar_element_dtype");
+        if (r != 0 || size[0] != 4) {
+            throw new IllegalStateException("kernel image " + name + " has no "
+                    + "polar_element_dtype marker (" + jcuda.driver.CUresult.stringFor(r)
+                    + "): it predates the fp16 image; rebuild (mvn package)");
+        }
+        int[] v = new int[1];
+        Cuda.check(JCudaDriver.cuMemcpyDtoH(jcuda.Pointer.to(v), p, 4),
+                "cuMemcpyDtoH(" + name + ".polar_element_dtype)");
+        return v[0];
+    }
+
     public String name() {
         return name;
     }

@@ -18,6 +18,11 @@ import org.slf4j.LoggerFactory;
  * on a GPU of compute capability 9.0, and are optional: without them (other GPUs, a build
  * without sm_90, a load failure, or -D{@value #SM90A_PROPERTY}=false) the launchers use the
  * portable kernels, which give the same bits.
+ *
+ * <p>An image is of one {@link CudaDtype}: the bf16 fatbins ({@code <family>.fatbin}) or the
+ * fp16 ones ({@code <family>_f16.fatbin}), built from the same sources with the same entry
+ * points, so the launchers do not depend on the type. Each loaded module's
+ * {@code polar_element_dtype} (common.cuh) is checked against the type asked for.
  */
 public final class KernelImage implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(KernelImage.class);
@@ -27,6 +32,7 @@ public final class KernelImage implements AutoCloseable {
     /** System property that turns the sm_90a kernels off (default on). */
     public static final String SM90A_PROPERTY = "polar.cuda.sm90a";
 
+    private final CudaDtype dtype;
     private final Map<String, CudaModule> modules = new HashMap<>();
     public final EmbeddingKernel embedding;
     public final NormKernel norm;
@@ -41,21 +47,31 @@ public final class KernelImage implements AutoCloseable {
     public final SamplingKernel sampling;
     public final DecodeFusedKernel fused;
 
-    /** Loads every family into the current context (call {@link GpuContext#bind()} first). */
+    /** The bf16 image: see {@link #KernelImage(CudaDtype)}. */
     public KernelImage() {
-        List<String> files = index();
+        this(CudaDtype.DEFAULT);
+    }
+
+    /**
+     * Loads every family of the {@code dtype} image into the current context (call
+     * {@link GpuContext#bind()} first).
+     */
+    public KernelImage(CudaDtype dtype) {
+        this.dtype = dtype;
+        List<String> files = familyFiles(index(), dtype);
         try {
             boolean hopper = computeCapability() == 90
                     && Boolean.parseBoolean(System.getProperty(SM90A_PROPERTY, "true"));
             for (String f : files) {
-                String family = f.replace(".fatbin", "");
+                String family = f.substring(0, f.length() - dtype.fileSuffix().length()
+                        - ".fatbin".length());
                 if (family.endsWith(SM90A_SUFFIX)) {
                     if (hopper) {
                         loadOptional(family, f);
                     }
                     continue;
                 }
-                modules.put(family, new CudaModule(family, read(ROOT + f)));
+                modules.put(family, checked(new CudaModule(family, read(ROOT + f)), f));
             }
             embedding = new EmbeddingKernel(module("embedding"));
             norm = new NormKernel(module("norm"));
@@ -73,7 +89,55 @@ public final class KernelImage implements AutoCloseable {
             close();
             throw e;
         }
-        LOG.info("Loaded kernel image: {} families ({})", modules.size(), files);
+        LOG.info("Loaded the {} kernel image: {} families ({})", dtype.wire(), modules.size(),
+                files);
+    }
+
+    /** The element type of this image's weights, activations and KV cache. */
+    public CudaDtype dtype() {
+        return dtype;
+    }
+
+    /**
+     * The fatbins of one element type from the index (which lists both types'):
+     * {@code <family>.fatbin} for bf16, {@code <family>_f16.fatbin} for fp16.
+     *
+     * @throws IllegalStateException when the index has no fatbin of that type (a build that
+     *                               predates the fp16 image)
+     */
+    static List<String> familyFiles(List<String> index, CudaDtype dtype) {
+        List<String> out = new ArrayList<>();
+        String fp16 = CudaDtype.FP16.fileSuffix() + ".fatbin";
+        for (String f : index) {
+            boolean isFp16 = f.endsWith(fp16);
+            if (isFp16 == (dtype == CudaDtype.FP16) && f.endsWith(".fatbin")) {
+                out.add(f);
+            }
+        }
+        if (out.isEmpty()) {
+            throw new IllegalStateException("this build's kernel image has no " + dtype.wire()
+                    + " fatbins (kernels.index lists " + index + "): rebuild with "
+                    + "kernels/build.sh, which compiles both element types");
+        }
+        return out;
+    }
+
+    /** The module, if it was built for this image's element type; closes it and throws if not. */
+    private CudaModule checked(CudaModule m, String file) {
+        int id;
+        try {
+            id = m.elementDtype();
+        } catch (RuntimeException e) {
+            m.close();
+            throw e;
+        }
+        if (id != dtype.imageId()) {
+            m.close();
+            throw new IllegalStateException("kernel image " + file + " holds element type "
+                    + id + " (0: bf16, 1: fp16) but the " + dtype.wire() + " image was asked "
+                    + "for: the build's fatbins are mixed up; rebuild (mvn package)");
+        }
+        return m;
     }
 
     /** The fatbins this build contains; empty if it was built without nvcc. */
@@ -102,7 +166,7 @@ public final class KernelImage implements AutoCloseable {
     /** Loads an architecture-specific family; on a (non-sticky) failure logs and goes on. */
     private void loadOptional(String family, String file) {
         try {
-            modules.put(family, new CudaModule(family, read(ROOT + file)));
+            modules.put(family, checked(new CudaModule(family, read(ROOT + file)), file));
         } catch (CudaFatalException e) {
             throw e;
         } catch (CudaException e) {

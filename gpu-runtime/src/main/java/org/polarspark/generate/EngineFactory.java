@@ -2,6 +2,7 @@ package org.polarspark.generate;
 
 import java.nio.file.Path;
 import org.polarspark.cpu.CpuEngine;
+import org.polarspark.cuda.CudaDtype;
 import org.polarspark.cuda.CudaEngine;
 import org.polarspark.cuda.GpuContext;
 import org.polarspark.polar.PolarSettings;
@@ -13,7 +14,7 @@ public final class EngineFactory {
 
     /**
      * True when engines of this backend implement {@link Engine#observeDense} (calibration):
-     * both backends do (the CUDA one copies bf16 activations from its prefill), so AUTO,
+     * both backends do (the CUDA one copies its 16-bit activations from its prefill), so AUTO,
      * which resolves to one of them, does too.
      */
     public static boolean canObserve(Backend backend) {
@@ -45,6 +46,18 @@ public final class EngineFactory {
      */
     public static Engine open(Path modelDir, Backend backend, String gpuAddress, int maxBatch,
                               PolarSettings polar) {
+        return open(modelDir, backend, gpuAddress, maxBatch, polar, CudaDtype.DEFAULT);
+    }
+
+    /**
+     * As {@link #open(Path, Backend, String, int, PolarSettings)}, with the CUDA backend's
+     * element type ({@code bf16} or {@code fp16} weights, activations and KV cache; fp32
+     * residual and accumulation in both). The CPU backend, the oracle, computes in fp32 whatever
+     * {@code cudaDtype} says.
+     */
+    public static Engine open(Path modelDir, Backend backend, String gpuAddress, int maxBatch,
+                              PolarSettings polar, CudaDtype cudaDtype) {
+        java.util.Objects.requireNonNull(cudaDtype, "cudaDtype");
         switch (backend) {
             case CPU:
                 return CpuEngine.load(modelDir, maxBatch, polar);
@@ -62,7 +75,7 @@ public final class EngineFactory {
                             + ordinal + ") but no CUDA device or driver is usable here; there "
                             + "is no silent fallback: use backend 'cpu' or run on a GPU host");
                 }
-                return CudaEngine.load(modelDir, ordinal, maxBatch, polar);
+                return CudaEngine.load(modelDir, ordinal, maxBatch, polar, cudaDtype);
             }
             case AUTO:
             default:

@@ -15,16 +15,22 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.polarspark.cuda.GemmKernel.Epilogue;
 import org.polarspark.model.RopeScaling;
 
 /**
  * Every kernel against a host reference computed in double from the same bf16-rounded inputs,
- * on fresh random data over odd shapes (not multiples of the tile sizes), batch 1 and > 1.
+ * on fresh random data over odd shapes (not multiples of the tile sizes), batch 1 and > 1. The
+ * GEMM tiles (decode, prefill, wgmma), the norms and paged attention run in both element types
+ * (their first parameter: the fp16 image, inputs rounded to fp16); the other kernels in bf16.
  */
 class CudaKernelTest extends GpuTest {
-    /** bf16 outputs: one rounding of the result (2^-8 relative) plus fp32 summation order. */
+    /**
+     * bf16 outputs: one rounding of the result (2^-8 relative) plus fp32 summation order. fp16
+     * outputs round 8x finer (2^-11), so the same bound holds for them with room.
+     */
     static final double BF16_OUT_RTOL = 1e-2;
     /** fp32 outputs of bf16 products: only summation order differs from the double reference. */
     static final double F32_OUT_RTOL = 1e-4;
@@ -34,34 +40,35 @@ class CudaKernelTest extends GpuTest {
             {64, 256, 128, 136}, {65, 66, 40, 40}, {130, 514, 264, 264}, {512, 512, 256, 256},
             {5, 96, 1024, 1024}, {1, 128, 2056, 2056}, {70, 200, 1536, 1536}, {16, 4096, 4096, 4096},
             {17, 300, 640, 648}};
-        return everyEpilogue(shapes);
+        return everyDtype(everyEpilogue(shapes));
     }
 
-    @ParameterizedTest(name = "{0} M={1} N={2} K={3} lda={4}")
+    @ParameterizedTest(name = "{0} {1} M={2} N={3} K={4} lda={5}")
     @MethodSource("gemmShapes")
-    void gemm(Epilogue epi, int m, int n, int k, int lda) {
+    void gemm(CudaDtype dt, Epilogue epi, int m, int n, int k, int lda) {
+        KernelImage img = kernels(dt);
         Random r = new Random(31L * m + 7L * n + k + epi.ordinal());
-        float[] a = Bf16.round(random(r, m * lda, 1.0));
-        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
-        float[] bias = m % 2 == 1 ? Bf16.round(random(r, n, 0.5)) : null;
+        float[] a = dt.round(random(r, m * lda, 1.0));
+        float[] w = dt.round(random(r, n * k, 1.0 / Math.sqrt(k)));
+        float[] bias = m % 2 == 1 ? dt.round(random(r, n, 0.5)) : null;
         int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
         float[] init = random(r, m * outCols, 1.0);
         float[] expected = gemmReference(epi, a, lda, w, bias, init, m, n, k);
-        DeviceBuffer da = bf16(a);
-        DeviceBuffer dw = bf16(w);
-        DeviceBuffer db = bias == null ? null : bf16(bias);
+        DeviceBuffer da = dev16(dt, a);
+        DeviceBuffer dw = dev16(dt, w);
+        DeviceBuffer db = bias == null ? null : dev16(dt, bias);
         boolean f32 = epi == Epilogue.ACCUM_F32 || epi == Epilogue.STORE_F32;
         DeviceBuffer out = f32 ? f32(init) : zeros((long) m * outCols * 2);
-        kernels.gemm.run(epi, stream, da, lda, dw, k, db, out, outCols, m, n, k);
-        float[] got = f32 ? readF32(out, m * outCols) : readBf16(out, m * outCols);
+        img.gemm.run(epi, stream, da, lda, dw, k, db, out, outCols, m, n, k);
+        float[] got = f32 ? readF32(out, m * outCols) : read16(dt, out, m * outCols);
         double rtol = f32 ? F32_OUT_RTOL : BF16_OUT_RTOL;
-        assertClose(epi + " M=" + m + " N=" + n + " K=" + k, expected, got, rtol, rtol);
+        assertClose(dt.wire() + " " + epi + " M=" + m + " N=" + n + " K=" + k, expected, got, rtol, rtol);
         // Split-K through a workspace (when it splits) gives the same bits as without.
         DeviceBuffer out2 = f32 ? f32(init) : zeros((long) m * outCols * 2);
         DeviceBuffer work = zeros(64L << 20);
-        kernels.gemm.run(epi, stream, da, lda, dw, k, db, out2, outCols, m, n, k, work);
-        float[] got2 = f32 ? readF32(out2, m * outCols) : readBf16(out2, m * outCols);
-        assertClose(epi + " split-K M=" + m + " N=" + n + " K=" + k, got, got2, 0, 0);
+        img.gemm.run(epi, stream, da, lda, dw, k, db, out2, outCols, m, n, k, work);
+        float[] got2 = f32 ? readF32(out2, m * outCols) : read16(dt, out2, m * outCols);
+        assertClose(dt.wire() + " " + epi + " split-K M=" + m + " N=" + n + " K=" + k, got, got2, 0, 0);
     }
 
     /** Each {M, N, K, lda} shape with every epilogue. */
@@ -73,23 +80,24 @@ class CudaKernelTest extends GpuTest {
     static Stream<Arguments> largeTileShapes() {
         // Not tile multiples; K = 2056 and 1032 run in several K chunks (chunk totals folded).
         int[][] shapes = {{130, 258, 264, 264}, {257, 300, 1032, 1040}, {200, 514, 2056, 2056}};
-        return everyEpilogue(shapes);
+        return everyDtype(everyEpilogue(shapes));
     }
 
     /**
      * The prefill tiles (gemm_&lt;epi&gt;_l, and gemm_&lt;epi&gt;_wg where the sm_90a image
      * loaded) against the host reference, and bit for bit against the 64 x 64 tile.
      */
-    @ParameterizedTest(name = "{0} M={1} N={2} K={3} lda={4}")
+    @ParameterizedTest(name = "{0} {1} M={2} N={3} K={4} lda={5}")
     @MethodSource("largeTileShapes")
-    void largeTilesMatchTheReferenceAndTheSmallTileBits(Epilogue epi, int m, int n, int k,
-                                                        int lda) {
+    void largeTilesMatchTheReferenceAndTheSmallTileBits(CudaDtype dt, Epilogue epi, int m,
+                                                        int n, int k, int lda) {
+        KernelImage img = kernels(dt);
         List<GemmKernel.Tile> tiles = new ArrayList<>(List.of(GemmKernel.Tile.BASE,
                 GemmKernel.Tile.LARGE));
-        if (kernels.gemm.hasWgmma()) {
+        if (img.gemm.hasWgmma()) {
             tiles.add(GemmKernel.Tile.WGMMA);
         }
-        tilesMatchTheReferenceAndEachOther(new Random(17L * m + 5L * n + k + epi.ordinal()),
+        tilesMatchTheReferenceAndEachOther(dt, new Random(17L * m + 5L * n + k + epi.ordinal()),
                 epi, m, n, k, lda, tiles, false, "the 64 x 64 tile");
     }
 
@@ -98,7 +106,7 @@ class CudaKernelTest extends GpuTest {
         // K = 2056 / 4096 in several chunks; N not a multiple of 128.
         int[][] shapes = {{1, 130, 200, 200}, {7, 64, 648, 656}, {16, 258, 2056, 2056},
             {17, 96, 1032, 1040}, {40, 514, 264, 264}, {64, 1024, 4096, 4096}};
-        return everyEpilogue(shapes);
+        return everyDtype(everyEpilogue(shapes));
     }
 
     /**
@@ -106,13 +114,14 @@ class CudaKernelTest extends GpuTest {
      * host reference, and bit for bit against the mma.sync decode tiles (_m16 / _m64), with and
      * without split-K.
      */
-    @ParameterizedTest(name = "{0} M={1} N={2} K={3} lda={4}")
+    @ParameterizedTest(name = "{0} {1} M={2} N={3} K={4} lda={5}")
     @MethodSource("decodeTileShapes")
-    void wgmmaDecodeTileMatchesTheReferenceAndTheMmaTileBits(Epilogue epi, int m, int n, int k,
-                                                             int lda) {
-        Assumptions.assumeTrue(kernels.gemm.hasWgmmaDecode(),
+    void wgmmaDecodeTileMatchesTheReferenceAndTheMmaTileBits(CudaDtype dt, Epilogue epi, int m,
+                                                             int n, int k, int lda) {
+        KernelImage img = kernels(dt);
+        Assumptions.assumeTrue(img.gemm.hasWgmmaDecode(),
                 "no wgmma decode tile on this GPU (needs compute capability 9.0)");
-        tilesMatchTheReferenceAndEachOther(new Random(23L * m + 3L * n + k + epi.ordinal()),
+        tilesMatchTheReferenceAndEachOther(dt, new Random(23L * m + 3L * n + k + epi.ordinal()),
                 epi, m, n, k, lda, List.of(GemmKernel.Tile.BASE, GemmKernel.Tile.WGMMA_DECODE),
                 true, "the mma.sync tile");
     }
@@ -122,18 +131,20 @@ class CudaKernelTest extends GpuTest {
      * {@code splitK}: every result within the output tolerance of the host reference and bit for
      * bit equal to the first tile's ({@code firstTile} names it in failures).
      */
-    private void tilesMatchTheReferenceAndEachOther(Random r, Epilogue epi, int m, int n, int k,
-                                                    int lda, List<GemmKernel.Tile> tiles,
+    private void tilesMatchTheReferenceAndEachOther(CudaDtype dt, Random r, Epilogue epi, int m,
+                                                    int n, int k, int lda,
+                                                    List<GemmKernel.Tile> tiles,
                                                     boolean splitK, String firstTile) {
-        float[] a = Bf16.round(random(r, m * lda, 1.0));
-        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
-        float[] bias = m % 2 == 1 ? Bf16.round(random(r, n, 0.5)) : null;
+        KernelImage img = kernels(dt);
+        float[] a = dt.round(random(r, m * lda, 1.0));
+        float[] w = dt.round(random(r, n * k, 1.0 / Math.sqrt(k)));
+        float[] bias = m % 2 == 1 ? dt.round(random(r, n, 0.5)) : null;
         int outCols = epi == Epilogue.SWIGLU_BF16 ? n / 2 : n;
         float[] init = random(r, m * outCols, 1.0);
         float[] expected = gemmReference(epi, a, lda, w, bias, init, m, n, k);
-        DeviceBuffer da = bf16(a);
-        DeviceBuffer dw = bf16(w);
-        DeviceBuffer db = bias == null ? null : bf16(bias);
+        DeviceBuffer da = dev16(dt, a);
+        DeviceBuffer dw = dev16(dt, w);
+        DeviceBuffer db = bias == null ? null : dev16(dt, bias);
         List<DeviceBuffer> workspaces = splitK ? java.util.Arrays.asList(null, zeros(64L << 20))
                 : java.util.Collections.singletonList(null);
         boolean f32 = epi == Epilogue.ACCUM_F32 || epi == Epilogue.STORE_F32;
@@ -142,10 +153,10 @@ class CudaKernelTest extends GpuTest {
         for (GemmKernel.Tile t : tiles) {
             for (DeviceBuffer ws : workspaces) {
                 DeviceBuffer out = f32 ? f32(init) : zeros((long) m * outCols * 2);
-                kernels.gemm.runTile(t, epi, stream, da, lda, dw, k, db, out, outCols, m, n, k,
+                img.gemm.runTile(t, epi, stream, da, lda, dw, k, db, out, outCols, m, n, k,
                         ws);
-                float[] got = f32 ? readF32(out, m * outCols) : readBf16(out, m * outCols);
-                String what = epi + " " + t + (ws == null ? "" : " split-K") + " M=" + m + " N="
+                float[] got = f32 ? readF32(out, m * outCols) : read16(dt, out, m * outCols);
+                String what = dt.wire() + " " + epi + " " + t + (ws == null ? "" : " split-K") + " M=" + m + " N="
                         + n + " K=" + k;
                 assertClose(what, expected, got, rtol, rtol);
                 if (base == null) {
@@ -209,28 +220,30 @@ class CudaKernelTest extends GpuTest {
      * launcher) are the same bits as the same rows run alone (decode tile, split-K) and through
      * the 64 x 64 tile.
      */
-    @Test
-    void prefillRowsMatchDecodeAndSmallTileBits() {
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(CudaDtype.class)
+    void prefillRowsMatchDecodeAndSmallTileBits(CudaDtype dt) {
+        KernelImage img = kernels(dt);
         Random r = new Random(4242);
         int n = 1536;
         int k = 2048;
         int m = 600;  // 5 x 12 tiles of 128 x 128: the launcher picks the large tile
-        float[] a = Bf16.round(random(r, m * k, 1.0));
-        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
-        DeviceBuffer da = bf16(a);
-        DeviceBuffer dw = bf16(w);
+        float[] a = dt.round(random(r, m * k, 1.0));
+        float[] w = dt.round(random(r, n * k, 1.0 / Math.sqrt(k)));
+        DeviceBuffer da = dev16(dt, a);
+        DeviceBuffer dw = dev16(dt, w);
         DeviceBuffer work = zeros(64L << 20);
-        assertTrue(kernels.gemm.autoTile(m, n, false) != GemmKernel.Tile.BASE,
+        assertTrue(img.gemm.autoTile(m, n, false) != GemmKernel.Tile.BASE,
                 "M=600 should take the large tile");
         DeviceBuffer big = zeros((long) m * n * 4);
-        kernels.gemm.run(Epilogue.STORE_F32, stream, da, k, dw, k, null, big, n, m, n, k, work);
+        img.gemm.run(Epilogue.STORE_F32, stream, da, k, dw, k, null, big, n, m, n, k, work);
         float[] prefill = readF32(big, m * n);
         DeviceBuffer small = zeros((long) m * n * 4);
-        kernels.gemm.runTile(GemmKernel.Tile.BASE, Epilogue.STORE_F32, stream, da, k, dw, k, null,
+        img.gemm.runTile(GemmKernel.Tile.BASE, Epilogue.STORE_F32, stream, da, k, dw, k, null,
                 small, n, m, n, k, null);
-        assertArrayEquals(readF32(small, m * n), prefill, "large vs 64 x 64 tile");
+        assertArrayEquals(readF32(small, m * n), prefill, dt.wire() + " large vs 64 x 64 tile");
         DeviceBuffer one = zeros((long) n * 4);
-        kernels.gemm.run(Epilogue.STORE_F32, stream, da, k, dw, k, null, one, n, 1, n, k, work);
+        img.gemm.run(Epilogue.STORE_F32, stream, da, k, dw, k, null, one, n, 1, n, k, work);
         assertArrayEquals(readF32(one, n), java.util.Arrays.copyOf(prefill, n),
                 "row 0 alone (decode tile, split-K) vs in the prefill batch");
     }
@@ -508,16 +521,17 @@ class CudaKernelTest extends GpuTest {
         assertEquals(true, e.getMessage().contains("gemm_store_bf16"), e.getMessage());
     }
 
-    @ParameterizedTest(name = "n={0} h={1} rms={2} affine={3}")
+    @ParameterizedTest(name = "{0} n={1} h={2} rms={3} affine={4}")
     @MethodSource("normShapes")
-    void norm(int n, int h, boolean rms, boolean affine) {
+    void norm(CudaDtype dt, int n, int h, boolean rms, boolean affine) {
+        KernelImage img = kernels(dt);
         Random r = new Random(n * 131 + h);
         float[] x = random(r, n * h, 3.0);
         for (int i = 0; i < x.length; i++) {
             x[i] += 1.5f; // a non-zero mean, so LayerNorm's centring matters
         }
-        float[] w = affine || rms ? Bf16.round(random(r, h, 1.0)) : null;
-        float[] b = affine && !rms ? Bf16.round(random(r, h, 1.0)) : null;
+        float[] w = affine || rms ? dt.round(random(r, h, 1.0)) : null;
+        float[] b = affine && !rms ? dt.round(random(r, h, 1.0)) : null;
         float eps = 1e-5f;
         float[] expected = new float[n * h];
         for (int i = 0; i < n; i++) {
@@ -547,14 +561,14 @@ class CudaKernelTest extends GpuTest {
         }
         DeviceBuffer dx = f32(x);
         DeviceBuffer dy = zeros((long) n * h * 2);
-        DeviceBuffer dw = w == null ? null : bf16(w);
-        DeviceBuffer db = b == null ? null : bf16(b);
+        DeviceBuffer dw = w == null ? null : dev16(dt, w);
+        DeviceBuffer db = b == null ? null : dev16(dt, b);
         if (rms) {
-            kernels.norm.rms(stream, dx, dy, dw, eps, n, h, true);
+            img.norm.rms(stream, dx, dy, dw, eps, n, h, true);
         } else {
-            kernels.norm.layer(stream, dx, dy, dw, db, eps, n, h, true);
+            img.norm.layer(stream, dx, dy, dw, db, eps, n, h, true);
         }
-        assertClose("norm y", expected, readBf16(dy, n * h), 1e-2, BF16_OUT_RTOL);
+        assertClose(dt.wire() + " norm y", expected, read16(dt, dy, n * h), 1e-2, BF16_OUT_RTOL);
         assertClose("norm write-back", expected, readF32(dx, n * h), 1e-4, 1e-4);
     }
 
@@ -565,7 +579,7 @@ class CudaKernelTest extends GpuTest {
             out.add(Arguments.of(s[0], s[1], false, false));
             out.add(Arguments.of(s[0], s[1], true, true));
         }
-        return out.stream();
+        return everyDtype(out.stream());
     }
 
     @Test
@@ -676,7 +690,7 @@ class CudaKernelTest extends GpuTest {
                 }
             }
         }
-        return out.stream();
+        return everyDtype(out.stream());
     }
 
     /**
@@ -684,9 +698,11 @@ class CudaKernelTest extends GpuTest {
      * shuffled blocks, then runs every token as a query at its own position (causal prefill,
      * and decode for each row's last token) with and without a Polar group table.
      */
-    @ParameterizedTest(name = "heads={0} kv={1} D={2} lens={3} split={4}")
+    @ParameterizedTest(name = "{0} heads={1} kv={2} D={3} lens={4} split={5}")
     @MethodSource("attentionShapes")
-    void pagedAttention(int heads, int kvHeads, int headDim, int[] lens, int splitLen) {
+    void pagedAttention(CudaDtype dt, int heads, int kvHeads, int headDim, int[] lens,
+                        int splitLen) {
+        KernelImage img = kernels(dt);
         Random r = new Random(heads * 1000 + headDim * 10 + lens[1] + splitLen);
         int blockSize = 16;
         int rows = lens.length;
@@ -709,7 +725,7 @@ class CudaKernelTest extends GpuTest {
             n += l;
         }
         int stride = (heads + 2 * kvHeads) * headDim;
-        float[] qkv = Bf16.round(random(r, n * stride, 1.0));
+        float[] qkv = dt.round(random(r, n * stride, 1.0));
         int[] rowOf = new int[n];
         int[] posOf = new int[n];
         int i = 0;
@@ -723,13 +739,13 @@ class CudaKernelTest extends GpuTest {
         long cacheBytes = (long) numBlocks * kvHeads * blockSize * headDim * 2;
         DeviceBuffer kc = zeros(cacheBytes);
         DeviceBuffer vc = zeros(cacheBytes);
-        DeviceBuffer dqkv = bf16(qkv);
+        DeviceBuffer dqkv = dev16(dt, qkv);
         DeviceBuffer dRow = i32(rowOf);
         DeviceBuffer dPos = i32(posOf);
         DeviceBuffer dTable = i32(table);
         int kOff = heads * headDim;
         int vOff = kOff + kvHeads * headDim;
-        kernels.kvAppend.run(stream, kc, vc, dqkv, dRow, dPos, dTable, maxBlocks, blockSize, n,
+        img.kvAppend.run(stream, kc, vc, dqkv, dRow, dPos, dTable, maxBlocks, blockSize, n,
                 stride, kOff, vOff, kvHeads, headDim);
 
         float scale = (float) (1 / Math.sqrt(headDim));
@@ -777,13 +793,13 @@ class CudaKernelTest extends GpuTest {
         DeviceBuffer partO = zeros((long) n * heads * splits * headDim * 4);
         DeviceBuffer partMl = zeros((long) n * heads * splits * 2 * 4);
         DeviceBuffer att = zeros((long) n * heads * headDim * 2);
-        kernels.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
+        img.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
                 blockSize, dRow, dPos, null, kvHeads, heads, kvHeads, headDim, splitLen, splits,
                 partO, partMl, n);
-        kernels.attention.combine(stream, att, partO, partMl, null, kvHeads, heads, kvHeads,
+        img.attention.combine(stream, att, partO, partMl, null, kvHeads, heads, kvHeads,
                 headDim, splits, n);
-        float[] dense = readBf16(att, n * heads * headDim);
-        assertClose("attention heads=" + heads + " kv=" + kvHeads + " D=" + headDim, expected,
+        float[] dense = read16(dt, att, n * heads * headDim);
+        assertClose(dt.wire() + " attention heads=" + heads + " kv=" + kvHeads + " D=" + headDim, expected,
                 dense, 1e-2, BF16_OUT_RTOL);
 
         // Polar: a per-token table of selected groups (unsorted); other heads stay zero. With
@@ -804,13 +820,13 @@ class CudaKernelTest extends GpuTest {
         }
         DeviceBuffer dIdx = i32(groupIdx);
         // att starts non-zero: the combine itself must write the unselected heads' zeros.
-        DeviceBuffer att2 = bf16(random(r, n * heads * headDim, 1.0));
-        kernels.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
+        DeviceBuffer att2 = dev16(dt, random(r, n * heads * headDim, 1.0));
+        img.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
                 blockSize, dRow, dPos, dIdx, sel, heads, kvHeads, headDim, splitLen, splits,
                 partO, partMl, n);
-        kernels.attention.combine(stream, att2, partO, partMl, dIdx, sel, heads, kvHeads,
+        img.attention.combine(stream, att2, partO, partMl, dIdx, sel, heads, kvHeads,
                 headDim, splits, n);
-        float[] sparse = readBf16(att2, n * heads * headDim);
+        float[] sparse = read16(dt, att2, n * heads * headDim);
         for (int t = 0; t < n; t++) {
             for (int h = 0; h < heads; h++) {
                 for (int d = 0; d < headDim; d++) {

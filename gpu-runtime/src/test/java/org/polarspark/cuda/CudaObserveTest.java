@@ -148,17 +148,18 @@ class CudaObserveTest extends GpuTest {
 
     /**
      * Both bundled models in one piece and in pieces of 100 tokens (512 = 5 x 100 + 12: the
-     * last piece takes the fused path of pieces of at most 64 tokens), and the post-norm OPT.
+     * last piece takes the fused path of pieces of at most 64 tokens), and the post-norm OPT; in
+     * both element types (the host copies widen fp16 or bf16 bits as the image's type).
      */
     static Stream<Arguments> cases() {
-        return Stream.of(Arguments.of("tiny-opt", 2048), Arguments.of("tiny-llama", 2048),
+        return everyDtype(Stream.of(Arguments.of("tiny-opt", 2048), Arguments.of("tiny-llama", 2048),
                 Arguments.of("tiny-opt", 100), Arguments.of("tiny-llama", 100),
-                Arguments.of("opt-postln", 2048));
+                Arguments.of("opt-postln", 2048)));
     }
 
-    @ParameterizedTest(name = "{0}, pieces of {1}")
+    @ParameterizedTest(name = "{0} {1}, pieces of {2}")
     @MethodSource("cases")
-    void observedLayersMatchTheCpu(String name, int pieceTokens) {
+    void observedLayersMatchTheCpu(CudaDtype dt, String name, int pieceTokens) {
         Golden g = Golden.load(name);
         Checkpoint ckpt = Checkpoint.open(g.modelDir());
         ModelConfig c = ckpt.config();
@@ -171,7 +172,7 @@ class CudaObserveTest extends GpuTest {
         Recorded got = new Recorded(c, n);
         long perBlock = 2L * c.numLayers() * c.kvDim() * CudaDecoder.BLOCK_SIZE * 2;
         long kvBytes = perBlock * ((c.maxPositions() + 15) / 16);
-        try (CudaDecoder gpu = new CudaDecoder(ctx, kernels, alloc, ckpt, pieceTokens, 8,
+        try (CudaDecoder gpu = new CudaDecoder(ctx, kernels(dt), alloc, ckpt, pieceTokens, 8,
                 kvBytes)) {
             gpu.observeDense(tokens, got);
             assertEquals(gpu.numBlocks(), gpu.freeBlocks(), "the KV blocks are freed");
@@ -186,10 +187,10 @@ class CudaObserveTest extends GpuTest {
             double m = relErr(want.activations[l], got.activations[l]);
             double fire = c.reluMlp() ? firingAgreement(want.activations[l],
                     got.activations[l]) : Double.NaN;
-            System.out.printf("[gpu] observe %s (%d tokens, pieces of %d) layer %d: router input "
-                    + "%.5f, attention %.5f, activations %.5f relative; fc1 firing agreement "
-                    + "%.5f%n", name, n, pieceTokens, l, r, a, m, fire);
-            String at = name + " layer " + l + ": ";
+            System.out.printf("[gpu] observe %s %s (%d tokens, pieces of %d) layer %d: router "
+                    + "input %.5f, attention %.5f, activations %.5f relative; fc1 firing "
+                    + "agreement %.5f%n", dt.wire(), name, n, pieceTokens, l, r, a, m, fire);
+            String at = dt.wire() + " " + name + " layer " + l + ": ";
             assertTrue(r <= OBSERVE_REL_TOL, at + "router input relative error " + r);
             assertTrue(a <= OBSERVE_REL_TOL, at + "attention relative error " + a);
             assertTrue(m <= OBSERVE_REL_TOL, at + "activation relative error " + m);

@@ -6,11 +6,16 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.EnumMap;
 import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
 import jcuda.Pointer;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.params.provider.Arguments;
 
 /**
  * Base of the device tests: tagged gpu (excluded from the default build), skipped with a reason
@@ -23,6 +28,26 @@ abstract class GpuTest {
     static DeviceAllocator alloc;
     static CudaStream stream;
     static final List<DeviceBuffer> buffers = new ArrayList<>();
+    /** Kernel images of the other element types, loaded when a test first asks. */
+    private static final Map<CudaDtype, KernelImage> images = new EnumMap<>(CudaDtype.class);
+
+    /** The kernel image of an element type ({@link #kernels} for bf16). */
+    static KernelImage kernels(CudaDtype dtype) {
+        return dtype == CudaDtype.BF16 ? kernels
+                : images.computeIfAbsent(dtype, KernelImage::new);
+    }
+
+    /** Every argument list once per element type, the type first. */
+    static Stream<Arguments> everyDtype(Stream<Arguments> cases) {
+        List<Arguments> all = cases.toList();
+        return Arrays.stream(CudaDtype.values()).flatMap(d -> all.stream().map(a -> {
+            Object[] in = a.get();
+            Object[] out = new Object[in.length + 1];
+            out[0] = d;
+            System.arraycopy(in, 0, out, 1, in.length);
+            return Arguments.of(out);
+        }));
+    }
 
     @BeforeAll
     static void openGpu() {
@@ -50,8 +75,13 @@ abstract class GpuTest {
     }
 
     static DeviceBuffer bf16(float[] a) {
-        ByteBuffer b = Bf16.pack(a);
-        DeviceBuffer d = alloc.allocate("bf16", Math.max(2, b.capacity()));
+        return dev16(CudaDtype.BF16, a);
+    }
+
+    /** The values in {@code dtype} on the device (rounded to nearest even). */
+    static DeviceBuffer dev16(CudaDtype dtype, float[] a) {
+        ByteBuffer b = dtype.pack(a);
+        DeviceBuffer d = alloc.allocate(dtype.wire(), Math.max(2, b.capacity()));
         d.copyFrom(Pointer.to(b), b.capacity(), stream);
         stream.synchronize();
         buffers.add(d);
@@ -94,12 +124,17 @@ abstract class GpuTest {
     }
 
     static float[] readBf16(DeviceBuffer d, int n) {
+        return read16(CudaDtype.BF16, d, n);
+    }
+
+    /** n values of {@code dtype} from the device, widened to float. */
+    static float[] read16(CudaDtype dtype, DeviceBuffer d, int n) {
         ByteBuffer b = ByteBuffer.allocateDirect(n * 2).order(ByteOrder.LITTLE_ENDIAN);
         d.copyTo(Pointer.to(b), n * 2L, stream);
         stream.synchronize();
         float[] out = new float[n];
         for (int i = 0; i < n; i++) {
-            out[i] = Bf16.toFloat(b.getShort(i * 2));
+            out[i] = dtype.toFloat(b.getShort(i * 2));
         }
         return out;
     }

@@ -23,13 +23,14 @@ import org.junit.jupiter.params.provider.MethodSource;
  * in the cache), lengths that are not multiples of the tile, GQA groups of 1 to 8, head dims
  * 24 to 128, scattered block tables, and cache slots never appended poisoned with NaN. A token's
  * result must not depend on how its prompt is chunked or on the other sequences of the launch.
+ * The main test runs in both element types (bf16 and fp16 images, inputs rounded to each).
  */
 class PrefillAttentionTest extends GpuTest {
     private static final int BLOCK = 16;
 
     static Stream<Arguments> shapes() {
         // heads, kvHeads, headDim, sequence lengths, first queried position of each sequence
-        return Stream.of(
+        return everyDtype(Stream.of(
                 Arguments.of(8, 8, 64, new int[] {1, 77, 130}, new int[] {0, 0, 0}),
                 Arguments.of(16, 4, 128, new int[] {429, 65, 5}, new int[] {129, 0, 0}),
                 Arguments.of(32, 4, 128, new int[] {300, 171, 64}, new int[] {299, 100, 0}),
@@ -38,22 +39,26 @@ class PrefillAttentionTest extends GpuTest {
                 Arguments.of(4, 4, 96, new int[] {150, 3}, new int[] {0, 1}),
                 Arguments.of(16, 2, 64, new int[] {1100, 513}, new int[] {0, 257}),
                 Arguments.of(32, 32, 128, new int[] {200, 130}, new int[] {0, 65}),
-                Arguments.of(32, 8, 128, new int[] {129, 64, 1, 300}, new int[] {0, 0, 0, 1}));
+                Arguments.of(32, 8, 128, new int[] {129, 64, 1, 300}, new int[] {0, 0, 0, 1})));
     }
 
     /** One problem: cache filled for every sequence, a query batch of one run per sequence. */
     private static final class Problem {
+        CudaDtype dt;              // element type of the image, the inputs and the cache
+        KernelImage img;           // that type's kernels
         int heads, kvHeads, headDim, stride, maxBlocks, n;
         int[] lens, starts, first; // first: flat index of each run's first query
-        float[] qkv;               // query rows [n, stride] (bf16-rounded)
+        float[] qkv;               // query rows [n, stride] (rounded to dt)
         float[] allQkv;            // every position's row, per sequence, concatenated
         int[] allFirst;            // index of each sequence's position 0 in allQkv rows
         DeviceBuffer kc, vc, table, dqkv;
     }
 
-    private static Problem build(Random r, int heads, int kvHeads, int headDim, int[] lens,
-                                 int[] starts) {
+    private static Problem build(CudaDtype dt, Random r, int heads, int kvHeads, int headDim,
+                                 int[] lens, int[] starts) {
         Problem p = new Problem();
+        p.dt = dt;
+        p.img = kernels(dt);
         p.heads = heads;
         p.kvHeads = kvHeads;
         p.headDim = headDim;
@@ -77,7 +82,7 @@ class PrefillAttentionTest extends GpuTest {
         // Every position of every sequence: K/V appended through the real append kernel into a
         // cache whose other slots are NaN (a read of a slot never appended would show).
         int all = Arrays.stream(lens).sum();
-        p.allQkv = Bf16.round(random(r, all * p.stride, 1.5));
+        p.allQkv = dt.round(random(r, all * p.stride, 1.5));
         p.allFirst = new int[rows];
         int[] rowOf = new int[all];
         int[] posOf = new int[all];
@@ -90,10 +95,10 @@ class PrefillAttentionTest extends GpuTest {
         }
         float[] nan = new float[numBlocks * kvHeads * BLOCK * headDim];
         Arrays.fill(nan, Float.NaN);
-        p.kc = bf16(nan);
-        p.vc = bf16(nan);
+        p.kc = dev16(dt, nan);
+        p.vc = dev16(dt, nan);
         p.table = i32(table);
-        kernels.kvAppend.run(stream, p.kc, p.vc, bf16(p.allQkv), i32(rowOf), i32(posOf), p.table,
+        p.img.kvAppend.run(stream, p.kc, p.vc, dev16(dt, p.allQkv), i32(rowOf), i32(posOf), p.table,
                 p.maxBlocks, BLOCK, all, p.stride, heads * headDim,
                 (heads + kvHeads) * headDim, kvHeads, headDim);
         // The query batch: positions starts[row] .. lens[row]-1 of each row, in row order.
@@ -107,7 +112,7 @@ class PrefillAttentionTest extends GpuTest {
             System.arraycopy(p.allQkv, (p.allFirst[row] + starts[row]) * p.stride, p.qkv,
                     p.first[row] * p.stride, (lens[row] - starts[row]) * p.stride);
         }
-        p.dqkv = bf16(p.qkv);
+        p.dqkv = dev16(dt, p.qkv);
         return p;
     }
 
@@ -133,11 +138,11 @@ class PrefillAttentionTest extends GpuTest {
     private static float[] prefill(Problem p, int[] tiles) {
         float[] nan = new float[p.n * p.heads * p.headDim];
         Arrays.fill(nan, Float.NaN);
-        DeviceBuffer att = bf16(nan); // poisoned: every queried element must be written
-        kernels.prefillAttention.run(stream, att, p.dqkv, p.stride,
+        DeviceBuffer att = dev16(p.dt, nan); // poisoned: every queried element must be written
+        p.img.prefillAttention.run(stream, att, p.dqkv, p.stride,
                 (float) (1 / Math.sqrt(p.headDim)), p.kc, p.vc, p.table, p.maxBlocks, BLOCK,
                 i32(tiles), tiles.length / 4, p.heads, p.kvHeads, p.headDim, p.n);
-        return readBf16(att, p.n * p.heads * p.headDim);
+        return read16(p.dt, att, p.n * p.heads * p.headDim);
     }
 
     private static int[] allRows(Problem p) {
@@ -148,7 +153,7 @@ class PrefillAttentionTest extends GpuTest {
         return rows;
     }
 
-    /** fp64 causal attention of every query token, from the same bf16 values. */
+    /** fp64 causal attention of every query token, from the same 16-bit values. */
     private static float[] reference(Problem p) {
         int g = p.heads / p.kvHeads;
         int d = p.headDim;
@@ -202,13 +207,13 @@ class PrefillAttentionTest extends GpuTest {
         return Math.sqrt(num / den);
     }
 
-    @ParameterizedTest(name = "heads={0} kv={1} D={2} lens={3} starts={4}")
+    @ParameterizedTest(name = "{0} heads={1} kv={2} D={3} lens={4} starts={5}")
     @MethodSource("shapes")
-    void matchesReferenceAndDecodeKernel(int heads, int kvHeads, int headDim, int[] lens,
-                                         int[] starts) {
+    void matchesReferenceAndDecodeKernel(CudaDtype dt, int heads, int kvHeads, int headDim,
+                                         int[] lens, int[] starts) {
         Random r = new Random(heads * 7919L + kvHeads * 131 + headDim + lens[0]);
-        Problem p = build(r, heads, kvHeads, headDim, lens, starts);
-        String what = "prefill heads=" + heads + " kv=" + kvHeads + " D=" + headDim;
+        Problem p = build(dt, r, heads, kvHeads, headDim, lens, starts);
+        String what = dt.wire() + " prefill heads=" + heads + " kv=" + kvHeads + " D=" + headDim;
         float[] got = prefill(p, tiles(p, allRows(p), Integer.MAX_VALUE));
 
         float[] expected = reference(p);
@@ -232,13 +237,13 @@ class PrefillAttentionTest extends GpuTest {
         DeviceBuffer partO = zeros((long) p.n * heads * splits * headDim * 4);
         DeviceBuffer partMl = zeros((long) p.n * heads * splits * 2 * 4);
         DeviceBuffer att = zeros((long) p.n * heads * headDim * 2);
-        kernels.attention.decode(stream, p.dqkv, p.stride, (float) (1 / Math.sqrt(headDim)),
+        p.img.attention.decode(stream, p.dqkv, p.stride, (float) (1 / Math.sqrt(headDim)),
                 p.kc, p.vc, p.table, p.maxBlocks, BLOCK, i32(rowOf), i32(posOf), null, kvHeads,
                 heads, kvHeads, headDim, splitLen, splits, partO, partMl, p.n);
-        kernels.attention.combine(stream, att, partO, partMl, null, kvHeads, heads, kvHeads,
+        p.img.attention.combine(stream, att, partO, partMl, null, kvHeads, heads, kvHeads,
                 headDim, splits, p.n);
-        float[] decode = readBf16(att, p.n * heads * headDim);
-        // Two bf16 results of the same function: within two output roundings of each other.
+        float[] decode = read16(dt, att, p.n * heads * headDim);
+        // Two 16-bit results of the same function: within two output roundings of each other.
         assertClose(what + " vs decode kernel", decode, got, 2e-2, 2e-2);
         assertTrue(relativeError(decode, got) < 1e-2, what + " vs decode kernel");
 

@@ -247,7 +247,8 @@ final class CalibrateJob {
                         windows.length, window, collectSeconds), res, settings, trainSeconds,
                 "org.polarspark.job.PolarJob --mode calibrate (Spark " + spark.version()
                         + ", " + collected.get(0).backend() + " backend, "
-                        + ("cpu".equals(collected.get(0).backend()) ? "fp32" : "bf16 activations")
+                        + ("cpu".equals(collected.get(0).backend()) ? "fp32"
+                                : cfg.cudaDtype().wire() + " activations")
                         + ")",
                 extra);
         writePolar(c, conf, output);

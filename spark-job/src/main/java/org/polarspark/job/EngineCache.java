@@ -5,6 +5,7 @@ import java.nio.file.Paths;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import org.apache.hadoop.conf.Configuration;
+import org.polarspark.cuda.CudaDtype;
 import org.polarspark.generate.Backend;
 import org.polarspark.generate.Engine;
 import org.polarspark.generate.EngineFactory;
@@ -14,7 +15,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One engine per (model, backend, GPU address, max batch, Polar settings) per executor JVM: the
+ * One engine per (model, backend, CUDA dtype, GPU address, max batch, Polar settings) per
+ * executor JVM: the
  * model is loaded by the first task that needs it and shared by every later task (engines are
  * thread-safe), not reloaded per task or partition. Engines are closed when the JVM exits.
  */
@@ -25,12 +27,14 @@ final class EngineCache {
     }
 
     /**
-     * The cache key. {@code gpu} is null for the CPU backend (one CPU engine per executor).
+     * The cache key. {@code gpu} and {@code cudaDtype} are null for the CPU backend (one CPU
+     * engine per executor, in fp32 whatever cuda-dtype says).
      * With Polar off the Polar fields are (false, null, null, false) whatever the options say.
      *
      * @param polarDir the polar-dir's qualified URI; null when it is the model directory
      */
-    record Key(String model, Backend backend, String gpu, int maxBatch, boolean polar,
+    record Key(String model, Backend backend, CudaDtype cudaDtype, String gpu, int maxBatch,
+               boolean polar,
                String polarDir, Double polarDensity, boolean polarEveryToken) {
     }
 
@@ -64,7 +68,8 @@ final class EngineCache {
                 polarDir = null; // the model directory, localized with the model
             }
         }
-        return new Key(model, backend, backend == Backend.CPU ? null : gpuAddress,
+        return new Key(model, backend, backend == Backend.CPU ? null : cfg.cudaDtype(),
+                backend == Backend.CPU ? null : gpuAddress,
                 cfg.maxBatch(), cfg.polar(), polarDir, cfg.polar() ? cfg.polarDensity() : null,
                 cfg.polar() && cfg.polarEveryToken());
     }
@@ -103,11 +108,14 @@ final class EngineCache {
             }
             PolarSettings polar = cfg.polarSettings(polarLocal);
             LOG.info("Opening the {} engine for {} (GPU {}, max batch {}, {}) from {}{}",
-                    k.backend().wire(), k.model(), gpuAddress, k.maxBatch(), polar.describe(),
+                    k.backend() == Backend.CPU ? "cpu (fp32)"
+                            : k.backend().wire() + " (" + k.cudaDtype().wire() + ")",
+                    k.model(), gpuAddress, k.maxBatch(), polar.describe(),
                     local.dir(), polar.enabled() ? ", Polar Sparsity files from "
                             + polar.dir(local.dir()).resolve("polar") : "");
             Engine engine = EngineFactory.open(local.dir(), k.backend(), gpuAddress,
-                    k.maxBatch(), polar);
+                    k.maxBatch(), polar, k.cudaDtype() == null ? CudaDtype.DEFAULT
+                            : k.cudaDtype());
             loaded[0] = true;
             return new Entry(engine, local, polar);
         });

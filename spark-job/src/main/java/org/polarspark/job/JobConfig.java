@@ -4,6 +4,7 @@ import java.io.Serializable;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.polarspark.cuda.CudaDtype;
 import org.polarspark.generate.Backend;
 import org.polarspark.generate.SamplingParams;
 import org.polarspark.polar.PolarSettings;
@@ -17,7 +18,7 @@ public record JobConfig(
         String textColumn, String contextColumn, String choicesColumn, String labelColumn,
         List<String> passthrough, int partitions, boolean truncateLeft,
         String output, boolean overwrite, int progressIntervalS,
-        String model, Backend backend, int maxBatch, int batchRows, String modelCacheDir,
+        String model, Backend backend, CudaDtype cudaDtype, int maxBatch, int batchRows, String modelCacheDir,
         boolean polar, String polarDir, Double polarDensity, boolean polarEveryToken,
         double temperature, double topP, int topK, int maxTokens, List<String> stop, long seed,
         int n, Integer logprobs,
@@ -28,6 +29,9 @@ public record JobConfig(
         implements Serializable {
 
     public JobConfig {
+        if (cudaDtype == null) {
+            throw new JobConfigException("option 'cuda-dtype' must be one of bf16, fp16");
+        }
         passthrough = List.copyOf(passthrough);
         stop = List.copyOf(stop);
         if (mode != Mode.GENERATE) {
@@ -88,6 +92,7 @@ public record JobConfig(
                 o.require(JobOptions.OUTPUT), o.get(JobOptions.OUTPUT_MODE).equals("overwrite"),
                 o.get(JobOptions.PROGRESS_INTERVAL),
                 o.require(JobOptions.MODEL_PATH), Backend.parse(o.get(JobOptions.BACKEND)),
+                CudaDtype.parse(o.get(JobOptions.CUDA_DTYPE)),
                 o.get(JobOptions.MAX_BATCH), o.get(JobOptions.BATCH_ROWS),
                 o.get(JobOptions.MODEL_CACHE_DIR),
                 o.get(JobOptions.POLAR_ON), o.get(JobOptions.POLAR_DIR),
@@ -181,6 +186,7 @@ public record JobConfig(
             m.put("output", output);
             m.put("model", model);
             m.put("backend", backend.wire());
+            m.put("cuda-dtype", cudaDtype.wire());
             m.put("partitions", partitions);
             return m;
         }
@@ -202,6 +208,7 @@ public record JobConfig(
         m.put("output", output);
         m.put("model", model);
         m.put("backend", backend.wire());
+        m.put("cuda-dtype", cudaDtype.wire());
         m.put("max-batch", maxBatch);
         m.put("batch-rows", batchRows);
         m.put("polar", polar);

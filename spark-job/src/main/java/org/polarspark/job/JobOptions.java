@@ -102,6 +102,15 @@ public final class JobOptions {
                             + "scheduling, else cpu). cuda where it cannot run fails the job; "
                             + "there is no silent fallback.")
             .defaultValue("auto").choice("cpu", "cuda", "auto");
+    public static final JobOption<String> CUDA_DTYPE = JobOption.builder("cuda-dtype", MODEL,
+                    "Element type of the cuda backend's weights, activations and KV cache "
+                            + "(residual stream and accumulation are fp32 in both): bf16 "
+                            + "(fp32's range, 8 significant bits) or fp16 (11 significant bits, "
+                            + "finite only up to 65504: a weight beyond it fails the engine's "
+                            + "load, an activation beyond it becomes inf; suits models trained "
+                            + "in fp16, such as OPT). The cpu backend computes in fp32 whatever "
+                            + "this says.")
+            .defaultValue("bf16").choice("bf16", "fp16");
     public static final JobOption<Integer> MAX_BATCH = JobOption.builder("max-batch", MODEL,
                     "Sequences decoded together by the engine (continuous-batching slots).")
             .defaultValue("8").intRange(1, 4096);
@@ -234,7 +243,7 @@ public final class JobOptions {
     public static final List<JobOption<?>> ALL = List.of(MODE, OUTPUT, OUTPUT_MODE,
             PROGRESS_INTERVAL, INPUT_PATH, INPUT_FORMAT, ID_COLUMN, PROMPT_COLUMN, TEXT_COLUMN,
             CONTEXT_COLUMN, CHOICES_COLUMN, LABEL_COLUMN, PASSTHROUGH, PARTITIONS,
-            LONG_PROMPT_POLICY, MODEL_PATH, BACKEND, MAX_BATCH, BATCH_ROWS, MODEL_CACHE_DIR,
+            LONG_PROMPT_POLICY, MODEL_PATH, BACKEND, CUDA_DTYPE, MAX_BATCH, BATCH_ROWS, MODEL_CACHE_DIR,
             POLAR_ON, POLAR_DIR, POLAR_DENSITY, POLAR_EVERY_TOKEN,
             CORPUS, CALIBRATION_TOKENS, CALIBRATION_SPILL_DIR, CALIBRATION_KEEP_SPILL,
             CALIBRATION_HEAD_EPOCHS, CALIBRATION_MLP_EPOCHS, CALIBRATION_RANK, CALIBRATION_SEED,

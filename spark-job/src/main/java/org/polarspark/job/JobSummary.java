@@ -91,6 +91,7 @@ final class JobSummary {
         j.put("mode", cfg.mode().wire());
         j.put("model", metadata.get("polar.model"));
         j.put("backend_requested", cfg.backend().wire());
+        j.put("cuda_dtype", cfg.cudaDtype().wire()); // used where the cuda backend ran
         TreeSet<String> backends = new TreeSet<>();
         TreeSet<String> devices = new TreeSet<>();
         long in = 0;

@@ -227,6 +227,7 @@ public final class PolarJob {
         m.put("polar.mode", cfg.mode().wire());
         m.put("polar.model", model);
         m.put("polar.backend", cfg.backend().wire());
+        m.put("polar.cuda-dtype", cfg.cudaDtype().wire());
         m.put("polar.sparsity", polar == null ? PolarSettings.OFF.describe() : polar.sparsity());
         m.put("polar.sampling", toJson(cfg.samplingSettings()));
         m.put("polar.options", toJson(cfg.describe()));

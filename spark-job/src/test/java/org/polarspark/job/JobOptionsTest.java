@@ -13,6 +13,7 @@ import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.polarspark.cuda.CudaDtype;
 import org.polarspark.generate.Backend;
 
 /** The option registry: sources, precedence, validation messages, --help. */
@@ -176,6 +177,44 @@ class JobOptionsTest {
         assertTrue(e.contains("spark.polar.polar-density") && e.contains("(0, 1]"), e);
         e = error(Map.of(), "--polar-every-token", "1");
         assertTrue(e.contains("'polar-every-token'"), e);
+    }
+
+    @Test
+    void cudaDtypeDefaultsToBf16ComesFromEverySourceAndKeysTheEngine(@TempDir Path dir)
+            throws IOException {
+        JobConfig def = parse(Map.of());
+        assertEquals(CudaDtype.BF16, def.cudaDtype());
+        assertEquals("bf16", def.describe().get("cuda-dtype"));
+
+        Path file = dir.resolve("dtype.properties");
+        Files.writeString(file, "cuda-dtype=fp16\n");
+        assertEquals(CudaDtype.FP16, parse(Map.of(), "--conf-file", file.toString())
+                .cudaDtype());
+        assertEquals(CudaDtype.FP16, parse(Map.of("spark.polar.cuda-dtype", "FP16")).cudaDtype());
+        assertEquals(CudaDtype.BF16, parse(Map.of("spark.polar.cuda-dtype", "fp16"),
+                "--cuda-dtype", "bf16").cudaDtype()); // command line over the Spark setting
+        JobConfig fp16 = parse(Map.of(), "--cuda-dtype=fp16", "--backend", "cuda");
+        assertEquals("fp16", fp16.describe().get("cuda-dtype"));
+        assertEquals("fp16", PolarJob.metadata(fp16, "m", null).get("polar.cuda-dtype"));
+
+        String e = error(Map.of(), "--cuda-dtype", "fp32");
+        assertTrue(e.contains("'cuda-dtype'") && e.contains("command line")
+                && e.contains("one of bf16, fp16") && e.contains("'fp32'"), e);
+        e = error(Map.of("spark.polar.cuda-dtype", "half"));
+        assertTrue(e.contains("spark.polar.cuda-dtype") && e.contains("one of bf16, fp16"), e);
+
+        // The engine cache keys CUDA engines by dtype; CPU engines (fp32) have none.
+        org.apache.hadoop.conf.Configuration conf = new org.apache.hadoop.conf.Configuration();
+        EngineCache.Key cuda = EngineCache.key(fp16, conf, "0");
+        assertEquals(Backend.CUDA, cuda.backend());
+        assertEquals(CudaDtype.FP16, cuda.cudaDtype());
+        assertTrue(!cuda.equals(EngineCache.key(parse(Map.of(), "--backend", "cuda"), conf,
+                "0")), "bf16 and fp16 engines are different engines");
+        EngineCache.Key cpu = EngineCache.key(parse(Map.of(), "--cuda-dtype", "fp16",
+                "--backend", "auto"), conf, null);
+        assertEquals(Backend.CPU, cpu.backend());
+        assertNull(cpu.cudaDtype());
+        assertEquals(cpu, EngineCache.key(def, conf, null));
     }
 
     @Test
