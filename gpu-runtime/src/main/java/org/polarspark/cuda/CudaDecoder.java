@@ -48,11 +48,14 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final ModelConfig c;
     /**
      * Stream priorities where an MLP router runs on a side stream (-Dpolar.router.priority):
-     * "high" (default) the side stream above the main one, "low" the main stream above it,
-     * "same" both alike. Graph replays keep them (CudaGraph instantiates with node priorities).
+     * "low" (default) the main stream above the side one, "high" the side stream above the main
+     * one, "same" both alike; graph replays keep them (CudaGraph instantiates with node
+     * priorities). Measured on the H100 (opt-6.7b Polar, 2026-11-26, one call): low 4.534 /
+     * 8.339 / 12.171 / 19.332 ms at B = 1 / 16 / 32 / 64, same 4.553 / 8.465 / 12.181 / 19.355,
+     * high 4.604 / 8.475 / 12.157 / 19.525 (the router's kernels then delay the main stream's).
      */
     private static final String ROUTER_PRIORITY = System.getProperty("polar.router.priority",
-            "high");
+            "low");
     private final CudaStream stream = "low".equals(ROUTER_PRIORITY) ? CudaStream.highPriority()
             : new CudaStream();
     private final DeviceAllocator weightsAlloc;
@@ -367,9 +370,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         this.gemmWork = scratchBuf("gemm_work", work);
         boolean sideRouter = c.reluMlp() && !Boolean.getBoolean("polar.router.sameStream");
-        // The side stream has the highest priority, so that its router kernels, queued beside
-        // the attention pass, may get thread blocks ahead of attention's pending ones (measured
-        // on the H100, 2026-11-26: no difference either way; -Dpolar.router.priority=false).
         this.side = !sideRouter ? null
                 : "high".equals(ROUTER_PRIORITY) ? CudaStream.highPriority() : new CudaStream();
         // The router's projections (hidden -> rank -> ffn, rank <= hidden) split no more than

@@ -184,7 +184,7 @@ public final class GemmKernel {
             "polar.gemm.splits"));
     /** Rows assumed when weighing split-K partial traffic against weight bytes (not M: the
      *  chunks must not depend on the batch). */
-    private static final int WAVE_ASSUMED_ROWS = 16;
+    private static final int WAVE_ASSUMED_ROWS = Integer.getInteger("polar.gemm.waveRows", 16);
     private static final int WAVE_MAX_SPLITS = 16;
 
     /**
