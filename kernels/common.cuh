@@ -37,11 +37,6 @@ extern "C" __device__ int polar_element_dtype = POLAR_ELEMENT_DTYPE;
 
 #define POLAR_DEVICE __device__ __forceinline__
 
-// Asks for the line holding p to be brought into L2 (no register, no wait).
-POLAR_DEVICE void prefetch_l2(const void* p) {
-    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
-}
-
 POLAR_DEVICE float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -26,18 +26,6 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
     const int m = blockIdx.x;
     if (m >= M) return;
     float* xr = x + (size_t)m * N;
-    // Everything this row needs besides the partials is requested before them, so that no load
-    // waits for another: x now, the norm's weights and biases into L2 (they are read after the
-    // block's sums; cold, they would come from HBM then).
-    float4 old[NORM_MAXJ];
-#pragma unroll
-    for (int j = 0; j < NORM_MAXJ; j++) {
-        if (!norm_has(j, N)) continue;
-        const int g = threadIdx.x + NORM_THREADS * j;
-        old[j] = reinterpret_cast<const float4*>(xr)[g];
-        if (mode != 0 && w) prefetch_l2(reinterpret_cast<const uint2*>(w) + g);
-        if (mode == 1 && b) prefetch_l2(reinterpret_cast<const uint2*>(b) + g);
-    }
     // Partials summed over z in order, per element as gemm_reduce does; z outermost so that a
     // split's loads for all of the thread's columns (and, unrolled, the next splits') are in
     // flight together: the reduce is bound by load latency, not bytes.
@@ -61,7 +49,8 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
     for (int j = 0; j < NORM_MAXJ; j++) {
         if (!norm_has(j, N)) continue;
         const int g = threadIdx.x + NORM_THREADS * j;
-        float o[4] = {old[j].x, old[j].y, old[j].z, old[j].w};
+        const float4 old = reinterpret_cast<const float4*>(xr)[g];
+        float o[4] = {old.x, old.y, old.z, old.w};
         const float a[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
         float bb[4] = {0.f, 0.f, 0.f, 0.f};
         if (bias) unpack4_bf16(reinterpret_cast<const uint2*>(bias)[g], bb);

@@ -16,6 +16,13 @@ POLAR_DEVICE void cp_async16_sz(uint32_t dst, const void* src, int src_size) {
                  "r"(src_size));
 }
 
+// As cp_async16_sz, asking L2 to fetch the whole 256-byte line pair around src: a weight row
+// read 128 bytes a stage then reaches HBM in 256-byte pieces (the next stage's half hits L2).
+POLAR_DEVICE void cp_async16_sz_l2_256(uint32_t dst, const void* src, int src_size) {
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst),
+                 "l"(src), "r"(src_size));
+}
+
 // Global source rows of a tile's loads: A row m_row + i * STEP (i < A_IT) and W row
 // n_row + i * STEP (i < B_IT; through w_idx for row-gathered weights), at column k_col. Rows past
 // M / N read row 0 with size 0 (cp.async zero-fills them); sizes are 16 bytes otherwise.

@@ -200,8 +200,8 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
             const int ofs = kv ? kofs : 0;
 #pragma unroll
             for (int i = 0; i < B_IT; i++)
-                cp_async16_sz(b_dst + stage * B_STAGE + i * (THREADS / CPR) * 128, b_src[i] + ofs,
-                              kv ? b_sz[i] : 0);
+                cp_async16_sz_l2_256(b_dst + stage * B_STAGE + i * (THREADS / CPR) * 128,
+                                     b_src[i] + ofs, kv ? b_sz[i] : 0);
         }
     };
     auto load = [&](int stage, int kt) {
