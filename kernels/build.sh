@@ -25,6 +25,16 @@ gencode=()
 for a in $ARCHS; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
 gencode+=(-gencode "arch=compute_80,code=compute_80")
 tmp_index="$(mktemp)"
+# Up to POLAR_KERNEL_JOBS (default: the CPU count) nvcc runs at once.
+jobs_max="${POLAR_KERNEL_JOBS:-$(nproc 2>/dev/null || echo 1)}"
+running=0
+failed=0
+compile() {  # compile FATBIN SOURCE NVCC-FLAGS...: into FATBIN.tmp, then renamed
+  local fat="$1" src="$2"
+  shift 2
+  "$NVCC" -fatbin -O3 -std=c++17 -lineinfo -Xptxas -O3 "$@" -I "$here" -o "$fat.tmp" "$src" \
+    && mv "$fat.tmp" "$fat"
+}
 for src in "$here"/*.cu; do
   for dtype in bf16 f16; do
     name="$(basename "$src" .cu)"
@@ -48,9 +58,21 @@ for src in "$here"/*.cu; do
       continue
     fi
     echo "[kernels] nvcc $(basename "$src") -> $name.fatbin (${flags[*]})" >&2
-    "$NVCC" -fatbin -O3 -std=c++17 -lineinfo -Xptxas -O3 "${flags[@]}" -I "$here" \
-        -o "$fat.tmp" "$src"
-    mv "$fat.tmp" "$fat"
+    compile "$fat" "$src" "${flags[@]}" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs_max" ]; then
+      wait -n || failed=1
+      running=$((running - 1))
+    fi
   done
 done
+while [ "$running" -gt 0 ]; do
+  wait -n || failed=1
+  running=$((running - 1))
+done
+if [ "$failed" != 0 ]; then
+  rm -f "$tmp_index"
+  echo "[kernels] nvcc failed (see above)" >&2
+  exit 1
+fi
 mv "$tmp_index" "$index"
