@@ -1128,12 +1128,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         int f = c.ffnDim();
         int mlpKept = routers != null ? routers.mlpK(l, n) : f;
         boolean headFirst = HEAD_ROUTER_FIRST;
-        boolean mlpRouted = mlpKept < f && !routersFrozen;
-        if (mlpRouted) {
+        if (mlpKept < f && !routersFrozen) {
             headFirst = false;
-            if (!ROUTER_FORK_AT_ATTENTION || side == null) {
-                startMlpRouter(l, n, mlpKept);
-            }
+            startMlpRouter(l, n, mlpKept);
         }
         int groups = c.numKvHeads();
         DeviceBuffer table = null;
@@ -1185,9 +1182,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                     blockTable, maxBlocksPerSeq, BLOCK_SIZE, prefillTiles, prefillTileCount,
                     c.numHeads(), c.numKvHeads(), c.headDim(), n);
             decodeN = prefillFrom;
-        }
-        if (mlpRouted && ROUTER_FORK_AT_ATTENTION && side != null) {
-            startMlpRouter(l, n, mlpKept);
         }
         if (decodeN > 0) {
             attention(kCache[l], vCache[l], table, groups, splitLen, splits, decodeN);
@@ -1288,14 +1282,10 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      * scores, then the {@code kept} best neurons (in index order) into r.mlpIdx[l].
      */
     /**
-     * Where the MLP router's side stream forks from the main one: after the attention norm
-     * (default), or with -Dpolar.router.forkAt=attention just before attention (after the
-     * q/k/v projection), a tuning knob.
+     * Runs the MLP router of layer l: forked onto the side stream right after the attention
+     * norm, or on the main stream. (Forking it just before attention instead, after the q/k/v
+     * projection, was measured slower at every batch on the H100, 2026-11-26.)
      */
-    private static final boolean ROUTER_FORK_AT_ATTENTION = "attention".equals(
-            System.getProperty("polar.router.forkAt"));
-
-    /** Runs the MLP router of layer l: forked onto the side stream, or on the main stream. */
     private void startMlpRouter(int l, int n, int kept) {
         if (side != null) {
             forkEvent.record(stream);

@@ -21,8 +21,10 @@ import jcuda.driver.CUfunction;
  * (which triggers its dependents on entry) finishes.
  *
  * <p>Split-K: when a workspace is given and the output has too few 64 x 64 tiles to keep every
- * SM streaming weights (decode shapes), K is split so that about {@link #TARGET_BLOCKS_PER_SM_MMA}
- * (mma.sync) or {@link #TARGET_BLOCKS_PER_SM_WGD} (wgmma decode tile) 64-column tiles per SM run; partials go to the workspace (fp32 [splits, M, N]) and a reduce kernel adds
+ * SM streaming weights (decode shapes), K is split: where the wgmma decode tile runs, into
+ * whole waves of its blocks ({@link #waveChunk}); elsewhere so that about
+ * {@link #TARGET_BLOCKS_PER_SM_MMA} 64-column tiles per SM run. Partials go to the workspace
+ * (fp32 [splits, M, N]) and a reduce kernel adds
  * them in a fixed order and applies the epilogue. Results are deterministic either way, but the
  * split changes the summation order, so the same M, N, K always uses the same split.
  *
@@ -73,6 +75,8 @@ public final class GemmKernel {
      * on H100 (polar-bench, 2026-11-26, 2, 3, 4 and 6 in one run, 3 and 4 again in another):
      * llama-3-8b 1.5-3.7% faster at 3 than at 4 in both runs, llama-2-7b within 0.4%, opt-6.7b
      * 2.5-4% faster in the first run and within 0.3% in the second; 2 lost at llama-2 batch 1.
+     * Since session 5 the wgmma decode tile uses {@link #waveChunk} instead (unless the property
+     * is set or -Dpolar.gemm.splits=target): 2-7% faster at batch 1, within 0.4% at 48-64.
      */
     private static final Integer BLOCKS_PER_SM_OVERRIDE = Integer.getInteger(
             "polar.gemm.blocksPerSm");
@@ -195,6 +199,11 @@ public final class GemmKernel {
      * splits = 2.2 waves of 132 SMs).
      */
     int waveChunk(int n, int k) {
+        return waveChunk(n, k, sms);
+    }
+
+    /** {@link #waveChunk(int, int)} for a GPU of {@code sms} multiprocessors. */
+    static int waveChunk(int n, int k, int sms) {
         long tiles = (n + 127) / 128;
         int steps = (k + 63) / 64;
         int most = Math.max(1, Math.min(WAVE_MAX_SPLITS, k / MIN_SPLIT_K));
@@ -219,12 +228,6 @@ public final class GemmKernel {
     private static final boolean WGD_ENABLED = !"false".equals(System.getProperty(
             "polar.gemm.wgd"));
 
-    /**
-     * K chunk for an output of N columns and depth K: a function of N and K only (never of M),
-     * so that every row is summed in the same order whatever the batch. Chosen so that a
-     * one-tile-high output (decode) split into chunks runs about this instance's blocks per SM
-     * (64-column tiles; see {@link #TARGET_BLOCKS_PER_SM_WGD}).
-     */
     private static int smem(int bm, int bn, int bk) {
         return STAGES * (bm + bn) * (bk + PAD) * 2;
     }
@@ -281,6 +284,13 @@ public final class GemmKernel {
         return STAGES * (bm * (bk + PAD) + bk * (bn + PAD)) * 2;
     }
 
+    /**
+     * K chunk for an output of N columns and depth K: a function of N and K only (never of M),
+     * so that every row is summed in the same order whatever the batch. Where the wgmma decode
+     * tile runs, {@link #waveChunk}; otherwise chosen so that a one-tile-high output (decode)
+     * split into chunks runs about this instance's blocks per SM (64-column tiles; see
+     * {@link #TARGET_BLOCKS_PER_SM_MMA}).
+     */
     int chunkFor(int n, int k) {
         if (wgDecode != null && WAVE_SPLITS && BLOCKS_PER_SM_OVERRIDE == null) {
             return waveChunk(n, k);

@@ -1,0 +1,52 @@
+package org.polarspark.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.junit.jupiter.api.Test;
+
+/**
+ * The wave rule for split-K of the wgmma decode tile (no GPU needed): worked examples on an
+ * H100's 132 SMs, and the invariants every chunk must keep.
+ */
+class GemmSplitTest {
+    private static final int H100_SMS = 132;
+
+    private static int splits(int n, int k) {
+        int chunk = GemmKernel.waveChunk(n, k, H100_SMS);
+        return (k + chunk - 1) / chunk;
+    }
+
+    @Test
+    void llama2ProjectionsFillWholeWaves() {
+        // q/k/v: 96 tiles of 128 columns. 3 splits = 288 blocks = 2.18 waves (the last one 18%
+        // busy); 4 = 384 blocks = 2.91 waves (97%), with a sixth more partial traffic.
+        assertEquals(4, splits(12288, 4096));
+        // o_proj: 32 tiles; 4 splits = 128 blocks (0.97 of one wave), where 7 gave 1.7 waves.
+        assertEquals(4, splits(4096, 4096));
+        // gate/up: 172 tiles; 3 splits = 516 blocks = 3.91 waves (98%), 2 = 2.6 (87%).
+        assertEquals(3, splits(22016, 4096));
+    }
+
+    @Test
+    void oneWaveNeedsNoSplit() {
+        // opt-6.7b fc1: 128 tiles already fill 0.97 of a wave; splitting adds only traffic.
+        assertEquals(1, splits(16384, 4096));
+    }
+
+    @Test
+    void chunksAreWholeTilesOfAtLeast256AndAtMost16Splits() {
+        int[] ns = {64, 1000, 4096, 6144, 12288, 16384, 22016, 28672, 50272};
+        int[] ks = {64, 200, 256, 1024, 4096, 11008, 14336, 16384};
+        for (int n : ns) {
+            for (int k : ks) {
+                int chunk = GemmKernel.waveChunk(n, k, H100_SMS);
+                String what = "N=" + n + " K=" + k + " chunk=" + chunk;
+                assertEquals(0, chunk % 64, what);
+                assertTrue(chunk >= Math.min(256, (k + 63) / 64 * 64), what);
+                assertTrue(chunk <= (k + 63) / 64 * 64, what);
+                assertTrue((k + chunk - 1) / chunk <= 16, what);
+            }
+        }
+    }
+}
