@@ -94,8 +94,9 @@ public final class RouterKernel {
     }
 
     /**
-     * Threads of the select block. Measured on the H100 (opt-6.7b Polar, 2026-11-26, same run):
-     * 512 and 256 were slower than 1024 at every batch (the kernel is instruction-bound).
+     * Threads of the select block. Measured on the H100 (opt-6.7b Polar, 2026-11-26, same run,
+     * with the earlier select of 7 passes over all scores): 512 and 256 were slower than 1024 at
+     * every batch (the kernel was instruction-bound); not measured again with the current one.
      */
     private static final int SELECT_THREADS = 1024;
 
