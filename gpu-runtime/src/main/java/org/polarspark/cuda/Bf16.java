@@ -1,8 +1,5 @@
 package org.polarspark.cuda;
 
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-
 /** float32 <-> bfloat16 on the host (round to nearest even, as the device's __float2bfloat16_rn). */
 public final class Bf16 {
     private Bf16() {
@@ -21,22 +18,8 @@ public final class Bf16 {
         return Float.intBitsToFloat((b & 0xffff) << 16);
     }
 
-    /** A direct little-endian buffer of bf16 values, ready to upload. */
-    public static ByteBuffer pack(float[] a) {
-        ByteBuffer b = ByteBuffer.allocateDirect(a.length * 2).order(ByteOrder.LITTLE_ENDIAN);
-        for (float v : a) {
-            b.putShort(fromFloat(v));
-        }
-        b.flip();
-        return b;
-    }
-
     /** Rounds every value to bf16 and back (what the device will see). */
     public static float[] round(float[] a) {
-        float[] out = new float[a.length];
-        for (int i = 0; i < a.length; i++) {
-            out[i] = toFloat(fromFloat(a[i]));
-        }
-        return out;
+        return CudaDtype.BF16.round(a);
     }
 }
