@@ -290,6 +290,192 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     }
 }
 
+
+// ---- TMA decode tile (gemm_<epi>_wgt) ----------------------------------------------------
+// The decode tile's 64 x 128 x 64 wgmma steps, fed by the Tensor Memory Accelerator instead of
+// per-thread cp.async: a producer warp issues one 2-D bulk tensor copy per operand and stage
+// (A: 64 k x 64 rows, W: 64 k x 128 rows, both landing in the 128-byte swizzle that the
+// descriptors read; rows past M / N and columns past K arrive as zeros), and the consumer
+// warpgroup waits on the stage's transaction barrier. Persistent: gridDim.x <= units, block b
+// takes units b, b + gridDim.x, ... (unit u: column tile u % tiles, K split u / tiles), and the
+// producer's stage ring runs on across units, so the next unit's weights stream in while the
+// consumers finish a unit. Same k16 steps in the same order from the same zeroed accumulators,
+// chunk folds as gemm_body_wg: the bits of the _wgd tile. H100 harness (session 6): 2-12% less
+// time than _wgd over the decode shapes of llama-2-7b / opt-6.7b / llama-3-8b.
+
+// CUtensorMap (cuda.h): 128 opaque bytes, 64-byte aligned; passed by value as a grid constant.
+struct __align__(64) TensorMap {
+    unsigned long long opaque[16];
+};
+
+POLAR_DEVICE void mbar_init(uint32_t bar, int count) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+#endif
+}
+// One arrival that also expects `bytes` of asynchronous copies to complete on the barrier.
+POLAR_DEVICE void mbar_expect_tx(uint32_t bar, int bytes) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+                 "r"(bytes) : "memory");
+#endif
+}
+POLAR_DEVICE void mbar_arrive(uint32_t bar) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+#endif
+}
+POLAR_DEVICE void mbar_wait(uint32_t bar, int parity) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile(
+        "{\n.reg .pred p;\nWAIT_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+        "@!p bra WAIT_%=;\n}\n" ::"r"(bar), "r"(parity) : "memory");
+#endif
+}
+// Box of the 2-D tensor map at (c0 = column, c1 = row) into shared dst; completes on bar.
+POLAR_DEVICE void tma_load_2d(uint32_t dst, const TensorMap* map, int c0, int c1, uint32_t bar) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+        " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+#endif
+}
+
+// tmA: A [M, K] (box 64 x 64 rows), tmW: W [N, K] (box 64 x 128 rows), both 128-byte swizzle.
+// work != null: partials of each split to work[z][M][N] (as gemm_body_wg); otherwise bias and
+// the epilogue, with the chunk folds every k_chunk.
+template <int EPI, int NST>
+__device__ __forceinline__ void gemm_body_wgt(const TensorMap* tmA, const TensorMap* tmW,
+                                              const bf16* __restrict__ bias,
+                                              void* __restrict__ out, int ldc, int M, int N,
+                                              int K, int k_chunk, float* __restrict__ work) {
+    constexpr int A_STAGE = 64 * 64 * 2, B_STAGE = 128 * 64 * 2, STAGE = A_STAGE + B_STAGE;
+    extern __shared__ __align__(128) unsigned char gemm_smem_wgt[];
+    __shared__ __align__(8) uint64_t bars[2 * NST];
+    const uint32_t base = (smem_addr(gemm_smem_wgt) + 1023) & ~1023u;  // [NST][A | W]
+    const uint32_t full = smem_addr(bars), empty = full + 8 * NST;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const bool split = work != nullptr;
+    const int tiles = (N + 127) / 128, S = split ? (K + k_chunk - 1) / k_chunk : 1;
+    const int units = tiles * S;
+    const int tiles_per_chunk = k_chunk / 64;
+    if (tid == 0) {
+        for (int s = 0; s < NST; s++) {
+            mbar_init(full + 8 * s, 1);   // the producer's expect_tx (plus the copies' bytes)
+            mbar_init(empty + 8 * s, 4);  // one arrival per consumer warp
+        }
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+    }
+    __syncthreads();
+    // A unit's columns and K range.
+    auto unit = [&](int u, int& n0, int& kb, int& kt_count) {
+        n0 = (u % tiles) * 128;
+        kb = split ? (u / tiles) * k_chunk : 0;
+        const int ke = split ? min(K, kb + k_chunk) : K;
+        kt_count = (ke - kb + 63) / 64;
+    };
+    if (warp == 4) {  // producer
+        if (lane != 0) return;
+        // Weights first: under programmatic dependent launch the first stages' weights stream
+        // in while the kernel before finishes; then wait for it, then the activations.
+        int pre = 0;
+        for (int u = blockIdx.x; u < units && pre < NST; u += gridDim.x) {
+            int n0, kb, kt_count;
+            unit(u, n0, kb, kt_count);
+            for (int kt = 0; kt < kt_count && pre < NST; kt++, pre++) {
+                mbar_expect_tx(full + 8 * pre, STAGE);
+                tma_load_2d(base + pre * STAGE + A_STAGE, tmW, kb + kt * 64, n0, full + 8 * pre);
+            }
+        }
+        pdl_wait();
+        int it = 0;
+        for (int u = blockIdx.x; u < units; u += gridDim.x) {
+            int n0, kb, kt_count;
+            unit(u, n0, kb, kt_count);
+            for (int kt = 0; kt < kt_count; kt++, it++) {
+                const int s = it % NST;
+                const uint32_t dst = base + s * STAGE;
+                if (it >= pre) {
+                    mbar_wait(empty + 8 * s, ((it / NST) - 1) & 1);
+                    mbar_expect_tx(full + 8 * s, STAGE);
+                    tma_load_2d(dst + A_STAGE, tmW, kb + kt * 64, n0, full + 8 * s);
+                }
+                tma_load_2d(dst, tmA, kb + kt * 64, 0, full + 8 * s);
+            }
+        }
+        return;
+    }
+    pdl_wait();  // the epilogue reads and writes buffers of earlier kernels
+    int it = 0;
+    for (int u = blockIdx.x; u < units; u += gridDim.x) {
+        int n0, kb, kt_count;
+        unit(u, n0, kb, kt_count);
+        const int z = split ? u / tiles : 0;
+        float acc[64], total[64];
+#pragma unroll
+        for (int i = 0; i < 64; i++) acc[i] = total[i] = 0.f;
+        fence_acc(acc);
+        int left = split ? kt_count + 1 : tiles_per_chunk;  // tiles before the next chunk fold
+        for (int kt = 0; kt < kt_count; kt++, it++) {
+            if (left == 0) {  // chunk boundary: total += acc, acc = 0
+                wgmma_wait<0>();
+                fence_acc(acc);
+#pragma unroll
+                for (int i = 0; i < 64; i++) {
+                    total[i] += acc[i];
+                    acc[i] = 0.f;
+                }
+                fence_acc(acc);
+                left = tiles_per_chunk;
+            }
+            left--;
+            const int s = it % NST;
+            mbar_wait(full + 8 * s, (it / NST) & 1);
+            wgmma_fence();
+            const uint32_t a = base + s * STAGE, b = a + A_STAGE;
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++)
+                wgmma_m64n128k16(acc, desc_sw128(a + ks * 32), desc_sw128(b + ks * 32));
+            wgmma_commit();
+            wgmma_wait<1>();
+            // The previous stage's wgmmas are complete: its buffers may be refilled.
+            if (kt > 0 && lane == 0) mbar_arrive(empty + 8 * ((it - 1) % NST));
+        }
+        wgmma_wait<0>();
+        fence_acc(acc);
+        if (lane == 0) mbar_arrive(empty + 8 * ((it - 1) % NST));
+        if (!split) {
+#pragma unroll
+            for (int i = 0; i < 64; i++) acc[i] += total[i];
+        }
+        // Warp w (of 4) holds rows 16 w .. 16 w + 15.
+#pragma unroll
+        for (int nb = 0; nb < 16; nb++) {
+            const int col = n0 + nb * 8 + (lane & 3) * 2;
+            if (col >= N) continue;  // N even, so col + 1 < N too
+            float b0 = 0.f, b1 = 0.f;
+            if (!split) bias_pair(bias, nullptr, col, b0, b1);
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                const int row = warp * 16 + (lane >> 2) + half * 8;
+                if (row >= M) continue;
+                const float v0 = acc[nb * 4 + half * 2], v1 = acc[nb * 4 + half * 2 + 1];
+                if (split) {
+                    float* w = work + ((size_t)z * M + row) * N + col;
+                    w[0] = v0;
+                    w[1] = v1;
+                } else {
+                    epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
+                }
+            }
+        }
+    }
+}
+
 }  // namespace sm90a
 
 #define GEMM_WG_STAGES 4
@@ -318,6 +504,17 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
                                                                    w_idx);                      \
     }
 
+// TMA decode tile (gemm_<epi>_wgt): see gemm_body_wgt. 160 threads (a consumer warpgroup and a
+// producer warp), one block per SM, GEMM_WGD_STAGES stages of 24 KiB.
+#define GEMM_WGT_ENTRY(name, epi)                                                               \
+    extern "C" __global__ void __launch_bounds__(160, 1)                                        \
+        name##_wgt(const __grid_constant__ sm90a::TensorMap tmA,                                \
+                   const __grid_constant__ sm90a::TensorMap tmW, const bf16* bias, void* out,   \
+                   int ldc, int M, int N, int K, int k_chunk, float* work) {                    \
+        sm90a::gemm_body_wgt<epi, GEMM_WGD_STAGES>(&tmA, &tmW, bias, out, ldc, M, N, K,         \
+                                                   k_chunk, work);                              \
+    }
+
 GEMM_WG_ENTRY(gemm_store_bf16, STORE_BF16)
 GEMM_WG_ENTRY(gemm_relu_bf16, RELU_BF16)
 GEMM_WG_ENTRY(gemm_accum_f32, ACCUM_F32)
@@ -328,3 +525,8 @@ GEMM_WGD_ENTRY(gemm_relu_bf16, RELU_BF16)
 GEMM_WGD_ENTRY(gemm_accum_f32, ACCUM_F32)
 GEMM_WGD_ENTRY(gemm_store_f32, STORE_F32)
 GEMM_WGD_ENTRY(gemm_swiglu_bf16, SWIGLU_BF16)
+GEMM_WGT_ENTRY(gemm_store_bf16, STORE_BF16)
+GEMM_WGT_ENTRY(gemm_relu_bf16, RELU_BF16)
+GEMM_WGT_ENTRY(gemm_accum_f32, ACCUM_F32)
+GEMM_WGT_ENTRY(gemm_store_f32, STORE_F32)
+GEMM_WGT_ENTRY(gemm_swiglu_bf16, SWIGLU_BF16)

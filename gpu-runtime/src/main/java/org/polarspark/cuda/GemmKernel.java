@@ -118,6 +118,14 @@ public final class GemmKernel {
     private final CUfunction[] wgDecode;
     /** gemm_&lt;epi&gt;_kn_wgd: the same tile for [K, N] weights (MN-major B), or null. */
     private final CUfunction[] wgDecodeKn;
+    /**
+     * gemm_&lt;epi&gt;_wgt (the same tile fed by TMA, persistent: at most one block per SM), or
+     * null where the sm_90a image, the driver's tensor-map encoder or -Dpolar.gemm.tma is
+     * missing.
+     */
+    private final CUfunction[] wgTma;
+    private static final int THREADS_WGT = 160;
+    private final TensorMaps maps = new TensorMaps();
     private static final int BN_WGD = 128;
     private static final int STAGES_WGD = 8;
     private static final int THREADS_WGD = 128;
@@ -126,7 +134,7 @@ public final class GemmKernel {
     private final int blocksPerSm;
 
     /** Which tile a launch uses: AUTO chooses (see the class comment); the others force one. */
-    enum Tile { AUTO, BASE, LARGE, WGMMA, WGMMA_DECODE }
+    enum Tile { AUTO, BASE, LARGE, WGMMA, WGMMA_DECODE, WGMMA_TMA }
 
     GemmKernel(CudaModule m) {
         this(m, null);
@@ -137,6 +145,8 @@ public final class GemmKernel {
         wgmma = sm90a == null ? null : new CUfunction[Epilogue.values().length];
         wgDecode = sm90a == null || !WGD_ENABLED ? null : new CUfunction[Epilogue.values().length];
         wgDecodeKn = wgDecode == null ? null : new CUfunction[Epilogue.values().length];
+        wgTma = wgDecode == null || !TensorMaps.available() ? null
+                : new CUfunction[Epilogue.values().length];
         for (Epilogue e : Epilogue.values()) {
             fns[e.ordinal()] = m.function(e.symbol);
             decode[e.ordinal()] = m.function(e.symbol + "_m16");
@@ -166,6 +176,10 @@ public final class GemmKernel {
                 setSharedMemory(wgDecode[e.ordinal()], e.symbol + "_wgd", smemWgd());
                 wgDecodeKn[e.ordinal()] = sm90a.function(e.symbol + "_kn_wgd");
                 setSharedMemory(wgDecodeKn[e.ordinal()], e.symbol + "_kn_wgd", smemWgd());
+            }
+            if (wgTma != null) {
+                wgTma[e.ordinal()] = sm90a.function(e.symbol + "_wgt");
+                setSharedMemory(wgTma[e.ordinal()], e.symbol + "_wgt", smemWgd());
             }
         }
         jcuda.driver.CUdevice dev = new jcuda.driver.CUdevice();
@@ -256,6 +270,22 @@ public final class GemmKernel {
         Cuda.check(jcuda.driver.JCudaDriver.cuFuncSetAttribute(f,
                 jcuda.driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 bytes), "cuFuncSetAttribute(" + name + ", shared memory " + bytes + ")");
+    }
+
+    /** True if plain M <= 64 launches use the TMA decode tile (gemm_&lt;epi&gt;_wgt). */
+    public boolean hasTmaDecode() {
+        return wgTma != null;
+    }
+
+    /** Tensor maps encoded so far (tests: the launcher's choice and the cache). */
+    int tmaMapsCached() {
+        return maps.cached();
+    }
+
+    /** Whether the TMA tile can describe A and W (16-byte aligned bases; strides are). */
+    private static boolean tmaDescribable(DeviceBuffer a, DeviceBuffer w) {
+        return TensorMaps.describable(PdlLaunch.address(a.ptr()), 8)
+                && TensorMaps.describable(PdlLaunch.address(w.ptr()), 8);
     }
 
     /** True if the wgmma (sm_90a) kernels are loaded and used for large outputs. */
@@ -450,7 +480,8 @@ public final class GemmKernel {
         if (tile == Tile.AUTO) {
             tile = knLayout || idx != null ? Tile.BASE : autoTile(m, n, split);
             if (tile == Tile.BASE && m <= BM && wgDecode != null) {
-                tile = Tile.WGMMA_DECODE;
+                tile = !knLayout && idx == null && wgTma != null && tmaDescribable(a, w)
+                        ? Tile.WGMMA_TMA : Tile.WGMMA_DECODE;
             }
         }
         CUfunction f;
@@ -460,6 +491,25 @@ public final class GemmKernel {
         int threads;
         int shared;
         boolean dependent = false;
+        if (tile == Tile.WGMMA_TMA) {
+            Check.that(m <= BM, name, "the TMA decode tile takes M <= " + BM + " (" + shapes
+                    + ")");
+            Check.that(wgTma != null, name, "no TMA decode tile loaded");
+            Check.that(!knLayout && idx == null, name, "the TMA decode tile takes plain [N, K] W"
+                    + " only");
+            Check.that(tmaDescribable(a, w), name, "A and W must be 16-byte aligned for TMA");
+            byte[] mapA = maps.map(PdlLaunch.address(a.ptr()), m, k, lda, BM);
+            byte[] mapW = maps.map(PdlLaunch.address(w.ptr()), n, k, ldw, BN_WGD);
+            int units = (n + BN_WGD - 1) / BN_WGD * splits;
+            new KernelArgs().bytes(mapA).bytes(mapW).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
+                    .i(chunk).ptr(work).launchDependent(wgTma[epi.ordinal()], name + "_wgt",
+                            Math.min(units, sms), 1, 1, THREADS_WGT, smemWgd(), s,
+                            shapes + " splits=" + splits);
+            if (!partialsOnly) {
+                reduce(epi, s, work, splits, bias, out, ldc, m, n, null, name, shapes);
+            }
+            return splits;
+        }
         if (tile == Tile.WGMMA_DECODE) {
             Check.that(m <= BM, name, "the wgmma decode tile takes M <= " + BM + " (" + shapes
                     + ")");

@@ -13,7 +13,8 @@ import jcuda.driver.JCudaDriver;
  */
 final class KernelArgs {
     private final List<Pointer> args = new ArrayList<>();
-    /** The same arguments as values (CUdeviceptr or null, Integer, Long, Float), for PDL. */
+    /** The same arguments as values (CUdeviceptr or null, Integer, Long, Float, byte[]), for
+     *  PDL. */
     private final List<Object> values = new ArrayList<>();
     private static final CUdeviceptr NULL = new CUdeviceptr();
 
@@ -35,6 +36,13 @@ final class KernelArgs {
 
     KernelArgs l(long v) {
         args.add(Pointer.to(new long[] {v}));
+        values.add(v);
+        return this;
+    }
+
+    /** A by-value struct argument (its bytes, e.g. a 128-byte tensor map). */
+    KernelArgs bytes(byte[] v) {
+        args.add(Pointer.to(v));
         values.add(v);
         return this;
     }

@@ -91,13 +91,15 @@ final class PdlLaunch {
 
     /**
      * cuLaunchKernelEx with programmatic stream serialization. values: the kernel's arguments in
-     * order, each a CUdeviceptr (or null), Integer, Long or Float. Returns the CUresult.
+     * order, each a CUdeviceptr (or null), Integer, Long, Float or byte[] (a by-value struct).
+     * Returns the CUresult.
      */
     static int launch(CUfunction f, int gx, int gy, int gz, int block, int sharedBytes,
                       CUstream stream, List<Object> values) {
         int n = values.size();
         Memory vals = new Memory(8L * Math.max(1, n));
         Memory ptrs = new Memory(8L * Math.max(1, n));
+        List<Memory> blobs = new java.util.ArrayList<>();
         for (int i = 0; i < n; i++) {
             Object v = values.get(i);
             long at = 8L * i;
@@ -109,6 +111,13 @@ final class PdlLaunch {
                 vals.setLong(at, lv);
             } else if (v instanceof Float fv) {
                 vals.setFloat(at, fv);
+            } else if (v instanceof byte[] bytes) {  // a by-value struct: its own 64-aligned copy
+                Memory blob = new Memory(bytes.length + 64L);
+                blobs.add(blob);
+                Memory aligned = blob.align(64);
+                aligned.write(0, bytes, 0, bytes.length);
+                ptrs.setPointer(at, aligned);
+                continue;
             } else {
                 throw new IllegalArgumentException("kernel argument of type " + v.getClass());
             }
@@ -133,6 +142,7 @@ final class PdlLaunch {
         int r = LAUNCH_EX.invokeInt(new Object[] {cfg, new com.sun.jna.Pointer(address(f)), ptrs,
             null});
         java.lang.ref.Reference.reachabilityFence(vals);  // the native call read them
+        java.lang.ref.Reference.reachabilityFence(blobs);
         java.lang.ref.Reference.reachabilityFence(attr);
         return r;
     }

@@ -103,15 +103,18 @@ class CudaKernelTest extends GpuTest {
 
     static Stream<Arguments> decodeTileShapes() {
         // M across the m16 / m64 boundary; K not a multiple of 64 (zero-padded last tile) and
-        // K = 2056 / 4096 in several chunks; N not a multiple of 128.
+        // K = 2056 / 4096 in several chunks; N not a multiple of 128; more column tiles x
+        // splits than an H100 has SMs (the persistent TMA tile's blocks take several units).
         int[][] shapes = {{1, 130, 200, 200}, {7, 64, 648, 656}, {16, 258, 2056, 2056},
-            {17, 96, 1032, 1040}, {40, 514, 264, 264}, {64, 1024, 4096, 4096}};
+            {17, 96, 1032, 1040}, {40, 514, 264, 264}, {64, 1024, 4096, 4096},
+            {5, 8450, 1032, 1040}};
         return everyDtype(everyEpilogue(shapes));
     }
 
     /**
-     * The wgmma decode tile (gemm_&lt;epi&gt;_wgd, where the sm_90a image loaded) against the
-     * host reference, and bit for bit against the mma.sync decode tiles (_m16 / _m64), with and
+     * The wgmma decode tiles (gemm_&lt;epi&gt;_wgd and, where the driver encodes tensor maps,
+     * the TMA-fed gemm_&lt;epi&gt;_wgt; where the sm_90a image loaded) against the host
+     * reference, and bit for bit against the mma.sync decode tiles (_m16 / _m64), with and
      * without split-K.
      */
     @ParameterizedTest(name = "{0} {1} M={2} N={3} K={4} lda={5}")
@@ -121,9 +124,38 @@ class CudaKernelTest extends GpuTest {
         KernelImage img = kernels(dt);
         Assumptions.assumeTrue(img.gemm.hasWgmmaDecode(),
                 "no wgmma decode tile on this GPU (needs compute capability 9.0)");
+        List<GemmKernel.Tile> tiles = new ArrayList<>(List.of(GemmKernel.Tile.BASE,
+                GemmKernel.Tile.WGMMA_DECODE));
+        if (img.gemm.hasTmaDecode()) {
+            tiles.add(GemmKernel.Tile.WGMMA_TMA);
+        }
         tilesMatchTheReferenceAndEachOther(dt, new Random(23L * m + 3L * n + k + epi.ordinal()),
-                epi, m, n, k, lda, List.of(GemmKernel.Tile.BASE, GemmKernel.Tile.WGMMA_DECODE),
-                true, "the mma.sync tile");
+                epi, m, n, k, lda, tiles, true, "the mma.sync tile");
+    }
+
+    /** On Hopper the launcher feeds plain decode GEMMs through TMA (the driver encodes maps). */
+    @Test
+    void hopperDecodeGemmsUseTheTmaTile() {
+        Assumptions.assumeTrue(kernels.gemm.hasWgmmaDecode(),
+                "no wgmma decode tile on this GPU (needs compute capability 9.0)");
+        assertTrue(kernels.gemm.hasTmaDecode(), "cuTensorMapEncodeTiled not found: no TMA tile");
+        Random r = new Random(91);
+        int m = 3;
+        int n = 640;
+        int k = 512;
+        DeviceBuffer a = bf16(Bf16.round(random(r, m * k, 1.0)));
+        DeviceBuffer w = bf16(Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k))));
+        DeviceBuffer work = zeros(16L << 20);
+        int before = kernels.gemm.tmaMapsCached();
+        DeviceBuffer out = zeros((long) m * n * 4);
+        kernels.gemm.run(Epilogue.STORE_F32, stream, a, k, w, k, null, out, n, m, n, k, work);
+        assertEquals(before + 2, kernels.gemm.tmaMapsCached(), "A's and W's maps encoded once");
+        kernels.gemm.run(Epilogue.STORE_F32, stream, a, k, w, k, null, out, n, m, n, k, work);
+        assertEquals(before + 2, kernels.gemm.tmaMapsCached(), "maps reused, not re-encoded");
+        DeviceBuffer mma = zeros((long) m * n * 4);
+        kernels.gemm.runTile(GemmKernel.Tile.BASE, Epilogue.STORE_F32, stream, a, k, w, k, null,
+                mma, n, m, n, k, work);
+        assertArrayEquals(readF32(mma, m * n), readF32(out, m * n), "launcher's tile vs mma.sync");
     }
 
     /**
@@ -189,10 +221,11 @@ class CudaKernelTest extends GpuTest {
             w[i] = bf16(Bf16.round(random(r, n * n, 1.0 / Math.sqrt(n))));
         }
         DeviceBuffer work = zeros(64L << 20);
-        float[][] results = new float[3][];
-        for (int variant = 0; variant < 3; variant++) {
+        boolean tma = kernels.gemm.hasTmaDecode();
+        float[][] results = new float[tma ? 5 : 3][];
+        for (int variant = 0; variant < results.length; variant++) {
             GemmKernel.Tile tile = variant == 0 ? GemmKernel.Tile.BASE
-                    : GemmKernel.Tile.WGMMA_DECODE;
+                    : variant <= 2 ? GemmKernel.Tile.WGMMA_DECODE : GemmKernel.Tile.WGMMA_TMA;
             DeviceBuffer[] act = {a, zeros((long) m * n * 2), zeros((long) m * n * 2),
                 zeros((long) m * n * 2)};
             Runnable chain = () -> {
@@ -201,7 +234,7 @@ class CudaKernelTest extends GpuTest {
                             null, act[i + 1], n, m, n, n, work);
                 }
             };
-            if (variant == 2) {
+            if (variant == 2 || variant == 4) {
                 try (CudaGraph g = CudaGraph.capture(stream, chain, "pdl chain")) {
                     g.launch(stream);
                     g.launch(stream);
@@ -213,6 +246,10 @@ class CudaKernelTest extends GpuTest {
         }
         assertArrayEquals(results[0], results[1], "wgmma chain (direct) vs mma.sync chain");
         assertArrayEquals(results[0], results[2], "wgmma chain (graph) vs mma.sync chain");
+        if (tma) {
+            assertArrayEquals(results[0], results[3], "TMA chain (direct) vs mma.sync chain");
+            assertArrayEquals(results[0], results[4], "TMA chain (graph) vs mma.sync chain");
+        }
     }
 
     /**
