@@ -2,15 +2,20 @@
 // thread block per (token, KV group, split) computes every query head of the group, so each
 // selected group's K and V are read once), with an optional Polar Sparsity group table.
 //
-// attention_decode_paged_g<MAXG>_c<CHUNKS>_bf16 (pass 1): for token t, group slot y, split s:
-//   g = group_idx ? group_idx[t * groups_per_token + y] : y
-//   positions [s * split_len, min(pos_of[t] + 1, (s + 1) * split_len))  (causal: <= own position)
-//   for each query head h of group g: partial softmax statistics (m, l, in base 2) and the
-//   unnormalised output o = sum_p exp2(score_p - m) v_p, into
-//   part_o  fp32 [n, num_heads, num_splits, head_dim] and part_ml fp32 [n, num_heads, num_splits, 2].
-// attention_combine_bf16 (pass 2): merges the splits of every (token, selected head) and writes
-//   att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros, so they
-//   contribute zero to o_proj.
+// attention_decode_paged_g<MAXG>_c<CHUNKS>[_full][_pairs]_bf16 (pass 1): for token t, group
+//   slot y, partial z: g = group_idx ? group_idx[t * groups_per_token + y] : y
+//   split s = z (or, _pairs, the splits s = 2z and 2z + 1 one after the other, merged by
+//   att_pair): positions [s * split_len, min(pos_of[t] + 1, (s + 1) * split_len)) (causal:
+//   <= own position); for each query head h of group g: partial softmax statistics (m, l, in
+//   base 2) and the unnormalised output o = sum_p exp2(score_p - m) v_p, into
+//   part_o fp32 [n, num_heads, parts, head_dim] and part_ml fp32 [n, num_heads, parts, 2]
+//   (parts = num_splits, or ceil(num_splits / 2) with _pairs).
+// attention_combine_bf16 (pass 2): merges the partials of every (token, selected head) and
+//   writes att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros,
+//   so they contribute zero to o_proj. scheme 0: the splits' partials in one merge (shapes
+//   that never run pairs: more than one query head per group); 1: the same partials, merged
+//   pair by pair first (att_pair) as _pairs blocks do; 2: the _pairs blocks' partials. Schemes
+//   1 and 2 give the same bits, so a token's result does not depend on its launch's mode.
 //
 //   q: the first num_heads * head_dim columns of qkv bf16 [n, row_stride] (after RoPE);
 //   score = (q . k) * scale, computed as (q * scale * log2 e) . k with exp2.
@@ -19,8 +24,8 @@
 // position, reading K/V appended for the whole prompt first), so it is also the causal prefill
 // attention. Not checked here: block_table entries and group_idx values in range.
 // Preconditions (host-checked): head_dim % 4 == 0 and <= 256; G = num_heads / num_kv_heads <= 8.
-// Grid pass 1: (n, groups_per_token, num_splits), block 256, dynamic shared memory
-//   (G * head_dim * 9 + G * 260) floats (see the layout below).
+// Grid pass 1: (n, groups_per_token, parts), block 256, dynamic shared memory
+//   (G * head_dim * 10 + G * 262) floats (see the layout below).
 // Grid pass 2: (n, ceil(num_heads / 8)), block 256 (a warp per head).
 #include "common.cuh"
 
@@ -46,12 +51,13 @@
 //   C (values): lanes own 4 dims of every 128; warp w accumulates its 32 positions' p * v.
 // The warps' accumulators are summed in warp order at the end. Every order is fixed by the
 // positions alone, so a token's result never depends on the other tokens of the launch.
-// Shared memory (floats): q [G][D] | scores [G][ATT_SUB] | stats [G][4] | merge [WARPS][G][D].
-// Merges the num_splits partials of one (token, head) (base = its first partial) into out[0, D),
+// Shared memory (floats): q [G][D] | scores [G][ATT_SUB] | stats [G][4] | merge [WARPS][G][D]
+// | a pair's first split (o [G][D], m and l [G][2]).
+// Scheme 0 (shapes that never run pairs): merges the num_splits partials of one (token, head) (base = its first partial) into out[0, D),
 // one warp: M = max m_s and L = sum l_s 2^(m_s - M) (lanes stride over the splits, then warp
 // reductions), out[d] = sum_s o_s[d] 2^(m_s - M) / L with splits in order, lanes owning 4 dims of
-// every 128. Used by attention_combine_bf16 (a warp per head).
-__device__ __forceinline__ void combine_head(bf16* __restrict__ out,
+// every 128.
+__device__ __forceinline__ void combine_head_splits(bf16* __restrict__ out,
                                              const float* __restrict__ part_o,
                                              const float* __restrict__ part_ml, size_t base,
                                              int head_dim, int num_splits, int lane) {
@@ -88,6 +94,141 @@ __device__ __forceinline__ void combine_head(bf16* __restrict__ out,
     }
 }
 
+// Adjacent splits 2p and 2p + 1 form pair p, merged first (by the pass-1 block that ran both in
+// pairs mode, or here from the two split partials otherwise) with exactly the same arithmetic,
+// so a token's result does not depend on which mode its launch used. An empty split has
+// m = -inf (its l is 0 and its o never written): a pair with one empty split is the other
+// split unchanged. att_pair: the pair's m and the weights of its two splits.
+POLAR_DEVICE void att_pair(float ma, float mb, float& m, float& wa, float& wb) {
+    m = fmaxf(ma, mb);
+    wa = ma == -INFINITY ? 0.f : exp2f(ma - m);
+    wb = mb == -INFINITY ? 0.f : exp2f(mb - m);
+}
+// x (an l or an o element) of the pair from those of its splits.
+POLAR_DEVICE float att_pair_mix(float xa, float wa, bool va, float xb, float wb, bool vb) {
+    if (!vb) return va ? xa : 0.f;
+    if (!va) return xb;
+    return __fadd_rn(__fmul_rn(xa, wa), __fmul_rn(xb, wb));
+}
+
+// Schemes 1 and 2: merges the partials of one (token, head) (base = its first partial) into
+// out[0, D), one warp, over the pairs p < ceil(num_splits / 2): pairs mode reads pair partials (base + p), otherwise
+// split partials (base + 2p, base + 2p + 1) merged here. M = max m_p and L = sum l_p 2^(m_p - M)
+// (lanes stride over the pairs, then warp reductions), out[d] = sum_p o_p[d] 2^(m_p - M) / L
+// with pairs in order, lanes owning 4 dims of every 128.
+__device__ __forceinline__ void combine_head_pairs(bf16* __restrict__ out,
+                                             const float* __restrict__ part_o,
+                                             const float* __restrict__ part_ml, size_t base,
+                                             int head_dim, int num_splits, bool pairs, int lane) {
+    const int np = (num_splits + 1) / 2;
+    // Pair p's m and l, and (single-split partials) its splits' weights and presence.
+    auto pair_ml = [&](int p, float& m, float& l, float& wa, float& wb, bool& va, bool& vb) {
+        if (pairs) {
+            m = part_ml[(base + p) * 2];
+            l = part_ml[(base + p) * 2 + 1];
+            wa = 1.f, wb = 0.f, va = true, vb = false;
+            return;
+        }
+        const size_t a = base + 2 * p;
+        const float ma = part_ml[a * 2];
+        const bool has_b = 2 * p + 1 < num_splits;
+        const float mb = has_b ? part_ml[(a + 1) * 2] : -INFINITY;
+        va = ma != -INFINITY;
+        vb = mb != -INFINITY;
+        att_pair(ma, mb, m, wa, wb);
+        l = att_pair_mix(part_ml[a * 2 + 1], wa, va, vb ? part_ml[(a + 1) * 2 + 1] : 0.f, wb, vb);
+        if (!va && !vb) m = -INFINITY;
+    };
+    float M = -INFINITY;
+    for (int p = lane; p < np; p += 32) {
+        float m, l, wa, wb;
+        bool va, vb;
+        pair_ml(p, m, l, wa, wb, va, vb);
+        M = fmaxf(M, m);
+    }
+    M = warp_max(M);
+    float L = 0.f;
+    for (int p = lane; p < np; p += 32) {
+        float m, l, wa, wb;
+        bool va, vb;
+        pair_ml(p, m, l, wa, wb, va, vb);
+        if (m != -INFINITY) L = __fmaf_rn(l, exp2f(m - M), L);
+    }
+    L = warp_sum(L);
+    const float inv = 1.f / L;
+    // o += v * 2^(m_p - M) for a present pair; an empty pair (m = -inf; o never written) is
+    // skipped by a select, not a branch, so that the loads need not wait for the test.
+    auto add = [](float4& o, const float4 v, float w, bool present) {
+        const float4 u = make_float4(__fmaf_rn(v.x, w, o.x), __fmaf_rn(v.y, w, o.y),
+                                     __fmaf_rn(v.z, w, o.z), __fmaf_rn(v.w, w, o.w));
+        if (present) o = u;
+    };
+    auto mix = [](const float4 x, float wa, bool va, const float4 y, float wb, bool vb) {
+        return make_float4(att_pair_mix(x.x, wa, va, y.x, wb, vb),
+                           att_pair_mix(x.y, wa, va, y.y, wb, vb),
+                           att_pair_mix(x.z, wa, va, y.z, wb, vb),
+                           att_pair_mix(x.w, wa, va, y.w, wb, vb));
+    };
+    // Pair p's o vectors at dim d: x = its partial (pairs) or its first split's, y = its second
+    // split's (the first again where there is none): unconditional loads, in bounds.
+    auto load_pair = [&](int p, int d, float4& x, float4& y) {
+        const size_t a = pairs ? base + p : base + 2 * p;
+        x = *reinterpret_cast<const float4*>(part_o + a * head_dim + d);
+        if (!pairs) {
+            const size_t b = 2 * p + 1 < num_splits ? a + 1 : a;
+            y = *reinterpret_cast<const float4*>(part_o + b * head_dim + d);
+        }
+    };
+    // Up to 32 pairs: lane p computes pair p's weights once and the loop takes them by shuffle
+    // (every lane runs the loop: dims past head_dim are loaded from dim 0 and not stored).
+    float my_w = 0.f, my_wa = 0.f, my_wb = 0.f;
+    int my_flags = 0;
+    if (np <= 32 && lane < np) {
+        float m, l;
+        bool va, vb;
+        pair_ml(lane, m, l, my_wa, my_wb, va, vb);
+        my_w = m == -INFINITY ? 0.f : exp2f(m - M);
+        my_flags = (va ? 1 : 0) | (vb ? 2 : 0) | (m != -INFINITY ? 4 : 0);
+    }
+    for (int d0 = 0; d0 < head_dim; d0 += 128) {
+        const int d = d0 + lane * 4;
+        const int ds = d < head_dim ? d : 0;
+        float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (np <= 32) {
+#pragma unroll 16
+            for (int p = 0; p < np; p++) {  // unrolled: the pairs' loads in flight together
+                float4 x, y;
+                load_pair(p, ds, x, y);
+                const float w = __shfl_sync(0xffffffffu, my_w, p);
+                const int f = __shfl_sync(0xffffffffu, my_flags, p);
+                if (!pairs) {
+                    const float wa = __shfl_sync(0xffffffffu, my_wa, p);
+                    const float wb = __shfl_sync(0xffffffffu, my_wb, p);
+                    x = mix(x, wa, f & 1, y, wb, f & 2);
+                }
+                add(o, x, w, f & 4);
+            }
+        } else {
+#pragma unroll 8
+            for (int p = 0; p < np; p++) {
+                float m, l, wa, wb;
+                bool va, vb;
+                pair_ml(p, m, l, wa, wb, va, vb);
+                float4 x, y;
+                load_pair(p, ds, x, y);
+                if (!pairs) x = mix(x, wa, va, y, wb, vb);
+                add(o, x, m == -INFINITY ? 0.f : exp2f(m - M), m != -INFINITY);
+            }
+        }
+        if (d < head_dim) {
+            out[d] = f2bf(o.x * inv);
+            out[d + 1] = f2bf(o.y * inv);
+            out[d + 2] = f2bf(o.z * inv);
+            out[d + 3] = f2bf(o.w * inv);
+        }
+    }
+}
+
 // acc (4 fp32) += a (16 x 16 bf16, row-major fragment) * b (16 x 8 bf16, column-major fragment).
 POLAR_DEVICE void att_mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                uint32_t b0, uint32_t b1) {
@@ -100,7 +241,7 @@ POLAR_DEVICE void att_mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, 
 
 // FULL: the shape is exactly G = MAXG and head_dim = 128 * CHUNKS, so every bound below is a
 // compile-time constant (the common shapes: no masks, no division by run-time values).
-template <int MAXG, int CHUNKS, bool FULL>
+template <int MAXG, int CHUNKS, bool FULL, bool PAIRS>
 __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ qkv, int row_stride, float scale,
                             const bf16* __restrict__ k_cache, const bf16* __restrict__ v_cache,
                             const int* __restrict__ block_table, int max_blocks, int block_size,
@@ -111,7 +252,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                             float* __restrict__ part_ml) {
     extern __shared__ __align__(16) float smem[];
     constexpr int CHA = 4 * CHUNKS;  // 32-dim slices of a K row (phase A)
-    const int t = blockIdx.x, y = blockIdx.y, s = blockIdx.z;
+    const int t = blockIdx.x, y = blockIdx.y, z = blockIdx.z;
     const int G = FULL ? MAXG : num_heads / num_kv_heads;
     const int D = FULL ? 128 * CHUNKS : head_dim;
     // Cache block of a position: a shift when block_size is a power of two (it always is here).
@@ -119,12 +260,14 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     const int bshift = __ffs(block_size) - 1;
     const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
     const int len = pos_of[t] + 1;
-    const int start = s * split_len;
-    const int end = min(len, start + split_len);
-    const size_t part = ((size_t)t * num_heads + g * G) * num_splits + s;  // head g*G, split s
-    if (start >= end) {  // this split lies beyond the sequence: empty partial
+    // Partial z: split z, or (pairs) the pair of splits 2z and 2z + 1 (see att_pair).
+    const int nparts = PAIRS ? (num_splits + 1) / 2 : num_splits;
+    const int s_first = PAIRS ? 2 * z : z;
+    const int s_last = PAIRS ? min(num_splits, s_first + 2) - 1 : z;
+    const size_t part = ((size_t)t * num_heads + g * G) * nparts + z;  // head g*G, partial z
+    if (s_first * split_len >= len) {  // beyond the sequence: empty partial
         for (int h = threadIdx.x; h < G; h += blockDim.x) {
-            size_t p = part + (size_t)h * num_splits;
+            size_t p = part + (size_t)h * nparts;
             part_ml[p * 2] = -INFINITY;
             part_ml[p * 2 + 1] = 0.f;
         }
@@ -134,6 +277,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     float* sc = qs + G * D;           // [G][ATT_SUB]
     float* stat = sc + G * ATT_SUB;   // [G][4]: alpha, m, l
     float* mg = stat + 4 * G;         // [ATT_WARPS][G][D]
+    float* first = mg + ATT_WARPS * G * D;  // pairs: the first split's o [G][D], then m, l [G][2]
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int oct = lane >> 3, l8 = lane & 7;
     const float qscale = scale * 1.4426950408889634f;  // log2(e): softmax via exp2
@@ -141,10 +285,6 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     constexpr bool MMA_A = FULL && MAXG >= 4 && MAXG <= 8;
     if constexpr (!MMA_A)
         for (int i = tid; i < G * D; i += ATT_THREADS) qs[i] = bf2f(q[i]) * qscale;
-    if (tid < G) {
-        stat[tid * 4 + 1] = -INFINITY;
-        stat[tid * 4 + 2] = 0.f;
-    }
     const int* table = block_table + (size_t)row_of[t] * max_blocks;
     // Element offset of position p's K (or V) row of group g in the paged cache.
     auto cache_row = [=](int p) -> size_t {
@@ -154,12 +294,6 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     };
     const int cha = FULL ? CHA : (D + 31) / 32;
     float acc[MAXG][CHUNKS][4];
-#pragma unroll
-    for (int h = 0; h < MAXG; h++)
-#pragma unroll
-        for (int c = 0; c < CHUNKS; c++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) acc[h][c][j] = 0.f;
     // MMA_A: B fragments of q (bf16 as stored, unscaled; the scale is applied to the sums) for
     // each 16-dim step kd: column n = lane / 4 (query head, zero past G), rows (lane % 4) * 2
     // (+1) and + 8 (+9). Kept in shared memory where the float q of the FMA form would be
@@ -179,7 +313,33 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                                  : 0u;
         }
     }
-    __syncthreads();
+    // Fresh statistics and accumulators for a split.
+    auto reset = [&]() {
+        if (tid < G) {
+            stat[tid * 4 + 1] = -INFINITY;
+            stat[tid * 4 + 2] = 0.f;
+        }
+#pragma unroll
+        for (int h = 0; h < MAXG; h++)
+#pragma unroll
+            for (int c = 0; c < CHUNKS; c++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[h][c][j] = 0.f;
+    };
+    reset();
+    __syncthreads();  // q and the statistics
+  constexpr int NS = PAIRS ? 2 : 1;  // splits per partial (a compile-time loop)
+#pragma unroll
+  for (int sp = 0; sp < NS; sp++) {
+    const int ss = s_first + sp;
+    const int start = ss * split_len;
+    const int end = min(len, start + split_len);
+    if (PAIRS && sp > 0) {
+        if (ss > s_last || start >= end) break;  // the pair's second split: none, or empty
+        __syncthreads();  // every thread has read the first split's statistics
+        reset();
+        __syncthreads();
+    }
 
     for (int t0 = start; t0 < end; t0 += ATT_SUB) {
         const int tl = min(ATT_SUB, end - t0);
@@ -362,22 +522,44 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
             }
     }
     __syncthreads();
+    // The split's o, m, l: written as the partial, or (pairs) kept for the second split when
+    // it has positions, or merged with the kept first split (att_pair, as the combine does).
+    const bool keep = PAIRS && ss == s_first && ss < s_last && (ss + 1) * split_len < len;
+    const bool merge = PAIRS && ss > s_first;
     for (int i = tid; i < G * D; i += ATT_THREADS) {
         float o = 0.f;
 #pragma unroll
         for (int w = 0; w < ATT_WARPS; w++) o += mg[w * G * D + i];
         const int h = i / D, d = i % D;
-        const size_t p = part + (size_t)h * num_splits;
+        float m = stat[h * 4 + 1], l = stat[h * 4 + 2];
+        if (keep) {
+            first[i] = o;
+            if (d == 0) {
+                first[G * D + h * 2] = m;
+                first[G * D + h * 2 + 1] = l;
+            }
+            continue;
+        }
+        if (merge) {
+            const float ma = first[G * D + h * 2], la = first[G * D + h * 2 + 1];
+            float mp, wa, wb;
+            att_pair(ma, m, mp, wa, wb);
+            o = att_pair_mix(first[i], wa, true, o, wb, true);
+            l = att_pair_mix(la, wa, true, l, wb, true);
+            m = mp;
+        }
+        const size_t p = part + (size_t)h * nparts;
         part_o[p * D + d] = o;
         if (d == 0) {
-            part_ml[p * 2] = stat[h * 4 + 1];
-            part_ml[p * 2 + 1] = stat[h * 4 + 2];
+            part_ml[p * 2] = m;
+            part_ml[p * 2 + 1] = l;
         }
     }
+  }  // splits of the partial
 }
 
 
-#define ATT_ENTRY(G_, C_, FULL_, SUFFIX_, MINB_)                                                 \
+#define ATT_ENTRY(G_, C_, FULL_, SUFFIX_, MINB_, PAIRS_)                                         \
     extern "C" __global__ void __launch_bounds__(ATT_THREADS, MINB_)                            \
         attention_decode_paged_g##G_##_c##C_##SUFFIX_##_bf16(                                   \
             const bf16* qkv, int row_stride, float scale, const bf16* k_cache,                  \
@@ -385,7 +567,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
             const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
             int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
             float* part_o, float* part_ml) {                                                    \
-        attention_decode_body<G_, C_, FULL_>(qkv, row_stride, scale, k_cache, v_cache, block_table,    \
+        attention_decode_body<G_, C_, FULL_, PAIRS_>(qkv, row_stride, scale, k_cache, v_cache, block_table,    \
                                       max_blocks, block_size, row_of, pos_of, group_idx,        \
                                       groups_per_token, num_heads, num_kv_heads, head_dim,      \
                                       split_len, num_splits, part_o, part_ml);                  \
@@ -393,29 +575,35 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
 
 // Any shape (G <= MAXG, head_dim <= 128 * C), and the exact shapes (suffix _full); four
 // blocks per SM (64 registers) where that costs no spills.
-ATT_ENTRY(1, 1, false, , 4)
-ATT_ENTRY(2, 1, false, , 4)
-ATT_ENTRY(4, 1, false, , 4)
-ATT_ENTRY(8, 1, false, , 1)
-ATT_ENTRY(1, 2, false, , 1)
-ATT_ENTRY(2, 2, false, , 1)
-ATT_ENTRY(4, 2, false, , 1)
-ATT_ENTRY(8, 2, false, , 1)
-ATT_ENTRY(1, 1, true, _full, 4)
-ATT_ENTRY(2, 1, true, _full, 4)
-ATT_ENTRY(4, 1, true, _full, 4)
-ATT_ENTRY(8, 1, true, _full, 1)
-ATT_ENTRY(1, 2, true, _full, 1)
-ATT_ENTRY(2, 2, true, _full, 1)
-ATT_ENTRY(4, 2, true, _full, 1)
-ATT_ENTRY(8, 2, true, _full, 1)
+ATT_ENTRY(1, 1, false, , 4, false)
+ATT_ENTRY(2, 1, false, , 4, false)
+ATT_ENTRY(4, 1, false, , 4, false)
+ATT_ENTRY(8, 1, false, , 1, false)
+ATT_ENTRY(1, 2, false, , 1, false)
+ATT_ENTRY(2, 2, false, , 1, false)
+ATT_ENTRY(4, 2, false, , 1, false)
+ATT_ENTRY(8, 2, false, , 1, false)
+ATT_ENTRY(1, 1, true, _full, 4, false)
+ATT_ENTRY(2, 1, true, _full, 4, false)
+ATT_ENTRY(4, 1, true, _full, 4, false)
+ATT_ENTRY(8, 1, true, _full, 1, false)
+ATT_ENTRY(1, 2, true, _full, 1, false)
+ATT_ENTRY(2, 2, true, _full, 1, false)
+ATT_ENTRY(4, 2, true, _full, 1, false)
+ATT_ENTRY(8, 2, true, _full, 1, false)
+// One query head per group (MHA) also with pairs of splits per block.
+ATT_ENTRY(1, 1, false, _pairs, 4, true)
+ATT_ENTRY(1, 2, false, _pairs, 1, true)
+ATT_ENTRY(1, 1, true, _full_pairs, 4, true)
+ATT_ENTRY(1, 2, true, _full_pairs, 1, true)
 
 extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   const float* __restrict__ part_o,
                                                   const float* __restrict__ part_ml,
                                                   const int* __restrict__ group_idx,
                                                   int groups_per_token, int num_heads,
-                                                  int num_kv_heads, int head_dim, int num_splits) {
+                                                  int num_kv_heads, int head_dim, int num_splits,
+                                                  int scheme) {
     pdl_trigger();  // a PDL-launched GEMM may follow
     // One warp per (token, head) over ALL heads (blockDim / 32 heads per block): a head whose
     // group is not in the token's table is written as zeros here, so no separate zero-fill.
@@ -435,6 +623,10 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
             return;
         }
     }
-    combine_head(out, part_o, part_ml, ((size_t)t * num_heads + h) * num_splits, head_dim,
-                 num_splits, lane);
+    const int nparts = scheme == 2 ? (num_splits + 1) / 2 : num_splits;
+    const size_t base = ((size_t)t * num_heads + h) * nparts;
+    if (scheme == 0)
+        combine_head_splits(out, part_o, part_ml, base, head_dim, num_splits, lane);
+    else
+        combine_head_pairs(out, part_o, part_ml, base, head_dim, num_splits, scheme == 2, lane);
 }

@@ -174,6 +174,23 @@ POLAR_DEVICE int hist256_pick(const int* hist, int need, int* left) {
     return __shfl_sync(0xffffffffu, bin, src);
 }
 
+// Block-wide radix step: warp 0 picks the bin of the need-th largest (hist256_pick), the prefix
+// gains it at bit sh, and every thread gets the new prefix and the count still needed in it.
+POLAR_DEVICE void radix_pick_block(const int* hist, int sh, unsigned& prefix, int& need,
+                                   unsigned* s_prefix, int* s_need) {
+    if ((threadIdx.x >> 5) == 0) {
+        int left;
+        const int bin = hist256_pick(hist, need, &left);
+        if ((threadIdx.x & 31) == 0) {
+            *s_prefix = prefix | ((unsigned)bin << sh);
+            *s_need = left;
+        }
+    }
+    __syncthreads();
+    prefix = *s_prefix;
+    need = *s_need;
+}
+
 extern "C" __global__ void __launch_bounds__(1024, 1)
 router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __restrict__ idx,
                        int cached) {
@@ -300,17 +317,7 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
                 if ((u & fixed) == prefix) atomicAdd(&hist[(u >> sh) & mask], 1);
             }
             __syncthreads();
-            if (wid == 0) {
-                int left;
-                const int bin = hist256_pick(hist, need, &left);
-                if (lane == 0) {
-                    s_prefix = prefix | ((unsigned)bin << sh);
-                    s_need = left;
-                }
-            }
-            __syncthreads();
-            prefix = s_prefix;
-            need = s_need;
+            radix_pick_block(hist, sh, prefix, need, &s_prefix, &s_need);
         }
         t = prefix + lo;
         // The candidates above t and equal to t, counted for the warp that owns each.
@@ -354,17 +361,7 @@ router_select_topk_f32(const float* __restrict__ score, int F, int k, int* __res
                 hist[threadIdx.x] = c;
             }
             __syncthreads();
-            if (wid == 0) {
-                int left;
-                const int bin = hist256_pick(hist, need, &left);
-                if (lane == 0) {
-                    s_prefix = prefix | ((unsigned)bin << sh);
-                    s_need = left;
-                }
-            }
-            __syncthreads();
-            prefix = s_prefix;
-            need = s_need;
+            radix_pick_block(hist, sh, prefix, need, &s_prefix, &s_need);
         }
         t = prefix;
         gt_w = 0;

@@ -13,8 +13,15 @@ import jcuda.driver.JCudaDriver;
  * decode:  token t, group slot y, split s:  g = groupIdx ? groupIdx[t, y] : y
  *          attends positions [s*splitLen, min(posOf[t]+1, (s+1)*splitLen)) of row rowOf[t]
  *          for the G = heads / kvHeads query heads of group g (K/V read once per group)
- *          partO fp32 [n, heads, numSplits, headDim], partMl fp32 [n, heads, numSplits, 2]
+ *          partO fp32 [n, heads, parts, headDim], partMl fp32 [n, heads, parts, 2]
  * combine: att bf16 [n, heads * headDim]: the selected heads, and zeros for the others
+ * pairs:   for one query head per KV group, adjacent splits 2p, 2p + 1 are merged in a fixed
+ *          way before the pairs are combined; with pairs on, one block runs both splits of a
+ *          pair and writes the merged pair (parts = ceil(numSplits / 2)), otherwise each split
+ *          is a partial (parts = numSplits) and the combine merges the pairs. Same arithmetic,
+ *          same bits: only the number of blocks and the partial traffic change
+ *          ({@link #pairsFor}). Grouped-query shapes never run pairs and merge all splits at
+ *          once.
  * q = first heads*headDim columns of qkv bf16 [n, rowStride]; score = q.k * scale
  * </pre>
  * Every token is a query at its own position, so the same kernels serve causal prefill (after
@@ -30,6 +37,8 @@ public final class AttentionKernel {
     private final CUfunction[][] decode = new CUfunction[4][2]; // [log2 MAXG][chunks - 1]
     /** The same for exact shapes: G = MAXG, head_dim = 128 * chunks (constant bounds). */
     private final CUfunction[][] decodeFull = new CUfunction[4][2];
+    /** Pairs of splits per block, for one query head per group: [chunks - 1][full ? 1 : 0]. */
+    private final CUfunction[][] decodePairs = new CUfunction[2][2];
     private final CUfunction combine;
     /** Dynamic shared memory enabled so far, per kernel. */
     private final Map<CUfunction, Integer> sharedOptIn = new IdentityHashMap<>();
@@ -43,16 +52,53 @@ public final class AttentionKernel {
                         + c + "_full_bf16");
             }
         }
+        for (int c = 1; c <= 2; c++) {
+            decodePairs[c - 1][0] = m.function("attention_decode_paged_g1_c" + c + "_pairs_bf16");
+            decodePairs[c - 1][1] = m.function("attention_decode_paged_g1_c" + c
+                    + "_full_pairs_bf16");
+        }
         combine = m.function("attention_combine_bf16");
     }
 
     /**
      * Dynamic shared memory of the decode kernel (floats): q [G][D], scores [G][SUB], statistics
-     * [G][4] and the warps' accumulators [warps][G][D].
+     * [G][4], the warps' accumulators [warps][G][D] and a pair's first split (o [G][D], m and l
+     * [G][2]).
      */
     static int sharedBytes(int groupSize, int headDim) {
         return 4 * (groupSize * headDim + groupSize * SUB + 4 * groupSize
-                + (THREADS / 32) * groupSize * headDim);
+                + (THREADS / 32) * groupSize * headDim + groupSize * headDim + 2 * groupSize);
+    }
+
+    /**
+     * Pass-1 blocks (tokens x groups x splits) from which a launch runs pairs of splits per
+     * block, in units of SMs (-Dpolar.attention.pairBlocksPerSm): below it one split per block
+     * keeps every SM busy (batch 1); above it half the blocks and half the partials win. H100,
+     * 2026-11-26, polar-bench, pairs vs one split per block in the same call, at 8192 blocks:
+     * llama-2-7b B=16 17.20 -> 17.11 ms, B=32 28.37 -> 28.22 (Polar 17.96 -> 17.89), opt-6.7b
+     * B=32 17.02 -> 16.95, B=64 28.60 -> 28.33 (Polar 19.28 -> 19.21); at 4096 blocks it was
+     * mixed (llama-2-7b B=8 0.3% faster, opt-6.7b Polar B=32 0.8% slower), hence 48 x 132 =
+     * 6336 on an H100. For llama-3-8b (4 query heads per group, the tensor-core score path)
+     * pairs were 0.4-2.5% slower, so grouped-query shapes keep one split per block.
+     */
+    static final int PAIR_BLOCKS_PER_SM = Integer.getInteger("polar.attention.pairBlocksPerSm",
+            48);
+
+    /**
+     * Whether a launch of n tokens x groupsPerToken groups x numSplits splits, with
+     * queryHeadsPerGroup query heads per KV group, runs pairs of splits per block (any choice
+     * gives the same bits; only one query head per group takes pairs, see
+     * {@link #PAIR_BLOCKS_PER_SM}).
+     */
+    static boolean pairsFor(int n, int groupsPerToken, int numSplits, int queryHeadsPerGroup,
+                            int sms) {
+        return numSplits > 1 && queryHeadsPerGroup == 1
+                && (long) n * groupsPerToken * numSplits >= (long) PAIR_BLOCKS_PER_SM * sms;
+    }
+
+    /** Partials per (token, head) of a launch. */
+    static int parts(int numSplits, boolean pairs) {
+        return pairs ? (numSplits + 1) / 2 : numSplits;
     }
 
     public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
@@ -61,6 +107,18 @@ public final class AttentionKernel {
                        DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
                        int headDim, int splitLen, int numSplits, DeviceBuffer partO,
                        DeviceBuffer partMl, int n) {
+        decode(s, qkv, rowStride, scale, kCache, vCache, blockTable, maxBlocks, blockSize, rowOf,
+                posOf, groupIdx, groupsPerToken, heads, kvHeads, headDim, splitLen, numSplits,
+                false, partO, partMl, n);
+    }
+
+    /** As above; {@code pairs}: one block per pair of splits (see the class comment). */
+    public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
+                       DeviceBuffer kCache, DeviceBuffer vCache, DeviceBuffer blockTable,
+                       int maxBlocks, int blockSize, DeviceBuffer rowOf, DeviceBuffer posOf,
+                       DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
+                       int headDim, int splitLen, int numSplits, boolean pairs,
+                       DeviceBuffer partO, DeviceBuffer partMl, int n) {
         int gi = 0;
         while ((1 << gi) < heads / Math.max(1, kvHeads) && gi < 3) {
             gi++;
@@ -68,12 +126,14 @@ public final class AttentionKernel {
         int chunks = headDim <= 128 ? 1 : 2;
         boolean full = heads == (kvHeads << gi) && headDim == 128 * chunks;
         String k = "attention_decode_paged_g" + (1 << gi) + "_c" + chunks + (full ? "_full" : "")
-                + "_bf16";
+                + (pairs ? "_pairs" : "") + "_bf16";
         String shapes = "n=" + n + " heads=" + heads + " kv_heads=" + kvHeads + " head_dim="
-                + headDim + " splits=" + numSplits + "x" + splitLen;
+                + headDim + " splits=" + numSplits + "x" + splitLen + (pairs ? " (pairs)" : "");
         Check.positive(k, "n", n);
         Check.that(heads % kvHeads == 0, k, "heads must be a multiple of kv_heads (" + shapes + ")");
         int g = heads / kvHeads;
+        Check.that(!pairs || g == 1, k, "pairs of splits per block take one query head per KV"
+                + " group (" + shapes + ")");
         Check.that(g <= MAX_GROUP, k, "at most " + MAX_GROUP + " query heads per KV group, got "
                 + g + " (" + shapes + ")");
         Check.that(headDim % 4 == 0 && headDim <= MAX_HEAD_DIM, k, "head_dim must be a multiple"
@@ -85,11 +145,13 @@ public final class AttentionKernel {
         Check.that(groupIdx != null || groupsPerToken == kvHeads, k,
                 "without a group table every group is computed");
         Check.fits(k, "qkv", qkv, (long) n * rowStride, 2);
-        Check.fits(k, "part_o", partO, (long) n * heads * numSplits * headDim, 4);
-        Check.fits(k, "part_ml", partMl, (long) n * heads * numSplits * 2, 4);
+        int parts = parts(numSplits, pairs);
+        Check.fits(k, "part_o", partO, (long) n * heads * parts * headDim, 4);
+        Check.fits(k, "part_ml", partMl, (long) n * heads * parts * 2, 4);
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
         int smem = sharedBytes(g, headDim);
-        CUfunction fn = (full ? decodeFull : decode)[gi][chunks - 1];
+        CUfunction fn = pairs ? decodePairs[chunks - 1][full ? 1 : 0]
+                : (full ? decodeFull : decode)[gi][chunks - 1];
         if (smem > 48 * 1024 && smem > sharedOptIn.getOrDefault(fn, 0)) {
             Cuda.check(JCudaDriver.cuFuncSetAttribute(fn,
                     CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem),
@@ -99,7 +161,7 @@ public final class AttentionKernel {
         new KernelArgs().ptr(qkv).i(rowStride).f(scale).ptr(kCache).ptr(vCache).ptr(blockTable)
                 .i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf).ptr(groupIdx).i(groupsPerToken)
                 .i(heads).i(kvHeads).i(headDim).i(splitLen).i(numSplits).ptr(partO).ptr(partMl)
-                .launch(fn, k, n, groupsPerToken, numSplits, THREADS, smem, s, shapes);
+                .launch(fn, k, n, groupsPerToken, parts, THREADS, smem, s, shapes);
     }
 
     /** attention_combine_bf16: a warp per (token, head), this many heads per block. */
@@ -108,12 +170,23 @@ public final class AttentionKernel {
     public void combine(CudaStream s, DeviceBuffer att, DeviceBuffer partO, DeviceBuffer partMl,
                         DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
                         int headDim, int numSplits, int n) {
+        combine(s, att, partO, partMl, groupIdx, groupsPerToken, heads, kvHeads, headDim,
+                numSplits, false, n);
+    }
+
+    /** As above, for partials written with {@code pairs} as given to decode. */
+    public void combine(CudaStream s, DeviceBuffer att, DeviceBuffer partO, DeviceBuffer partMl,
+                        DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
+                        int headDim, int numSplits, boolean pairs, int n) {
         String k = "attention_combine_bf16";
         Check.fits(k, "att", att, (long) n * heads * headDim, 2);
+        Check.that(!pairs || heads == kvHeads, k, "pairs of splits take one query head per KV"
+                + " group");
+        int scheme = heads != kvHeads ? 0 : pairs ? 2 : 1;
         new KernelArgs().ptr(att).ptr(partO).ptr(partMl).ptr(groupIdx).i(groupsPerToken)
-                .i(heads).i(kvHeads).i(headDim).i(numSplits)
+                .i(heads).i(kvHeads).i(headDim).i(numSplits).i(scheme)
                 .launch(combine, k, n, (heads + COMBINE_WARPS - 1) / COMBINE_WARPS, 1,
                         COMBINE_WARPS * 32, 0, s, "n=" + n + " heads=" + heads
-                        + " splits=" + numSplits);
+                        + " splits=" + numSplits + (pairs ? " (pairs)" : ""));
     }
 }

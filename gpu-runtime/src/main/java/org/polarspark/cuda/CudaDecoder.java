@@ -1055,11 +1055,13 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private void attention(DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer table, int groups,
                            int splitLen, int splits, int n) {
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
+        boolean pairs = AttentionKernel.pairsFor(n, groups, splits,
+                c.numHeads() / c.numKvHeads(), ctx.multiprocessors());
         k.attention.decode(stream, qkv, qkvDim, scale, kc, vc, blockTable, maxBlocksPerSeq,
                 BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(), c.numKvHeads(), c.headDim(),
-                splitLen, splits, partO, partMl, n);
+                splitLen, splits, pairs, partO, partMl, n);
         k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
-                c.numKvHeads(), c.headDim(), splits, n);
+                c.numKvHeads(), c.headDim(), splits, pairs, n);
     }
 
     /**

@@ -718,7 +718,7 @@ class CudaKernelTest extends GpuTest {
         // {32, 8, 128}, {64, 8, 128} and {16, 2, 256}: the exact shapes whose scores use
         // tensor cores (4 or 8 query heads per group, head_dim 128 or 256).
         int[][] heads = {{8, 2, 16}, {4, 4, 24}, {8, 8, 32}, {32, 8, 128}, {12, 4, 64},
-                {16, 2, 256}, {4, 2, 96}, {2, 2, 256}, {64, 8, 128}};
+                {16, 2, 256}, {4, 2, 96}, {2, 2, 256}, {64, 8, 128}, {8, 8, 128}};
         int[][] lens = {{1, 54, 97}, {17, 300, 5}};
         for (int[] h : heads) {
             for (int[] l : lens) {
@@ -838,6 +838,18 @@ class CudaKernelTest extends GpuTest {
         float[] dense = read16(dt, att, n * heads * headDim);
         assertClose(dt.wire() + " attention heads=" + heads + " kv=" + kvHeads + " D=" + headDim, expected,
                 dense, 1e-2, BF16_OUT_RTOL);
+        // A block per pair of splits (large launches, one query head per group) gives the bits
+        // of a block per split.
+        boolean pairs = heads == kvHeads;
+        DeviceBuffer attPairs = zeros((long) n * heads * headDim * 2);
+        img.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
+                blockSize, dRow, dPos, null, kvHeads, heads, kvHeads, headDim, splitLen, splits,
+                pairs, partO, partMl, n);
+        img.attention.combine(stream, attPairs, partO, partMl, null, kvHeads, heads, kvHeads,
+                headDim, splits, pairs, n);
+        assertArrayEquals(dense, read16(dt, attPairs, n * heads * headDim),
+                (pairs ? "pairs of splits per block vs one split per block, "
+                        : "second run (grouped heads: no pairs), ") + splits + " splits");
 
         // Polar: a per-token table of selected groups (unsorted); other heads stay zero. With
         // every group in the table the result is the dense one, bit for bit.
@@ -864,6 +876,15 @@ class CudaKernelTest extends GpuTest {
         img.attention.combine(stream, att2, partO, partMl, dIdx, sel, heads, kvHeads,
                 headDim, splits, n);
         float[] sparse = read16(dt, att2, n * heads * headDim);
+        DeviceBuffer att3 = dev16(dt, random(r, n * heads * headDim, 1.0));
+        img.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
+                blockSize, dRow, dPos, dIdx, sel, heads, kvHeads, headDim, splitLen, splits,
+                pairs, partO, partMl, n);
+        img.attention.combine(stream, att3, partO, partMl, dIdx, sel, heads, kvHeads,
+                headDim, splits, pairs, n);
+        assertArrayEquals(sparse, read16(dt, att3, n * heads * headDim),
+                "Polar table: " + (pairs ? "pairs of splits per block vs one split per block"
+                        : "second run (grouped heads: no pairs)"));
         for (int t = 0; t < n; t++) {
             for (int h = 0; h < heads; h++) {
                 for (int d = 0; d < headDim; d++) {
