@@ -20,12 +20,25 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
                              const bf16* __restrict__ bias, float* __restrict__ x,
                              bf16* __restrict__ y, const bf16* __restrict__ w,
                              const bf16* __restrict__ b, float eps, int M, int N, int mode,
-                             int write_back) {
+                             int write_back, int prefetch) {
     pdl_trigger();  // a PDL-launched GEMM may follow
     __shared__ float scratch[32];
     const int m = blockIdx.x;
     if (m >= M) return;
     float* xr = x + (size_t)m * N;
+    if (prefetch) {
+        // The residual row and the norm's weights are read after the partials: ask L2 for them
+        // now, so that their DRAM latency overlaps the partials' loads.
+#pragma unroll
+        for (int j = 0; j < NORM_MAXJ; j++) {
+            if (!norm_has(j, N)) continue;
+            const int g = threadIdx.x + NORM_THREADS * j;
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(xr + 4 * g));
+            if (bias) asm volatile("prefetch.global.L2 [%0];" ::"l"(bias + 4 * g));
+            if (mode != 0 && w) asm volatile("prefetch.global.L2 [%0];" ::"l"(w + 4 * g));
+            if (mode == 1 && b) asm volatile("prefetch.global.L2 [%0];" ::"l"(b + 4 * g));
+        }
+    }
     // Partials summed over z in order, per element as gemm_reduce does; z outermost so that a
     // split's loads for all of the thread's columns (and, unrolled, the next splits') are in
     // flight together: the reduce is bound by load latency, not bytes.

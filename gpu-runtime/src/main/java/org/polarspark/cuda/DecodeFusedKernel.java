@@ -28,6 +28,10 @@ public final class DecodeFusedKernel {
         qkvRopeKv = m.function("decode_qkv_rope_kv_bf16");
     }
 
+    /** -Dpolar.norm.prefetch=false: no L2 prefetch of the residual row and norm weights. */
+    private static final boolean PREFETCH = !"false".equals(System.getProperty(
+            "polar.norm.prefetch"));
+
     public void residualNorm(CudaStream s, DeviceBuffer work, int splits, DeviceBuffer bias,
                              DeviceBuffer x, DeviceBuffer y, Norm norm, DeviceBuffer w,
                              DeviceBuffer b, float eps, int m, int n, boolean writeBack) {
@@ -45,7 +49,7 @@ public final class DecodeFusedKernel {
             Check.that(norm == Norm.LAYER || b == null, k, "RMSNorm takes no bias");
         }
         new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(x).ptr(y).ptr(w).ptr(b).f(eps).i(m)
-                .i(n).i(norm.ordinal()).i(writeBack ? 1 : 0)
+                .i(n).i(norm.ordinal()).i(writeBack ? 1 : 0).i(PREFETCH ? 1 : 0)
                 .launch(residualNorm, k, m, 1, 1, BLOCK, 0, s, "M=" + m + " N=" + n
                         + " splits=" + splits + " norm=" + norm);
     }

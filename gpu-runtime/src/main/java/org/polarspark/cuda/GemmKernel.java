@@ -29,8 +29,11 @@ import jcuda.driver.CUfunction;
  * split changes the summation order, so the same M, N, K always uses the same split.
  *
  * <p>Tiles: on compute capability 9.0 with the sm_90a image, M <= 64 ([N, K] weights, plain or
- * row-gathered) uses the wgmma decode tile gemm_&lt;epi&gt;_wgd (64 x 128 x 64, 8 stages, one
- * block per SM); elsewhere M <= 16 uses the decode tile (gemm_&lt;epi&gt;_m16) and 16 < M <= 64
+ * row-gathered) uses the wgmma decode tile: plain weights through TMA (gemm_&lt;epi&gt;_wgt: a
+ * producer warp's bulk tensor copies, persistent blocks over (column tile, split) units, tensor
+ * maps from {@link TensorMaps}), row-gathered ones and hosts without the tensor-map encoder
+ * through cp.async (gemm_&lt;epi&gt;_wgd); both 64 x 128 x 64, 8 stages, one block per SM;
+ * elsewhere M <= 16 uses the decode tile (gemm_&lt;epi&gt;_m16) and 16 < M <= 64
  * gemm_&lt;epi&gt;_m64; larger M the 64 x 64 tile,
  * except for prefill-sized outputs (M > 64, no split, W not gathered, at least
  * {@link #MIN_LARGE_TILES} tiles of 128 x 128), which use the large tile: gemm_&lt;epi&gt;_wg
