@@ -25,7 +25,8 @@
 // attention. Not checked here: block_table entries and group_idx values in range.
 // Preconditions (host-checked): head_dim % 4 == 0 and <= 256; G = num_heads / num_kv_heads <= 8.
 // Grid pass 1: (n, groups_per_token, parts), block 256, dynamic shared memory
-//   (G * head_dim * 10 + G * 262) floats (see the layout below).
+//   (G * head_dim * 9 + G * 260) floats, plus G * head_dim + 2 G with _pairs (see the layout
+//   below).
 // Grid pass 2: (n, ceil(num_heads / 8)), block 256 (a warp per head).
 #include "common.cuh"
 
@@ -52,7 +53,7 @@
 // The warps' accumulators are summed in warp order at the end. Every order is fixed by the
 // positions alone, so a token's result never depends on the other tokens of the launch.
 // Shared memory (floats): q [G][D] | scores [G][ATT_SUB] | stats [G][4] | merge [WARPS][G][D]
-// | a pair's first split (o [G][D], m and l [G][2]).
+// | with PAIRS, the pair's first split (o [G][D], m and l [G][2]).
 // Scheme 0 (shapes that never run pairs): merges the num_splits partials of one (token, head) (base = its first partial) into out[0, D),
 // one warp: M = max m_s and L = sum l_s 2^(m_s - M) (lanes stride over the splits, then warp
 // reductions), out[d] = sum_s o_s[d] 2^(m_s - M) / L with splits in order, lanes owning 4 dims of

@@ -62,12 +62,13 @@ public final class AttentionKernel {
 
     /**
      * Dynamic shared memory of the decode kernel (floats): q [G][D], scores [G][SUB], statistics
-     * [G][4], the warps' accumulators [warps][G][D] and a pair's first split (o [G][D], m and l
-     * [G][2]).
+     * [G][4], the warps' accumulators [warps][G][D] and, with pairs, the pair's first split
+     * (o [G][D], m and l [G][2]).
      */
-    static int sharedBytes(int groupSize, int headDim) {
+    static int sharedBytes(int groupSize, int headDim, boolean pairs) {
         return 4 * (groupSize * headDim + groupSize * SUB + 4 * groupSize
-                + (THREADS / 32) * groupSize * headDim + groupSize * headDim + 2 * groupSize);
+                + (THREADS / 32) * groupSize * headDim
+                + (pairs ? groupSize * headDim + 2 * groupSize : 0));
     }
 
     /**
@@ -149,7 +150,7 @@ public final class AttentionKernel {
         Check.fits(k, "part_o", partO, (long) n * heads * parts * headDim, 4);
         Check.fits(k, "part_ml", partMl, (long) n * heads * parts * 2, 4);
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
-        int smem = sharedBytes(g, headDim);
+        int smem = sharedBytes(g, headDim, pairs);
         CUfunction fn = pairs ? decodePairs[chunks - 1][full ? 1 : 0]
                 : (full ? decodeFull : decode)[gi][chunks - 1];
         if (smem > 48 * 1024 && smem > sharedOptIn.getOrDefault(fn, 0)) {

@@ -44,15 +44,22 @@ final class PdlLaunch {
     private static final Method BYTE_OFFSET;
 
     static {
-        Function f = null;
         Method np = null;
         Method bo = null;
-        if (!"false".equals(System.getProperty("polar.cuda.pdl"))) {
+        try {
+            np = NativePointerObject.class.getDeclaredMethod("getNativePointer");
+            np.setAccessible(true);
+            bo = Pointer.class.getDeclaredMethod("getByteOffset");
+            bo.setAccessible(true);
+        } catch (Throwable t) {
+            LOG.info("JCuda handles cannot be read ({}): kernels launch plainly and the TMA"
+                    + " decode tile is off", t.toString());
+            np = null;
+            bo = null;
+        }
+        Function f = null;
+        if (np != null && !"false".equals(System.getProperty("polar.cuda.pdl"))) {
             try {
-                np = NativePointerObject.class.getDeclaredMethod("getNativePointer");
-                np.setAccessible(true);
-                bo = Pointer.class.getDeclaredMethod("getByteOffset");
-                bo.setAccessible(true);
                 f = NativeLibrary.getInstance("libcuda.so.1").getFunction("cuLaunchKernelEx");
             } catch (Throwable t) {
                 LOG.info("programmatic dependent launch unavailable ({}); kernels launch plainly",
@@ -68,6 +75,14 @@ final class PdlLaunch {
     private PdlLaunch() {
     }
 
+    /**
+     * True when {@link #address} can read JCuda handles (independent of -Dpolar.cuda.pdl: the
+     * TMA tile's tensor maps need device addresses too).
+     */
+    static boolean addressable() {
+        return NATIVE_POINTER != null;
+    }
+
     /** True when {@link #launch} can be used (the device must also be compute capability 9.0+). */
     static boolean available() {
         return LAUNCH_EX != null;
@@ -77,6 +92,9 @@ final class PdlLaunch {
     static long address(NativePointerObject p) {
         if (p == null) {
             return 0L;
+        }
+        if (NATIVE_POINTER == null) {
+            throw new IllegalStateException("JCuda handles cannot be read on this JVM");
         }
         try {
             long a = (Long) NATIVE_POINTER.invoke(p);

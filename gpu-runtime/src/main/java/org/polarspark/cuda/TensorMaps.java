@@ -57,9 +57,12 @@ final class TensorMaps {
 
     private final Map<Key, byte[]> cache = new HashMap<>();
 
-    /** True where the driver offers cuTensorMapEncodeTiled (and -Dpolar.gemm.tma is not false). */
+    /**
+     * True where the driver offers cuTensorMapEncodeTiled, device addresses can be read from
+     * JCuda handles ({@link PdlLaunch#addressable}) and -Dpolar.gemm.tma is not false.
+     */
     static boolean available() {
-        return ENCODE != null;
+        return ENCODE != null && PdlLaunch.addressable();
     }
 
     /**

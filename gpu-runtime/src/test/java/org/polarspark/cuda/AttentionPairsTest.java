@@ -1,0 +1,46 @@
+package org.polarspark.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.junit.jupiter.api.Test;
+
+/**
+ * When flash-decoding runs two splits per block (no GPU needed; that the two modes give the same
+ * bits is CudaKernelTest.pagedAttention's job): worked examples of the benchmark shapes on an
+ * H100's 132 SMs at full context, and the shapes that must never take pairs.
+ */
+class AttentionPairsTest {
+    private static final int H100_SMS = 132;
+
+    @Test
+    void largeMhaLaunchesTakePairsAndBatchOneDoesNot() {
+        // llama-2-7b, 16 splits of 256 at 4096 positions, 32 groups of one head.
+        assertFalse(AttentionKernel.pairsFor(1, 32, 16, 1, H100_SMS), "B=1: 512 blocks");
+        assertFalse(AttentionKernel.pairsFor(8, 32, 16, 1, H100_SMS), "B=8: 4096 blocks");
+        assertTrue(AttentionKernel.pairsFor(16, 32, 16, 1, H100_SMS), "B=16: 8192 blocks");
+        // Polar at density 0.5 selects 16 groups: B=32 has 8192 blocks.
+        assertTrue(AttentionKernel.pairsFor(32, 16, 16, 1, H100_SMS));
+        // opt-6.7b, 8 splits at 2048 positions: B=32 dense 8192 blocks, Polar B=32 4096.
+        assertTrue(AttentionKernel.pairsFor(32, 32, 8, 1, H100_SMS));
+        assertFalse(AttentionKernel.pairsFor(32, 16, 8, 1, H100_SMS));
+    }
+
+    @Test
+    void groupedQueryShapesAndSingleSplitsNever() {
+        // llama-3-8b: 4 query heads per group, whatever the launch size.
+        assertFalse(AttentionKernel.pairsFor(48, 8, 32, 4, H100_SMS));
+        assertFalse(AttentionKernel.pairsFor(4096, 8, 32, 8, H100_SMS));
+        // One split: nothing to pair.
+        assertFalse(AttentionKernel.pairsFor(100_000, 32, 1, 1, H100_SMS));
+    }
+
+    @Test
+    void partialsPerHeadHalveRoundingUp() {
+        assertEquals(16, AttentionKernel.parts(16, false));
+        assertEquals(8, AttentionKernel.parts(16, true));
+        assertEquals(3, AttentionKernel.parts(5, true));
+        assertEquals(1, AttentionKernel.parts(1, true));
+    }
+}
