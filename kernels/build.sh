@@ -24,6 +24,10 @@ ARCHS="${POLAR_CUDA_ARCHS:-80 86 89 90}"
 gencode=()
 for a in $ARCHS; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
 gencode+=(-gencode "arch=compute_80,code=compute_80")
+# The fatbins were built for this list (a different list rebuilds every file).
+stamp="$out/kernels.archs"
+prev_archs="$(cat "$stamp" 2>/dev/null || true)"
+[ "$prev_archs" = "$ARCHS" ] || rm -f "$stamp"
 tmp_index="$(mktemp)"
 # Up to POLAR_KERNEL_JOBS (default: the CPU count) nvcc runs at once.
 jobs_max="${POLAR_KERNEL_JOBS:-$(nproc 2>/dev/null || echo 1)}"
@@ -51,6 +55,7 @@ for src in "$here"/*.cu; do
     echo "$name.fatbin" >> "$tmp_index"
     # Rebuild only when the source or a shared header is newer than the fatbin.
     fresh=1
+    [ -f "$stamp" ] || fresh=0
     for dep in "$src" "$here"/*.cuh "$0"; do
       [ -f "$fat" ] && [ "$fat" -nt "$dep" ] || fresh=0
     done
@@ -76,3 +81,4 @@ if [ "$failed" != 0 ]; then
   exit 1
 fi
 mv "$tmp_index" "$index"
+echo "$ARCHS" > "$stamp"
