@@ -7,8 +7,8 @@
 #pragma once
 #include "common.cuh"
 
-#define NORM_THREADS 256
-#define NORM_MAXJ 16
+#define NORM_THREADS 1024
+#define NORM_MAXJ 4
 
 POLAR_DEVICE bool norm_has(int j, int h) { return 4 * (threadIdx.x + NORM_THREADS * j) < h; }
 

@@ -20,6 +20,8 @@ public final class DecodeFusedKernel {
     }
 
     private static final int BLOCK = 256;
+    /** Threads of a residual + norm row: NORM_THREADS (kernels/norm_common.cuh). */
+    private static final int NORM_BLOCK = 1024;
     private final CUfunction residualNorm;
     private final CUfunction qkvRopeKv;
 
@@ -50,7 +52,7 @@ public final class DecodeFusedKernel {
         }
         new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(x).ptr(y).ptr(w).ptr(b).f(eps).i(m)
                 .i(n).i(norm.ordinal()).i(writeBack ? 1 : 0).i(PREFETCH ? 1 : 0)
-                .launch(residualNorm, k, m, 1, 1, BLOCK, 0, s, "M=" + m + " N=" + n
+                .launch(residualNorm, k, m, 1, 1, NORM_BLOCK, 0, s, "M=" + m + " N=" + n
                         + " splits=" + splits + " norm=" + norm);
     }
 

@@ -14,7 +14,7 @@ import jcuda.driver.CUfunction;
  * Not checked on the device: rows[j] within x.
  */
 public final class NormKernel {
-    private static final int BLOCK = 256;
+    private static final int BLOCK = 1024;  // NORM_THREADS (kernels/norm_common.cuh)
     private final CUfunction layer;
     private final CUfunction rms;
     private final CUfunction cast;
@@ -28,7 +28,7 @@ public final class NormKernel {
     }
 
     /** Largest row of the register-resident norms (kernels/norm_common.cuh). */
-    static final int MAX_H = 4 * BLOCK * 16;
+    static final int MAX_H = 4 * BLOCK * 4;  // NORM_MAXJ float4 groups a thread
 
     /** The fused decode reduce (register-resident rows): h % 4 == 0 and h <= MAX_H. */
     static void normShape(String k, int h) {
