@@ -10,6 +10,8 @@
 //   base 2) and the unnormalised output o = sum_p exp2(score_p - m) v_p, into
 //   part_o fp32 [n, num_heads, parts, head_dim] and part_ml fp32 [n, num_heads, parts, 2]
 //   (parts = num_splits, or ceil(num_splits / 2) with _pairs).
+// attention_decode_paged_g<G>_pipe_bf16 (pass 1 for head_dim 128 and 2, 4 or 8 query heads per
+//   group): the same partials from K and V staged through shared memory (see below).
 // attention_combine_bf16 (pass 2): merges the partials of every (token, selected head) and
 //   writes att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros,
 //   so they contribute zero to o_proj. scheme 0: the splits' partials in one merge (shapes
@@ -230,14 +232,105 @@ __device__ __forceinline__ void combine_head_pairs(bf16* __restrict__ out,
     }
 }
 
-// acc (4 fp32) += a (16 x 16 bf16, row-major fragment) * b (16 x 8 bf16, column-major fragment).
-POLAR_DEVICE void att_mma_bf16(float* c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                               uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32." POLAR_MMA_AB ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+// Shared pieces of the decode kernels below.
+// Scores of a 16-position m16n8 tile (rows i0, i0 + 8 of the lane; heads (lane % 4) * 2 (+1)) into
+// sc[h * stride + i], scaled, for heads < MAXG and positions < tl.
+// PAD: positions >= tl get -inf instead (their p is then 0).
+template <int MAXG, bool PAD = false>
+POLAR_DEVICE void att_store_scores(float* sc, int stride, const float (&cacc)[4], int i0, int tl,
+                                   float qscale, int lane) {
+    const int h0 = (lane & 3) * 2;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const int h = h0 + (j & 1), i = i0 + (j >> 1) * 8;
+        if (h < MAXG && (PAD || i < tl)) sc[h * stride + i] = i < tl ? cacc[j] * qscale : -INFINITY;
+    }
+}
+
+// Phase B for one head (one warp): tile max over s[0, tl), p = exp2(score - m) in place, and the
+// running statistics st = {alpha, m, l} (alpha = exp2(m_old - m_new) rescales the accumulators).
+POLAR_DEVICE void att_softmax_tile(float* s, float* st, int tl, int lane) {
+    float mt = -INFINITY;
+    for (int i = lane; i < tl; i += 32) mt = fmaxf(mt, s[i]);
+    mt = warp_max(mt);
+    const float m_old = st[1];
+    const float m_new = fmaxf(m_old, mt);
+    float sum = 0.f;
+    for (int i = lane; i < tl; i += 32) {
+        const float pr = exp2f(s[i] - m_new);
+        s[i] = pr;
+        sum += pr;
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) {
+        const float alpha = exp2f(m_old - m_new);  // 0 on the first tile (m_old = -inf)
+        st[0] = alpha;
+        st[1] = m_new;
+        st[2] = st[2] * alpha + sum;
+    }
+}
+
+// A warp's accumulators (lanes own dims c * 128 + lane * 4 + j) into mine [G][D].
+template <int MAXG, int CHUNKS>
+POLAR_DEVICE void att_stash(float* mine, const float (&acc)[MAXG][CHUNKS][4], int G, int D,
+                            int lane) {
+#pragma unroll
+    for (int h = 0; h < MAXG; h++) {
+        if (h >= G) break;
+#pragma unroll
+        for (int c = 0; c < CHUNKS; c++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int d = c * 128 + lane * 4 + j;
+                if (d < D) mine[h * D + d] = acc[h][c][j];
+            }
+    }
+}
+
+// The split's o (mg [ATT_WARPS][G][D] summed in warp order), m and l (stat [G][4]): written as
+// partial `part` of head g * G (heads h at part + h * nparts), or (pairs) kept in `first` for
+// the pair's second split, or merged with the kept first split (att_pair, as the combine does).
+POLAR_DEVICE void att_write_partial(const float* mg, const float* stat, float* first, bool keep,
+                                    bool merge, int G, int D, size_t part, int nparts,
+                                    float* __restrict__ part_o, float* __restrict__ part_ml) {
+    for (int i = threadIdx.x; i < G * D; i += ATT_THREADS) {
+        float o = 0.f;
+#pragma unroll
+        for (int w = 0; w < ATT_WARPS; w++) o += mg[w * G * D + i];
+        const int h = i / D, d = i % D;
+        float m = stat[h * 4 + 1], l = stat[h * 4 + 2];
+        if (keep) {
+            first[i] = o;
+            if (d == 0) {
+                first[G * D + h * 2] = m;
+                first[G * D + h * 2 + 1] = l;
+            }
+            continue;
+        }
+        if (merge) {
+            const float ma = first[G * D + h * 2], la = first[G * D + h * 2 + 1];
+            float mp, wa, wb;
+            att_pair(ma, m, mp, wa, wb);
+            o = att_pair_mix(first[i], wa, true, o, wb, true);
+            l = att_pair_mix(la, wa, true, l, wb, true);
+            m = mp;
+        }
+        const size_t p = part + (size_t)h * nparts;
+        part_o[p * D + d] = o;
+        if (d == 0) {
+            part_ml[p * 2] = m;
+            part_ml[p * 2 + 1] = l;
+        }
+    }
+}
+
+// An empty partial (no positions): m = -inf, l = 0 for the G heads.
+POLAR_DEVICE void att_empty_partial(float* __restrict__ part_ml, size_t part, int G, int nparts) {
+    for (int h = threadIdx.x; h < G; h += blockDim.x) {
+        const size_t p = part + (size_t)h * nparts;
+        part_ml[p * 2] = -INFINITY;
+        part_ml[p * 2 + 1] = 0.f;
+    }
 }
 
 // FULL: the shape is exactly G = MAXG and head_dim = 128 * CHUNKS, so every bound below is a
@@ -267,11 +360,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     const int s_last = PAIRS ? min(num_splits, s_first + 2) - 1 : z;
     const size_t part = ((size_t)t * num_heads + g * G) * nparts + z;  // head g*G, partial z
     if (s_first * split_len >= len) {  // beyond the sequence: empty partial
-        for (int h = threadIdx.x; h < G; h += blockDim.x) {
-            size_t p = part + (size_t)h * nparts;
-            part_ml[p * 2] = -INFINITY;
-            part_ml[p * 2 + 1] = 0.f;
-        }
+        att_empty_partial(part_ml, part, G, nparts);
         return;
     }
     float* qs = smem;                 // [G][D], pre-scaled by scale * log2(e)
@@ -377,16 +466,10 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                     }
 #pragma unroll
                     for (int kk = 0; kk < KH; kk++)
-                        att_mma_bf16(cacc, ka[kk][0], ka[kk][1], ka[kk][2], ka[kk][3],
-                                     qb[((k0 + kk) * 2) * 32 + lane],
-                                     qb[((k0 + kk) * 2 + 1) * 32 + lane]);
+                        mma_16816(cacc, ka[kk], qb[((k0 + kk) * 2) * 32 + lane],
+                                  qb[((k0 + kk) * 2 + 1) * 32 + lane]);
                 }
-                const int h0 = (lane & 3) * 2;
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int h = h0 + (j & 1), i = i0 + (j >> 1) * 8;
-                    if (h < MAXG && i < tl) sc[h * ATT_SUB + i] = cacc[j] * qscale;
-                }
+                att_store_scores<MAXG>(sc, ATT_SUB, cacc, i0, tl, qscale, lane);
             }
         } else {
         // Phase A: scores of this warp's ATT_PER_WARP positions, 4 per round (one per octet).
@@ -436,27 +519,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
         }  // phase A
         __syncthreads();
         // Phase B: probabilities and running statistics, warp h for head h (G <= ATT_WARPS).
-        if (warp < G) {
-            const int h = warp;
-            float mt = -INFINITY;
-            for (int i = lane; i < tl; i += 32) mt = fmaxf(mt, sc[h * ATT_SUB + i]);
-            mt = warp_max(mt);
-            const float m_old = stat[h * 4 + 1];
-            const float m_new = fmaxf(m_old, mt);
-            float sum = 0.f;
-            for (int i = lane; i < tl; i += 32) {
-                const float pr = exp2f(sc[h * ATT_SUB + i] - m_new);
-                sc[h * ATT_SUB + i] = pr;
-                sum += pr;
-            }
-            sum = warp_sum(sum);
-            if (lane == 0) {
-                const float alpha = exp2f(m_old - m_new);  // 0 on the first tile (m_old = -inf)
-                stat[h * 4] = alpha;
-                stat[h * 4 + 1] = m_new;
-                stat[h * 4 + 2] = stat[h * 4 + 2] * alpha + sum;
-            }
-        }
+        if (warp < G) att_softmax_tile(sc + warp * ATT_SUB, stat + warp * 4, tl, lane);
         __syncthreads();
         // Phase C: p * v over this warp's positions; lanes own dims c * 128 + lane * 4 + j.
 #pragma unroll
@@ -510,52 +573,11 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
         __syncthreads();  // the next tile rewrites the scores
     }
     // Sum the warps' accumulators in warp order; one split partial per head.
-    float* mine = mg + (size_t)warp * G * D;
-#pragma unroll
-    for (int h = 0; h < MAXG; h++) {
-        if (h >= G) break;
-#pragma unroll
-        for (int c = 0; c < CHUNKS; c++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int d = c * 128 + lane * 4 + j;
-                if (d < D) mine[h * D + d] = acc[h][c][j];
-            }
-    }
+    att_stash<MAXG, CHUNKS>(mg + (size_t)warp * G * D, acc, G, D, lane);
     __syncthreads();
-    // The split's o, m, l: written as the partial, or (pairs) kept for the second split when
-    // it has positions, or merged with the kept first split (att_pair, as the combine does).
     const bool keep = PAIRS && ss == s_first && ss < s_last && (ss + 1) * split_len < len;
     const bool merge = PAIRS && ss > s_first;
-    for (int i = tid; i < G * D; i += ATT_THREADS) {
-        float o = 0.f;
-#pragma unroll
-        for (int w = 0; w < ATT_WARPS; w++) o += mg[w * G * D + i];
-        const int h = i / D, d = i % D;
-        float m = stat[h * 4 + 1], l = stat[h * 4 + 2];
-        if (keep) {
-            first[i] = o;
-            if (d == 0) {
-                first[G * D + h * 2] = m;
-                first[G * D + h * 2 + 1] = l;
-            }
-            continue;
-        }
-        if (merge) {
-            const float ma = first[G * D + h * 2], la = first[G * D + h * 2 + 1];
-            float mp, wa, wb;
-            att_pair(ma, m, mp, wa, wb);
-            o = att_pair_mix(first[i], wa, true, o, wb, true);
-            l = att_pair_mix(la, wa, true, l, wb, true);
-            m = mp;
-        }
-        const size_t p = part + (size_t)h * nparts;
-        part_o[p * D + d] = o;
-        if (d == 0) {
-            part_ml[p * 2] = m;
-            part_ml[p * 2 + 1] = l;
-        }
-    }
+    att_write_partial(mg, stat, first, keep, merge, G, D, part, nparts, part_o, part_ml);
   }  // splits of the partial
 }
 
@@ -597,6 +619,188 @@ ATT_ENTRY(1, 1, false, _pairs, 4, true)
 ATT_ENTRY(1, 2, false, _pairs, 1, true)
 ATT_ENTRY(1, 1, true, _full_pairs, 4, true)
 ATT_ENTRY(1, 2, true, _full_pairs, 1, true)
+
+// ---- Pipelined decode for the exact head_dim-128 shapes (attention_decode_paged_g<G>_pipe_bf16)
+// Same arguments, grid, partials and combine (scheme 0) as the kernels above, for heads =
+// G * kv_heads with G = 2, 4 or 8 and head_dim = 128 exactly (llama-3's shape). The split is walked in stages of PS positions whose K and V rows are
+// copied into shared memory by cp.async, NST stages in a ring: while a stage is computed the next
+// NST - 1 are in flight without holding registers (the loads of the kernels above wait in
+// registers, which bounds the bytes in flight per SM: H100, llama-3-8b B=48, 2.5 TB/s). A stage,
+// all on tensor cores but the softmax:
+//   scores: warp w < PS / 16 takes rows 16w..16w+15, S = K q^T (K fragments by ldmatrix, q as the
+//     B fragment, columns past G zero), scaled; positions past the split get -inf;
+//   softmax: warp h < G over the stage's PS scores of head h (p = 0 past the split), running
+//     (m, l) and alpha as above;
+//   values: O += P V with P (rows = heads, zero past G) rounded to the 16-bit type as the A
+//     fragment and V rows by ldmatrix.trans as B; warp w owns dims 16w..16w+15 (two n8 tiles),
+//     so no merge across warps is needed: each warp writes its dims of the split's partial.
+// Rows are padded to 272 bytes (ldmatrix free of bank conflicts); rows past the split are
+// zero-filled. Positions and dims of a stage are in a fixed order, so a token's result never
+// depends on the launch. Against the kernels above: p enters P V rounded to 16 bits (as in the
+// prefill kernel), and the stage length sets where the running max is taken. Shared memory (bytes): NST * 2 * PS * 272 (ring) + 2048 (q fragments)
+// + G * (PS + 8) * 4 (scores) + G * 16 (statistics).
+#define ATP_LD 136  // bf16 per shared row: 128 + 8
+template <int G, int PS, int NST>
+__device__ __forceinline__ void attention_decode_pipe_body(
+    const bf16* __restrict__ qkv, int row_stride, float scale, const bf16* __restrict__ k_cache,
+    const bf16* __restrict__ v_cache, const int* __restrict__ block_table, int max_blocks,
+    int block_size, const int* __restrict__ row_of, const int* __restrict__ pos_of,
+    const int* __restrict__ group_idx, int groups_per_token, int num_heads, int num_kv_heads,
+    int split_len, int num_splits, float* __restrict__ part_o, float* __restrict__ part_ml) {
+    constexpr int D = 128, KD = D / 16, MT = PS / 16, SCL = PS + 8;
+    constexpr int STAGE = 2 * PS * ATP_LD;  // bf16 of a stage: K rows, then V rows
+    static_assert(PS % 16 == 0 && MT <= ATT_WARPS && G <= 8 && NST >= 2, "stage shape");
+    static_assert(ATT_WARPS * 16 == D, "a warp per 16 dims");
+    extern __shared__ __align__(16) float smem[];
+    const int t = blockIdx.x, y = blockIdx.y, z = blockIdx.z;
+    const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
+    const int len = pos_of[t] + 1;
+    const size_t part = ((size_t)t * num_heads + g * G) * num_splits + z;
+    const int start = z * split_len;
+    if (start >= len) {
+        att_empty_partial(part_ml, part, G, num_splits);
+        return;
+    }
+    const int end = min(len, start + split_len);
+    const int nst = (end - start + PS - 1) / PS;
+    bf16* ring = reinterpret_cast<bf16*>(smem);
+    unsigned* qb = reinterpret_cast<unsigned*>(ring + NST * STAGE);  // [KD][2][32]
+    float* sc = reinterpret_cast<float*>(qb + KD * 2 * 32);          // [G][SCL]
+    float* stat = sc + G * SCL;                                        // [G][4]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const float qscale = scale * 1.4426950408889634f;
+    const bool pow2 = (block_size & (block_size - 1)) == 0;
+    const int bshift = __ffs(block_size) - 1;
+    const int* table = block_table + (size_t)row_of[t] * max_blocks;
+    auto cache_row = [=](int p) -> size_t {
+        const int blk = pow2 ? p >> bshift : p / block_size;
+        const int slot = pow2 ? p & (block_size - 1) : p % block_size;
+        return (((size_t)table[blk] * num_kv_heads + g) * block_size + slot) * D;
+    };
+    // Stage s: K and V rows of positions start + s * PS + r, 16-byte pieces, zero past `end`.
+    auto load_stage = [&](int s) {
+        bf16* dk = ring + (s % NST) * STAGE;
+        const int p0 = start + s * PS;
+#pragma unroll
+        for (int c = tid; c < PS * (D / 8); c += ATT_THREADS) {
+            const int r = c >> 4, col = (c & 15) * 8;
+            const bool ok = p0 + r < end;
+            const size_t off = ok ? cache_row(p0 + r) + col : 0;
+            const uint32_t dst = smem_addr(dk + r * ATP_LD + col);
+            cp_async16_sz(dst, k_cache + off, ok ? 16 : 0);
+            cp_async16_sz(dst + PS * ATP_LD * 2, v_cache + off, ok ? 16 : 0);
+        }
+    };
+#pragma unroll
+    for (int s = 0; s < NST - 1; s++) {
+        if (s < nst) load_stage(s);
+        cp_async_commit();
+    }
+    // q of the G heads as m16n8k16 B fragments (column n = lane / 4, zero past G), and fresh
+    // statistics; made visible by the first stage's barrier.
+    if (warp == 0) {
+        const bf16* q = qkv + (size_t)t * row_stride + (size_t)g * G * D;
+        const int n = lane >> 2;
+#pragma unroll
+        for (int kd = 0; kd < KD; kd++)
+#pragma unroll
+            for (int j = 0; j < 2; j++)
+                qb[(kd * 2 + j) * 32 + lane] =
+                    n < G ? *reinterpret_cast<const unsigned*>(q + n * D + kd * 16
+                                                                + (lane & 3) * 2 + j * 8)
+                          : 0u;
+    }
+    if (tid < G) {
+        stat[tid * 4 + 1] = -INFINITY;
+        stat[tid * 4 + 2] = 0.f;
+    }
+    // O of rows (heads) lane / 4 (c0, c1; c2, c3 are rows past 8, unused), dims
+    // 16 * warp + 8 * nt + (lane % 4) * 2 (+1).
+    const int h = lane >> 2;
+    float oacc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll 1
+    for (int s = 0; s < nst; s++) {
+        cp_async_wait<NST - 2>();
+        __syncthreads();  // stage s landed for every thread; stage s - 1 fully read
+        if (s + NST - 1 < nst) load_stage(s + NST - 1);
+        cp_async_commit();
+        const bf16* dk = ring + (s % NST) * STAGE;
+        const bf16* dv = dk + PS * ATP_LD;
+        const int tl = min(PS, end - (start + s * PS));
+        if (warp < MT) {  // scores of rows 16 w .. 16 w + 15
+            float cacc[4] = {0.f, 0.f, 0.f, 0.f};
+            if (warp * 16 < tl) {
+#pragma unroll
+                for (int kd = 0; kd < KD; kd++) {
+                    uint32_t a[4];
+                    ldsm_x4(a, dk + (warp * 16 + (lane & 15)) * ATP_LD + kd * 16
+                                   + (lane >> 4) * 8);
+                    mma_16816(cacc, a, qb[(kd * 2) * 32 + lane], qb[(kd * 2 + 1) * 32 + lane]);
+                }
+            }
+            att_store_scores<G, true>(sc, SCL, cacc, warp * 16 + (lane >> 2), tl, qscale, lane);
+        }
+        __syncthreads();
+        if (warp < G) att_softmax_tile(sc + warp * SCL, stat + warp * 4, PS, lane);
+        __syncthreads();
+        const float alpha = h < G ? stat[h * 4] : 0.f;
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++) {
+            oacc[nt][0] *= alpha;
+            oacc[nt][1] *= alpha;
+        }
+#pragma unroll
+        for (int ks = 0; ks < PS / 16; ks++) {
+            if (ks * 16 >= tl) break;
+            uint32_t a[4] = {0u, 0u, 0u, 0u};
+            if (h < G) {
+                const float* pr = sc + h * SCL + ks * 16 + (lane & 3) * 2;
+                const float2 pa = *reinterpret_cast<const float2*>(pr);
+                const float2 pb = *reinterpret_cast<const float2*>(pr + 8);
+                a[0] = pack2(pa.x, pa.y);
+                a[2] = pack2(pb.x, pb.y);
+            }
+            uint32_t b[4];
+            ldsm_x4_t(b, dv + (ks * 16 + (lane & 15)) * ATP_LD + warp * 16 + (lane >> 4) * 8);
+            mma_16816(oacc[0], a, b[0], b[1]);
+            mma_16816(oacc[1], a, b[2], b[3]);
+        }
+    }
+    cp_async_wait<0>();
+    if (h < G) {
+        float* o = part_o + (part + (size_t)h * num_splits) * D + warp * 16 + (lane & 3) * 2;
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++)
+            *reinterpret_cast<float2*>(o + nt * 8) = make_float2(oacc[nt][0], oacc[nt][1]);
+    }
+    if (tid < G) {
+        const size_t p = part + (size_t)tid * num_splits;
+        part_ml[p * 2] = stat[tid * 4 + 1];
+        part_ml[p * 2 + 1] = stat[tid * 4 + 2];
+    }
+}
+
+#define ATT_PIPE_ENTRY(G_, PS_, NST_, MINB_)                                                    \
+    extern "C" __global__ void __launch_bounds__(ATT_THREADS, MINB_)                            \
+        attention_decode_paged_g##G_##_pipe_bf16(                                               \
+            const bf16* qkv, int row_stride, float scale, const bf16* k_cache,                  \
+            const bf16* v_cache, const int* block_table, int max_blocks, int block_size,        \
+            const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
+            int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
+            float* part_o, float* part_ml) {                                                    \
+        attention_decode_pipe_body<G_, PS_, NST_>(qkv, row_stride, scale, k_cache, v_cache,     \
+            block_table, max_blocks, block_size, row_of, pos_of, group_idx, groups_per_token,   \
+            num_heads, num_kv_heads, split_len, num_splits, part_o, part_ml);                   \
+    }
+
+// 64-position stages, 3 in the ring: 107-109 KB of shared memory, two blocks per SM. Measured
+// on the H100 (2026-11-26, polar-bench, same call): stages of 32 x 4 and 64 x 2 (three blocks
+// per SM) were no faster; one query head per group (MHA) stays on the kernels above (this one
+// was 3-7% slower there); several splits per block, the ring running on across them, gained
+// nothing (the pipeline's fill is not what it waits on).
+ATT_PIPE_ENTRY(2, 64, 3, 2)
+ATT_PIPE_ENTRY(4, 64, 3, 2)
+ATT_PIPE_ENTRY(8, 64, 3, 2)
 
 extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   const float* __restrict__ part_o,

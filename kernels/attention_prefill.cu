@@ -30,45 +30,6 @@
 
 #define PF_THREADS 128
 
-POLAR_DEVICE uint32_t pf_smem_addr(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte async copy; src_bytes 0 writes 16 zero bytes (src is not read).
-POLAR_DEVICE void pf_cp_async16(void* dst, const void* src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-                 :: "r"(pf_smem_addr(dst)), "l"(src), "r"(src_bytes));
-}
-
-POLAR_DEVICE void pf_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
-template <int N>
-POLAR_DEVICE void pf_cp_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
-
-POLAR_DEVICE void pf_ldsm_x4(uint32_t (&r)[4], const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(pf_smem_addr(p)));
-}
-
-POLAR_DEVICE void pf_ldsm_x4_t(uint32_t (&r)[4], const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(pf_smem_addr(p)));
-}
-
-// c += a (16x16, row) * b (16x8, col), bf16 in, fp32 accumulate.
-POLAR_DEVICE void pf_mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32." POLAR_MMA_AB ".f32 {%0, %1, %2, %3}, "
-        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-POLAR_DEVICE uint32_t pf_pack_bf16(float lo, float hi) {
-    bf16x2 v = f2bf2(lo, hi);  // .x (low 16 bits) = lo
-    return *reinterpret_cast<uint32_t*>(&v);
-}
-
 // 2^x on the SFU (inputs here are <= 0 or -inf; ex2(-inf) = +0).
 POLAR_DEVICE float pf_exp2(float x) {
     float y;
@@ -108,7 +69,7 @@ __device__ __forceinline__ void attention_prefill_body(
         bool ok = r < cnt && c * 8 < head_dim;
         const bf16* src = ok ? qkv + (size_t)(t0 + r) * row_stride + (size_t)h * head_dim + c * 8
                              : qkv;
-        pf_cp_async16(sQ + r * LD + c * 8, src, ok ? 16 : 0);
+        cp_async16_sz(smem_addr(sQ + r * LD + c * 8), src, ok ? 16 : 0);
     }
     auto load_kv = [&](int kt, int buf) {
         bf16* dk = sK + buf * BKT * LD;
@@ -123,12 +84,12 @@ __device__ __forceinline__ void attention_prefill_body(
             if (ok)
                 off = (((size_t)table[p / block_size] * num_kv_heads + g) * block_size
                        + p % block_size) * head_dim + c * 8;
-            pf_cp_async16(dk + r * LD + c * 8, k_cache + off, ok ? 16 : 0);
-            pf_cp_async16(dv + r * LD + c * 8, v_cache + off, ok ? 16 : 0);
+            cp_async16_sz(smem_addr(dk + r * LD + c * 8), k_cache + off, ok ? 16 : 0);
+            cp_async16_sz(smem_addr(dv + r * LD + c * 8), v_cache + off, ok ? 16 : 0);
         }
     };
     load_kv(0, 0);
-    pf_cp_commit();
+    cp_async_commit();
 
     const float qscale = scale * 1.4426950408889634f;  // log2(e): softmax via exp2
     const int gq = lane >> 2, tq = lane & 3;            // mma fragment row group / thread pair
@@ -155,10 +116,10 @@ __device__ __forceinline__ void attention_prefill_body(
     for (int kt = 0; kt < num_kt; kt++) {
         if (kt + 1 < num_kt) {
             load_kv(kt + 1, (kt + 1) & 1);
-            pf_cp_commit();
-            pf_cp_wait<1>();
+            cp_async_commit();
+            cp_async_wait<1>();
         } else {
-            pf_cp_wait<0>();
+            cp_async_wait<0>();
         }
         __syncthreads();
         if (QREG && kt == 0) {
@@ -166,7 +127,7 @@ __device__ __forceinline__ void attention_prefill_body(
             for (int mi = 0; mi < (QREG ? WM : 1); mi++)
 #pragma unroll
                 for (int k = 0; k < (QREG ? KS : 1); k++)
-                    pf_ldsm_x4(qf[mi][k], sQ + (wrow + mi * 16 + (lane & 15)) * LD + k * 16
+                    ldsm_x4(qf[mi][k], sQ + (wrow + mi * 16 + (lane & 15)) * LD + k * 16
                                               + (lane >> 4) * 8);
         }
         const int kb = kt * BKT;
@@ -187,7 +148,7 @@ __device__ __forceinline__ void attention_prefill_body(
                 if (!QREG) {
 #pragma unroll
                     for (int mi = 0; mi < WM; mi++)
-                        pf_ldsm_x4(qa[mi], sQ + (wrow + mi * 16 + (lane & 15)) * LD + k * 16
+                        ldsm_x4(qa[mi], sQ + (wrow + mi * 16 + (lane & 15)) * LD + k * 16
                                                + (lane >> 4) * 8);
                 }
 #pragma unroll
@@ -195,12 +156,12 @@ __device__ __forceinline__ void attention_prefill_body(
                     uint32_t b[4];
                     int key = jj * 16 + (lane & 7) + ((lane >> 4) << 3);
                     int d = k * 16 + ((lane >> 3) & 1) * 8;
-                    pf_ldsm_x4(b, tK + key * LD + d);
+                    ldsm_x4(b, tK + key * LD + d);
 #pragma unroll
                     for (int mi = 0; mi < WM; mi++) {
                         const uint32_t(&a)[4] = QREG ? qf[QREG ? mi : 0][QREG ? k : 0] : qa[mi];
-                        pf_mma(s[mi][2 * jj], a, b[0], b[1]);
-                        pf_mma(s[mi][2 * jj + 1], a, b[2], b[3]);
+                        mma_16816(s[mi][2 * jj], a, b[0], b[1]);
+                        mma_16816(s[mi][2 * jj + 1], a, b[2], b[3]);
                     }
                 }
             }
@@ -244,8 +205,8 @@ __device__ __forceinline__ void attention_prefill_body(
                     float e3 = pf_exp2(fmaf(s[mi][j][3], qscale, -b1));
                     rs0 += e0 + e1;
                     rs1 += e2 + e3;
-                    pa[mi][j >> 1][(j & 1) * 2 + 0] = pf_pack_bf16(e0, e1);
-                    pa[mi][j >> 1][(j & 1) * 2 + 1] = pf_pack_bf16(e2, e3);
+                    pa[mi][j >> 1][(j & 1) * 2 + 0] = pack2(e0, e1);
+                    pa[mi][j >> 1][(j & 1) * 2 + 1] = pack2(e2, e3);
                 }
                 l[mi][0] = l[mi][0] * a0 + rs0;  // per-thread partial sums; quad-reduced at end
                 l[mi][1] = l[mi][1] * a1 + rs1;
@@ -264,11 +225,11 @@ __device__ __forceinline__ void attention_prefill_body(
                     uint32_t b[4];
                     int key = k * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
                     int d = jj * 16 + (lane >> 4) * 8;
-                    pf_ldsm_x4_t(b, tV + key * LD + d);
+                    ldsm_x4_t(b, tV + key * LD + d);
 #pragma unroll
                     for (int mi = 0; mi < WM; mi++) {
-                        pf_mma(o[mi][2 * jj], pa[mi][k], b[0], b[1]);
-                        pf_mma(o[mi][2 * jj + 1], pa[mi][k], b[2], b[3]);
+                        mma_16816(o[mi][2 * jj], pa[mi][k], b[0], b[1]);
+                        mma_16816(o[mi][2 * jj + 1], pa[mi][k], b[2], b[3]);
                     }
                 }
             }

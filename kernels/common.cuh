@@ -61,6 +61,56 @@ POLAR_DEVICE float block_sum(float v, float* scratch) {
     return warp_sum(v);
 }
 
+// Shared-memory staging (sm_80+): cp.async copies, ldmatrix and the m16n8k16 tensor-core step,
+// used by the GEMM, prefill and decode attention kernels.
+POLAR_DEVICE uint32_t smem_addr(const void* p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+// 16-byte cp.async to a shared address; src_size 0 reads nothing and zero-fills.
+POLAR_DEVICE void cp_async16_sz(uint32_t dst, const void* src, int src_size) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(src_size));
+}
+
+// As cp_async16_sz, asking L2 to fetch the whole 256-byte line pair around src: a row read
+// 128 bytes at a time then reaches HBM in 256-byte pieces (the other half hits L2).
+POLAR_DEVICE void cp_async16_sz_l2_256(uint32_t dst, const void* src, int src_size) {
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst),
+                 "l"(src), "r"(src_size));
+}
+
+// Closes the thread's cp.async group (issue one per stage, also an empty one: the count of
+// groups then stays uniform for cp_async_wait).
+POLAR_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+// Waits until at most N of the thread's cp.async groups are pending.
+template <int N>
+POLAR_DEVICE void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// Four 8x8 b16 matrices from shared memory (lanes 8i..8i+7 give matrix i's row addresses).
+POLAR_DEVICE void ldsm_x4_at(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+POLAR_DEVICE void ldsm_x4(uint32_t (&r)[4], const void* p) { ldsm_x4_at(r, smem_addr(p)); }
+
+// The same, each matrix transposed.
+POLAR_DEVICE void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}
+
+// c (16 x 8 fp32) += a (16 x 16, row-major fragment) * b (16 x 8, column-major fragment), the
+// image's 16-bit type in, fp32 accumulation.
+POLAR_DEVICE void mma_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32." POLAR_MMA_AB ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 // Programmatic dependent launch (sm_90+; no-ops elsewhere and when the launch did not ask for
 // it). pdl_trigger: this kernel's dependents may start (they still wait for its completion in
 // pdl_wait before reading what it wrote); kernels that precede a PDL-launched GEMM call it
@@ -89,6 +139,12 @@ POLAR_DEVICE bf16 f2bf(float v) { return __float2bfloat16_rn(v); }
 // Two values packed, lo in the low 16 bits (.x).
 POLAR_DEVICE bf16x2 f2bf2(float lo, float hi) { return __floats2bfloat162_rn(lo, hi); }
 #endif
+
+// Two values rounded and packed into 32 bits, lo in the low half (an mma.sync operand register).
+POLAR_DEVICE uint32_t pack2(float lo, float hi) {
+    bf16x2 v = f2bf2(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
 
 // Rotate-half RoPE of one pair (x1 = x[i], x2 = x[i + half]) by angle = pos * inv_freq[i], rounded
 // explicitly (no contraction), so that every kernel that rotates gives the same bits.

@@ -42,16 +42,11 @@ POLAR_DEVICE void cp_async16(void* dst, const void* src, bool valid) {
     cp_async16_sz(smem_addr(dst), src, valid ? 16 : 0);  // 0: the 16 bytes are zero-filled
 }
 
-POLAR_DEVICE void ldmatrix_x4_a(uint32_t* r, uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
+// ldmatrix into four separate registers (fragments held as pairs of n8 tiles).
 POLAR_DEVICE void ldmatrix_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
                               const void* p) {
     uint32_t r[4];
-    ldmatrix_x4_a(r, smem_addr(p));
+    ldsm_x4(r, p);
     r0 = r[0];
     r1 = r[1];
     r2 = r[2];
@@ -60,18 +55,14 @@ POLAR_DEVICE void ldmatrix_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t
 
 POLAR_DEVICE void ldmatrix_x4_trans(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
                                     const void* p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(smem_addr(p)));
+    uint32_t r[4];
+    ldsm_x4_t(r, p);
+    r0 = r[0];
+    r1 = r[1];
+    r2 = r[2];
+    r3 = r[3];
 }
 
-POLAR_DEVICE void mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32." POLAR_MMA_AB ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // BM x BN x BK tile, WM x WN warps; each warp computes (BM/WM) x (BN/WN) = MI m16 x NI n8 tiles.
 // KN = false: W is [N, K] (K contiguous); w_idx (or null) maps output column n to W's row
@@ -141,7 +132,7 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
                 }
             }
         }
-        asm volatile("cp.async.commit_group;\n" ::);  // always: keeps the group count uniform
+        cp_async_commit();  // always: keeps the group count uniform
     };
 
 #pragma unroll
@@ -159,7 +150,7 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
                         acc[i][j][e] = 0.f;
                     }
         }
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(NST - 2));
+        cp_async_wait<NST - 2>();
         __syncthreads();  // stage st is complete, and everyone is done with stage kt - 1
         load((kt + NST - 1) % NST, kt + NST - 1);
         const bf16* as = As + st * BM * LDS;
@@ -190,10 +181,10 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
 #pragma unroll
             for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-                for (int ni = 0; ni < NI; ni++) mma_bf16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+                for (int ni = 0; ni < NI; ni++) mma_16816(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
         }
     }
-    asm volatile("cp.async.wait_group 0;\n" ::);
+    cp_async_wait<0>();
     if (!split) {
 #pragma unroll
         for (int i = 0; i < MI; i++)
@@ -387,7 +378,7 @@ __device__ __forceinline__ void gemm_body_l(const bf16* __restrict__ A, int lda,
                 cp_async16_sz(b_dst + stage * B_STAGE + i * (THREADS / CPR) * LDS * 2,
                               b_src[i] + ofs, kv ? b_sz[i] : 0);
         }
-        asm volatile("cp.async.commit_group;\n" ::);  // always: keeps the group count uniform
+        cp_async_commit();  // always: keeps the group count uniform
     };
 
     // ldmatrix addresses of this lane for each k16 step (fragment rows start at multiples of
@@ -406,11 +397,11 @@ __device__ __forceinline__ void gemm_body_l(const bf16* __restrict__ A, int lda,
     auto load_frags = [&](int stage, int ks) {
 #pragma unroll
         for (int mi = 0; mi < MI; mi++)
-            ldmatrix_x4_a(a[mi], a_off[ks] + stage * A_STAGE + mi * 16 * LDS * 2);
+            ldsm_x4_at(a[mi], a_off[ks] + stage * A_STAGE + mi * 16 * LDS * 2);
 #pragma unroll
         for (int nj = 0; nj < NI / 2; nj++) {
             uint32_t r[4];
-            ldmatrix_x4_a(r, b_off[ks] + stage * B_STAGE + nj * 16 * LDS * 2);
+            ldsm_x4_at(r, b_off[ks] + stage * B_STAGE + nj * 16 * LDS * 2);
             b[nj * 2][0] = r[0];
             b[nj * 2][1] = r[1];
             b[nj * 2 + 1][0] = r[2];
@@ -421,7 +412,7 @@ __device__ __forceinline__ void gemm_body_l(const bf16* __restrict__ A, int lda,
 #pragma unroll
         for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-            for (int ni = 0; ni < NI; ni++) mma_bf16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+            for (int ni = 0; ni < NI; ni++) mma_16816(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
     };
     auto fold = [&]() {  // chunk boundary: total += acc, acc = 0
         if (TOT_SMEM) {
@@ -466,7 +457,7 @@ __device__ __forceinline__ void gemm_body_l(const bf16* __restrict__ A, int lda,
             left = tiles_per_chunk;
         }
         left--;
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(NST - 2));
+        cp_async_wait<NST - 2>();
         __syncthreads();
         load(wr, kt + NST - 1);
         wr = wr == NST - 1 ? 0 : wr + 1;
@@ -479,7 +470,7 @@ __device__ __forceinline__ void gemm_body_l(const bf16* __restrict__ A, int lda,
         }
         rd = rd == NST - 1 ? 0 : rd + 1;
     }
-    asm volatile("cp.async.wait_group 0;\n" ::);
+    cp_async_wait<0>();
     if (!split) {
         if (TOT_SMEM) {
 #pragma unroll

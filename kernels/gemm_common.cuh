@@ -1,27 +1,10 @@
 // Device helpers shared by gemm.cu and gemm_sm90a.cu (separate fatbins): the epilogue kinds, the
-// shared-memory copy, the bias lookup and the epilogue itself. One definition, because the
+// source rows of a tile, the bias lookup and the epilogue itself. One definition, because the
 // epilogue is part of the bits that every GEMM tile must reproduce.
 #pragma once
 #include "common.cuh"
 
 enum Epi { STORE_BF16 = 0, RELU_BF16 = 1, ACCUM_F32 = 2, STORE_F32 = 3, SWIGLU_BF16 = 4 };
-
-POLAR_DEVICE uint32_t smem_addr(const void* p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-// 16-byte cp.async to a shared address; src_size 0 reads nothing and zero-fills.
-POLAR_DEVICE void cp_async16_sz(uint32_t dst, const void* src, int src_size) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_size));
-}
-
-// As cp_async16_sz, asking L2 to fetch the whole 256-byte line pair around src: a weight row
-// read 128 bytes a stage then reaches HBM in 256-byte pieces (the next stage's half hits L2).
-POLAR_DEVICE void cp_async16_sz_l2_256(uint32_t dst, const void* src, int src_size) {
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst),
-                 "l"(src), "r"(src_size));
-}
 
 // Global source rows of a tile's loads: A row m_row + i * STEP (i < A_IT) and W row
 // n_row + i * STEP (i < B_IT; through w_idx for row-gathered weights), at column k_col. Rows past

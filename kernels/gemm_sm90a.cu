@@ -106,6 +106,50 @@ POLAR_DEVICE void wgmma_wait() {
 #endif
 }
 
+// Chunk boundary without split-K (the chunk folds every k_chunk): total += acc, acc = 0, once
+// the wgmmas in flight are complete.
+POLAR_DEVICE void fold_chunk(float (&acc)[64], float (&total)[64]) {
+    wgmma_wait<0>();
+    fence_acc(acc);
+#pragma unroll
+    for (int i = 0; i < 64; i++) {
+        total[i] += acc[i];
+        acc[i] = 0.f;
+    }
+    fence_acc(acc);
+}
+
+// Warp w's rows m0 + 16 w + lane / 4 (+ 8) of a 64 x 128 accumulator tile at columns n0 + ...:
+// the split's partials to work[z][M][N], or (work == null) bias (through w_idx when given) and
+// the epilogue.
+template <int EPI>
+POLAR_DEVICE void store_tile(const float (&acc)[64], void* __restrict__ out, int ldc, int M,
+                             int N, int m0, int n0, const bf16* __restrict__ bias,
+                             const int* __restrict__ w_idx, float* __restrict__ work, int z) {
+    const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+    const bool split = work != nullptr;
+#pragma unroll
+    for (int nb = 0; nb < 16; nb++) {
+        const int col = n0 + nb * 8 + (lane & 3) * 2;
+        if (col >= N) continue;  // N even, so col + 1 < N too
+        float b0 = 0.f, b1 = 0.f;
+        if (!split) bias_pair(bias, w_idx, col, b0, b1);
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int row = m0 + warp * 16 + (lane >> 2) + half * 8;
+            if (row >= M) continue;
+            const float v0 = acc[nb * 4 + half * 2], v1 = acc[nb * 4 + half * 2 + 1];
+            if (split) {
+                float* w = work + ((size_t)z * M + row) * N + col;
+                w[0] = v0;
+                w[1] = v1;
+            } else {
+                epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
+            }
+        }
+    }
+}
+
 // BM = 128 (2 warpgroups, prefill) or 64 (1 warpgroup: decode, M <= 64). ALL_STEPS: every k16
 // step of each 64-deep tile, as gemm.cu's 64-deep decode tiles (_m16, _m64) do; otherwise as
 // far as its 32-deep tiles go. KN: W is stored [K, N] (N contiguous, N % 8 == 0), k-row j of
@@ -125,7 +169,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     extern __shared__ __align__(128) unsigned char gemm_smem_wg[];
     const uint32_t sA = (smem_addr(gemm_smem_wg) + 1023) & ~1023u;  // [NST][BM][BK]
     const uint32_t sB = sA + NST * A_STAGE;                          // [NST][BN][BK]
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    const int tid = threadIdx.x, warp = tid >> 5, wg = warp >> 2;
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const bool split = work != nullptr;
     const int k_begin = split ? blockIdx.z * k_chunk : 0;
@@ -207,7 +251,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     auto load = [&](int stage, int kt) {
         load_a(stage, kt);
         load_w(stage, kt);
-        asm volatile("cp.async.commit_group;\n" ::);  // always: keeps the group count uniform
+        cp_async_commit();  // always: keeps the group count uniform
     };
 
     int left = split ? KT + 1 : tiles_per_chunk;  // tiles before the next chunk boundary
@@ -223,23 +267,16 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
 #pragma unroll
     for (int s = 0; s < NST - 2; s++) {
         load_a(s, s);
-        asm volatile("cp.async.commit_group;\n" ::);
+        cp_async_commit();
     }
     int rd = 0, wr = NST - 2;
     for (int kt = 0; kt < KT; kt++) {
-        if (left == 0) {  // chunk boundary: total += acc, acc = 0
-            wgmma_wait<0>();
-            fence_acc(acc);
-#pragma unroll
-            for (int i = 0; i < 64; i++) {
-                total[i] += acc[i];
-                acc[i] = 0.f;
-            }
-            fence_acc(acc);
+        if (left == 0) {  // chunk boundary
+            fold_chunk(acc, total);
             left = tiles_per_chunk;
         }
         left--;
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(NST - 3));
+        cp_async_wait<NST - 3>();
         proxy_fence();  // this thread's landed copies, visible to wgmma (async proxy)
         __syncthreads();
         load(wr, kt + NST - 2);
@@ -262,32 +299,14 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     }
     wgmma_wait<0>();
     fence_acc(acc);
-    asm volatile("cp.async.wait_group 0;\n" ::);
+    cp_async_wait<0>();
     if (!split) {
 #pragma unroll
         for (int i = 0; i < 64; i++) acc[i] += total[i];
     }
     // Warp w (of 8) holds rows 16 w .. 16 w + 15 of the tile.
-#pragma unroll
-    for (int nb = 0; nb < BN / 8; nb++) {
-        int col = n0 + nb * 8 + (lane & 3) * 2;
-        if (col >= N) continue;  // N even, so col + 1 < N too
-        float b0 = 0.f, b1 = 0.f;
-        if (!split) bias_pair(bias, KN ? nullptr : w_idx, col, b0, b1);
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            int row = m0 + warp * 16 + (lane >> 2) + half * 8;
-            if (row >= M) continue;
-            float v0 = acc[nb * 4 + half * 2], v1 = acc[nb * 4 + half * 2 + 1];
-            if (split) {
-                float* w = work + ((size_t)blockIdx.z * M + row) * N + col;
-                w[0] = v0;
-                w[1] = v1;
-            } else {
-                epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
-            }
-        }
-    }
+    store_tile<EPI>(acc, out, ldc, M, N, m0 + wg * 64, n0, bias, KN ? nullptr : w_idx, work,
+                    blockIdx.z);
 }
 
 
@@ -421,15 +440,8 @@ __device__ __forceinline__ void gemm_body_wgt(const TensorMap* tmA, const Tensor
         fence_acc(acc);
         int left = split ? kt_count + 1 : tiles_per_chunk;  // tiles before the next chunk fold
         for (int kt = 0; kt < kt_count; kt++, it++) {
-            if (left == 0) {  // chunk boundary: total += acc, acc = 0
-                wgmma_wait<0>();
-                fence_acc(acc);
-#pragma unroll
-                for (int i = 0; i < 64; i++) {
-                    total[i] += acc[i];
-                    acc[i] = 0.f;
-                }
-                fence_acc(acc);
+            if (left == 0) {  // chunk boundary
+                fold_chunk(acc, total);
                 left = tiles_per_chunk;
             }
             left--;
@@ -453,26 +465,7 @@ __device__ __forceinline__ void gemm_body_wgt(const TensorMap* tmA, const Tensor
             for (int i = 0; i < 64; i++) acc[i] += total[i];
         }
         // Warp w (of 4) holds rows 16 w .. 16 w + 15.
-#pragma unroll
-        for (int nb = 0; nb < 16; nb++) {
-            const int col = n0 + nb * 8 + (lane & 3) * 2;
-            if (col >= N) continue;  // N even, so col + 1 < N too
-            float b0 = 0.f, b1 = 0.f;
-            if (!split) bias_pair(bias, nullptr, col, b0, b1);
-#pragma unroll
-            for (int half = 0; half < 2; half++) {
-                const int row = warp * 16 + (lane >> 2) + half * 8;
-                if (row >= M) continue;
-                const float v0 = acc[nb * 4 + half * 2], v1 = acc[nb * 4 + half * 2 + 1];
-                if (split) {
-                    float* w = work + ((size_t)z * M + row) * N + col;
-                    w[0] = v0;
-                    w[1] = v1;
-                } else {
-                    epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
-                }
-            }
-        }
+        store_tile<EPI>(acc, out, ldc, M, N, 0, n0, bias, nullptr, work, z);
     }
 }
 

@@ -489,11 +489,13 @@ public final class GemmKernel {
         }
         CUfunction f;
         String kname;
-        int bm;
-        int bn;
+        int bm = 0;
+        int bn = 0;
         int threads;
         int shared;
         boolean dependent = false;
+        KernelArgs args = null; // the TMA tile's (by-value tensor maps, persistent grid)
+        int persistentBlocks = 0;
         if (tile == Tile.WGMMA_TMA) {
             Check.that(m <= BM, name, "the TMA decode tile takes M <= " + BM + " (" + shapes
                     + ")");
@@ -504,16 +506,15 @@ public final class GemmKernel {
             byte[] mapA = maps.map(PdlLaunch.address(a.ptr()), m, k, lda, BM);
             byte[] mapW = maps.map(PdlLaunch.address(w.ptr()), n, k, ldw, BN_WGD);
             int units = (n + BN_WGD - 1) / BN_WGD * splits;
-            new KernelArgs().bytes(mapA).bytes(mapW).ptr(bias).ptr(out).i(ldc).i(m).i(n).i(k)
-                    .i(chunk).ptr(work).launchDependent(wgTma[epi.ordinal()], name + "_wgt",
-                            Math.min(units, sms), 1, 1, THREADS_WGT, smemWgd(), s,
-                            shapes + " splits=" + splits);
-            if (!partialsOnly) {
-                reduce(epi, s, work, splits, bias, out, ldc, m, n, null, name, shapes);
-            }
-            return splits;
-        }
-        if (tile == Tile.WGMMA_DECODE) {
+            args = new KernelArgs().bytes(mapA).bytes(mapW).ptr(bias).ptr(out).i(ldc).i(m).i(n)
+                    .i(k).i(chunk).ptr(work);
+            f = wgTma[epi.ordinal()];
+            kname = name + "_wgt";
+            persistentBlocks = Math.min(units, sms);
+            threads = THREADS_WGT;
+            shared = smemWgd();
+            dependent = true;
+        } else if (tile == Tile.WGMMA_DECODE) {
             Check.that(m <= BM, name, "the wgmma decode tile takes M <= " + BM + " (" + shapes
                     + ")");
             Check.that(wgDecode != null, name, "no wgmma (sm_90a) decode tile loaded");
@@ -554,15 +555,21 @@ public final class GemmKernel {
             threads = THREADS;
             shared = knLayout ? smemKn(bm, bn, bk) : smem(bm, bn, bk);
         }
-        KernelArgs args = new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc)
-                .i(m).i(n).i(k).i(chunk).ptr(work).ptr(idx);
+        int gx = persistentBlocks;
+        int gy = 1;
+        int gz = 1;
+        if (args == null) {
+            args = new KernelArgs().ptr(a).i(lda).ptr(w).i(ldw).ptr(bias).ptr(out).i(ldc).i(m)
+                    .i(n).i(k).i(chunk).ptr(work).ptr(idx);
+            gx = (n + bn - 1) / bn;
+            gy = (m + bm - 1) / bm;
+            gz = splits;
+        }
         String what = shapes + " splits=" + splits;
         if (dependent) {
-            args.launchDependent(f, kname, (n + bn - 1) / bn, (m + bm - 1) / bm, splits, threads,
-                    shared, s, what);
+            args.launchDependent(f, kname, gx, gy, gz, threads, shared, s, what);
         } else {
-            args.launch(f, kname, (n + bn - 1) / bn, (m + bm - 1) / bm, splits, threads, shared,
-                    s, what);
+            args.launch(f, kname, gx, gy, gz, threads, shared, s, what);
         }
         if (!partialsOnly) {
             reduce(epi, s, work, splits, bias, out, ldc, m, n, knLayout ? null : idx, name,

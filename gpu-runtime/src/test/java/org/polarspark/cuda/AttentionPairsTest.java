@@ -9,7 +9,8 @@ import org.junit.jupiter.api.Test;
 /**
  * When flash-decoding runs two splits per block (no GPU needed; that the two modes give the same
  * bits is CudaKernelTest.pagedAttention's job): worked examples of the benchmark shapes on an
- * H100's 132 SMs at full context, and the shapes that must never take pairs.
+ * H100's 132 SMs at full context, and the shapes that must never take pairs; which shapes run
+ * the pipelined kernel.
  */
 class AttentionPairsTest {
     private static final int H100_SMS = 132;
@@ -34,6 +35,22 @@ class AttentionPairsTest {
         assertFalse(AttentionKernel.pairsFor(4096, 8, 32, 8, H100_SMS));
         // One split: nothing to pair.
         assertFalse(AttentionKernel.pairsFor(100_000, 32, 1, 1, H100_SMS));
+    }
+
+    @Test
+    void pipelinedKernelByShapeAlone() {
+        assertTrue(AttentionKernel.pipeFor(32, 8, 128), "llama-3-8b");
+        assertTrue(AttentionKernel.pipeFor(64, 8, 128));
+        assertTrue(AttentionKernel.pipeFor(16, 8, 128));
+        assertFalse(AttentionKernel.pipeFor(32, 32, 128), "llama-2-7b: one query head per group");
+        assertFalse(AttentionKernel.pipeFor(24, 8, 128), "3 query heads per group");
+        assertFalse(AttentionKernel.pipeFor(32, 2, 128), "16 query heads per group");
+        assertFalse(AttentionKernel.pipeFor(32, 8, 64), "head_dim 64");
+        assertFalse(AttentionKernel.pipeFor(16, 2, 256), "head_dim 256");
+        // Two blocks per SM fit an H100's 228 KB (227 KB a block, 1 KB reserved per block).
+        int smem = AttentionKernel.pipeSharedBytes(8);
+        assertEquals(108_928, smem);
+        assertTrue(2 * (smem + 1024) <= 228 * 1024);
     }
 
     @Test

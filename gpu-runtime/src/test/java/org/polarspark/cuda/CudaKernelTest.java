@@ -716,9 +716,10 @@ class CudaKernelTest extends GpuTest {
     static Stream<Arguments> attentionShapes() {
         List<Arguments> out = new ArrayList<>();
         // {32, 8, 128}, {64, 8, 128} and {16, 2, 256}: the exact shapes whose scores use
-        // tensor cores (4 or 8 query heads per group, head_dim 128 or 256).
+        // tensor cores (4 or 8 query heads per group, head_dim 128 or 256); head_dim 128 with
+        // 2, 4 or 8 query heads per group ({16, 8, 128} too) runs the pipelined kernel.
         int[][] heads = {{8, 2, 16}, {4, 4, 24}, {8, 8, 32}, {32, 8, 128}, {12, 4, 64},
-                {16, 2, 256}, {4, 2, 96}, {2, 2, 256}, {64, 8, 128}, {8, 8, 128}};
+                {16, 2, 256}, {4, 2, 96}, {2, 2, 256}, {64, 8, 128}, {8, 8, 128}, {16, 8, 128}};
         int[][] lens = {{1, 54, 97}, {17, 300, 5}};
         for (int[] h : heads) {
             for (int[] l : lens) {
@@ -841,6 +842,8 @@ class CudaKernelTest extends GpuTest {
         // A block per pair of splits (large launches, one query head per group) gives the bits
         // of a block per split.
         boolean pairs = heads == kvHeads;
+        String second = pairs ? "pairs of splits per block vs one split per block, "
+                : "second run (grouped heads: no pairs), ";
         DeviceBuffer attPairs = zeros((long) n * heads * headDim * 2);
         img.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
                 blockSize, dRow, dPos, null, kvHeads, heads, kvHeads, headDim, splitLen, splits,
@@ -848,8 +851,7 @@ class CudaKernelTest extends GpuTest {
         img.attention.combine(stream, attPairs, partO, partMl, null, kvHeads, heads, kvHeads,
                 headDim, splits, pairs, n);
         assertArrayEquals(dense, read16(dt, attPairs, n * heads * headDim),
-                (pairs ? "pairs of splits per block vs one split per block, "
-                        : "second run (grouped heads: no pairs), ") + splits + " splits");
+                second + splits + " splits");
 
         // Polar: a per-token table of selected groups (unsorted); other heads stay zero. With
         // every group in the table the result is the dense one, bit for bit.
@@ -883,8 +885,7 @@ class CudaKernelTest extends GpuTest {
         img.attention.combine(stream, att3, partO, partMl, dIdx, sel, heads, kvHeads,
                 headDim, splits, pairs, n);
         assertArrayEquals(sparse, read16(dt, att3, n * heads * headDim),
-                "Polar table: " + (pairs ? "pairs of splits per block vs one split per block"
-                        : "second run (grouped heads: no pairs)"));
+                "Polar table: " + second + splits + " splits");
         for (int t = 0; t < n; t++) {
             for (int h = 0; h < heads; h++) {
                 for (int d = 0; d < headDim; d++) {
