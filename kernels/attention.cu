@@ -30,6 +30,8 @@
 //   (G * head_dim * 9 + G * 260) floats, plus G * head_dim + 2 G with _pairs (see the layout
 //   below).
 // Grid pass 2: (n, ceil(num_heads / 8)), block 256 (a warp per head).
+// Both passes may be launched as programmatic dependents (pdl_wait before reading what the kernel
+// before wrote); the pipelined pass reads a decode token's older positions before its wait.
 #include "common.cuh"
 
 #define ATT_TILE 32          // split lengths are multiples of this (host-checked)
@@ -345,6 +347,8 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                             int num_splits, float* __restrict__ part_o,
                             float* __restrict__ part_ml) {
     extern __shared__ __align__(16) float smem[];
+    pdl_trigger();  // the combine may be launched as this kernel's dependent
+    pdl_wait();     // (launched as a dependent) q, K/V and the group table are written before
     constexpr int CHA = 4 * CHUNKS;  // 32-dim slices of a K row (phase A)
     const int t = blockIdx.x, y = blockIdx.y, z = blockIdx.z;
     const int G = FULL ? MAXG : num_heads / num_kv_heads;
@@ -652,12 +656,20 @@ __device__ __forceinline__ void attention_decode_pipe_body(
     static_assert(PS % 16 == 0 && MT <= ATT_WARPS && G <= 8 && NST >= 2, "stage shape");
     static_assert(ATT_WARPS * 16 == D, "a warp per 16 dims");
     extern __shared__ __align__(16) float smem[];
+    pdl_trigger();  // the combine may be launched as this kernel's dependent
+    // Launched as a programmatic dependent (decode steps only: the kernel before appends each
+    // token's own position, and no other position a token reads): the first stages stream in
+    // before the wait when they end before the token's position. The group table comes from
+    // the kernel before, so with one the wait is first.
+    if (group_idx) pdl_wait();
     const int t = blockIdx.x, y = blockIdx.y, z = blockIdx.z;
     const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
     const int len = pos_of[t] + 1;
     const size_t part = ((size_t)t * num_heads + g * G) * num_splits + z;
     const int start = z * split_len;
+    const bool early = !group_idx && start + (NST - 1) * PS <= len - 1;
     if (start >= len) {
+        if (!group_idx) pdl_wait();  // before the first write
         att_empty_partial(part_ml, part, G, num_splits);
         return;
     }
@@ -691,11 +703,13 @@ __device__ __forceinline__ void attention_decode_pipe_body(
             cp_async16_sz(dst + PS * ATP_LD * 2, v_cache + off, ok ? 16 : 0);
         }
     };
+    if (!early && !group_idx) pdl_wait();
 #pragma unroll
     for (int s = 0; s < NST - 1; s++) {
         if (s < nst) load_stage(s);
         cp_async_commit();
     }
+    if (early) pdl_wait();
     // q of the G heads as m16n8k16 B fragments (column n = lane / 4, zero past G), and fresh
     // statistics; made visible by the first stage's barrier.
     if (warp == 0) {
@@ -810,6 +824,7 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   int num_kv_heads, int head_dim, int num_splits,
                                                   int scheme) {
     pdl_trigger();  // a PDL-launched GEMM may follow
+    pdl_wait();     // (launched as the decode pass's dependent) its partials
     // One warp per (token, head) over ALL heads (blockDim / 32 heads per block): a head whose
     // group is not in the token's table is written as zeros here, so no separate zero-fill.
     const int t = blockIdx.x;

@@ -158,6 +158,23 @@ public final class AttentionKernel {
                        DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
                        int headDim, int splitLen, int numSplits, boolean pairs,
                        DeviceBuffer partO, DeviceBuffer partMl, int n) {
+        decode(s, qkv, rowStride, scale, kCache, vCache, blockTable, maxBlocks, blockSize, rowOf,
+                posOf, groupIdx, groupsPerToken, heads, kvHeads, headDim, splitLen, numSplits,
+                pairs, false, partO, partMl, n);
+    }
+
+    /**
+     * As above; {@code decodeStep}: a decode step, every token one new position of its own row
+     * whose K/V (and q) the kernel just before appended, and no other position it reads:
+     * launched as a programmatic dependent, the pipelined kernel's first stages then stream in
+     * while that kernel ends. Never for prompt tokens (they read positions appended with them).
+     */
+    public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
+                       DeviceBuffer kCache, DeviceBuffer vCache, DeviceBuffer blockTable,
+                       int maxBlocks, int blockSize, DeviceBuffer rowOf, DeviceBuffer posOf,
+                       DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
+                       int headDim, int splitLen, int numSplits, boolean pairs,
+                       boolean decodeStep, DeviceBuffer partO, DeviceBuffer partMl, int n) {
 
         int gi = 0;
         while ((1 << gi) < heads / Math.max(1, kvHeads) && gi < 3) {
@@ -202,11 +219,22 @@ public final class AttentionKernel {
                     "cuFuncSetAttribute(" + k + ", " + smem + " bytes of shared memory)");
             sharedOptIn.put(fn, smem);
         }
-        new KernelArgs().ptr(qkv).i(rowStride).f(scale).ptr(kCache).ptr(vCache).ptr(blockTable)
-                .i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf).ptr(groupIdx).i(groupsPerToken)
-                .i(heads).i(kvHeads).i(headDim).i(splitLen).i(numSplits).ptr(partO).ptr(partMl)
-                .launch(fn, k, n, groupsPerToken, parts, THREADS, smem, s, shapes);
+        KernelArgs args = new KernelArgs().ptr(qkv).i(rowStride).f(scale).ptr(kCache)
+                .ptr(vCache).ptr(blockTable).i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf)
+                .ptr(groupIdx).i(groupsPerToken).i(heads).i(kvHeads).i(headDim).i(splitLen)
+                .i(numSplits).ptr(partO).ptr(partMl);
+        if (decodeStep && PDL) {
+            args.launchDependent(fn, k, n, groupsPerToken, parts, THREADS, smem, s, shapes);
+        } else {
+            args.launch(fn, k, n, groupsPerToken, parts, THREADS, smem, s, shapes);
+        }
     }
+
+    /**
+     * Decode steps launch both passes as programmatic dependents (-Dpolar.attention.pdl=false:
+     * plain launches).
+     */
+    static final boolean PDL = !"false".equals(System.getProperty("polar.attention.pdl"));
 
     /** attention_combine_bf16: a warp per (token, head), this many heads per block. */
     private static final int COMBINE_WARPS = 8;
@@ -222,15 +250,28 @@ public final class AttentionKernel {
     public void combine(CudaStream s, DeviceBuffer att, DeviceBuffer partO, DeviceBuffer partMl,
                         DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
                         int headDim, int numSplits, boolean pairs, int n) {
+        combine(s, att, partO, partMl, groupIdx, groupsPerToken, heads, kvHeads, headDim,
+                numSplits, pairs, false, n);
+    }
+
+    /** As above; {@code dependent}: launched as the decode pass's programmatic dependent. */
+    public void combine(CudaStream s, DeviceBuffer att, DeviceBuffer partO, DeviceBuffer partMl,
+                        DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
+                        int headDim, int numSplits, boolean pairs, boolean dependent, int n) {
         String k = "attention_combine_bf16";
         Check.fits(k, "att", att, (long) n * heads * headDim, 2);
         Check.that(!pairs || heads == kvHeads, k, "pairs of splits take one query head per KV"
                 + " group");
         int scheme = heads != kvHeads ? 0 : pairs ? 2 : 1;
-        new KernelArgs().ptr(att).ptr(partO).ptr(partMl).ptr(groupIdx).i(groupsPerToken)
-                .i(heads).i(kvHeads).i(headDim).i(numSplits).i(scheme)
-                .launch(combine, k, n, (heads + COMBINE_WARPS - 1) / COMBINE_WARPS, 1,
-                        COMBINE_WARPS * 32, 0, s, "n=" + n + " heads=" + heads
-                        + " splits=" + numSplits + (pairs ? " (pairs)" : ""));
+        KernelArgs args = new KernelArgs().ptr(att).ptr(partO).ptr(partMl).ptr(groupIdx)
+                .i(groupsPerToken).i(heads).i(kvHeads).i(headDim).i(numSplits).i(scheme);
+        int gy = (heads + COMBINE_WARPS - 1) / COMBINE_WARPS;
+        String shapes = "n=" + n + " heads=" + heads + " splits=" + numSplits
+                + (pairs ? " (pairs)" : "");
+        if (dependent && PDL) {
+            args.launchDependent(combine, k, n, gy, 1, COMBINE_WARPS * 32, 0, s, shapes);
+        } else {
+            args.launch(combine, k, n, gy, 1, COMBINE_WARPS * 32, 0, s, shapes);
+        }
     }
 }

@@ -155,6 +155,12 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final Map<Integer, Long> routerNanosByRows = new HashMap<>();
     private boolean graphs = true;
     /**
+     * True while a decode-step graph is captured: every token is one new position of its own
+     * row, so the attention passes may be launched as programmatic dependents (see
+     * AttentionKernel.decode).
+     */
+    private boolean decodeStep;
+    /**
      * Benchmark only: capture Polar steps without their router kernels, the selection tables
      * keeping what the last routed step wrote (see {@link #benchDecodeFrozenRouters}).
      */
@@ -996,7 +1002,12 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         CudaGraph g = graphsByRows.get(key);
         if (g == null) {
             g = CudaGraph.capture(stream, () -> {
-                compute(n, SPLIT_LEN, graphSplits());
+                decodeStep = true;
+                try {
+                    compute(n, SPLIT_LEN, graphSplits());
+                } finally {
+                    decodeStep = false;
+                }
                 lmHeadDevice(n);
             }, "decode step, " + n + " rows" + (routers == null ? "" : ", Polar"));
             graphsByRows.put(key, g);
@@ -1057,11 +1068,16 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
         boolean pairs = AttentionKernel.pairsFor(n, groups, splits,
                 c.numHeads() / c.numKvHeads(), ctx.multiprocessors());
+        // Programmatic dependents in dense decode steps only: with a group table the pass must
+        // wait for the router first anyway, and its early-resident blocks then only take SMs
+        // from the MLP router on the side stream (H100, 2026-11-26, same call: opt-6.7b Polar
+        // B=1 4.25 -> 4.32 ms with them; dense llama-3-8b B=1 6.94 -> 6.73, B=16 12.91 -> 12.80).
+        boolean dependent = decodeStep && table == null;
         k.attention.decode(stream, qkv, qkvDim, scale, kc, vc, blockTable, maxBlocksPerSeq,
                 BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(), c.numKvHeads(), c.headDim(),
-                splitLen, splits, pairs, partO, partMl, n);
+                splitLen, splits, pairs, dependent, partO, partMl, n);
         k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
-                c.numKvHeads(), c.headDim(), splits, pairs, n);
+                c.numKvHeads(), c.headDim(), splits, pairs, dependent, n);
     }
 
     /**
