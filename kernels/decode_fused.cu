@@ -39,6 +39,7 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
             if (mode == 1 && b) asm volatile("prefetch.global.L2 [%0];" ::"l"(b + 4 * g));
         }
     }
+    pdl_wait();  // (launched as the GEMM's dependent) its partials; the prefetches went ahead
     // Partials summed over z in order, per element as gemm_reduce does; z outermost so that a
     // split's loads for all of the thread's columns (and, unrolled, the next splits') are in
     // flight together: the reduce is bound by load latency, not bytes.

@@ -227,6 +227,7 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
                             const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
                             int N, const int* __restrict__ bias_idx) {
     pdl_trigger();  // a PDL-launched GEMM may follow
+    pdl_wait();     // (launched as the GEMM's dependent) its partials
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t pairs = (size_t)M * N / 2;
     if (i >= pairs) return;

@@ -375,6 +375,7 @@ __device__ __forceinline__ void gemm_body_wgt(const TensorMap* tmA, const Tensor
     __shared__ __align__(8) uint64_t bars[2 * NST];
     const uint32_t base = (smem_addr(gemm_smem_wgt) + 1023) & ~1023u;  // [NST][A | W]
     const uint32_t full = smem_addr(bars), empty = full + 8 * NST;
+    pdl_trigger();  // the split-K reduce (a programmatic dependent) may launch now and wait
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const bool split = work != nullptr;
     const int tiles = (N + 127) / 128, S = split ? (K + k_chunk - 1) / k_chunk : 1;

@@ -223,11 +223,8 @@ public final class AttentionKernel {
                 .ptr(vCache).ptr(blockTable).i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf)
                 .ptr(groupIdx).i(groupsPerToken).i(heads).i(kvHeads).i(headDim).i(splitLen)
                 .i(numSplits).ptr(partO).ptr(partMl);
-        if (decodeStep && PDL) {
-            args.launchDependent(fn, k, n, groupsPerToken, parts, THREADS, smem, s, shapes);
-        } else {
-            args.launch(fn, k, n, groupsPerToken, parts, THREADS, smem, s, shapes);
-        }
+        args.launch(decodeStep && PDL, fn, k, n, groupsPerToken, parts, THREADS, smem, s,
+                shapes);
     }
 
     /**
@@ -268,10 +265,6 @@ public final class AttentionKernel {
         int gy = (heads + COMBINE_WARPS - 1) / COMBINE_WARPS;
         String shapes = "n=" + n + " heads=" + heads + " splits=" + numSplits
                 + (pairs ? " (pairs)" : "");
-        if (dependent && PDL) {
-            args.launchDependent(combine, k, n, gy, 1, COMBINE_WARPS * 32, 0, s, shapes);
-        } else {
-            args.launch(combine, k, n, gy, 1, COMBINE_WARPS * 32, 0, s, shapes);
-        }
+        args.launch(dependent && PDL, combine, k, n, gy, 1, COMBINE_WARPS * 32, 0, s, shapes);
     }
 }

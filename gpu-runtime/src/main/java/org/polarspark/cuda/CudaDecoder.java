@@ -1216,7 +1216,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                     c.qDim(), gemmWork, null);
             stamp(stream, l, "o_proj GEMM");
             k.fused.residualNorm(stream, gemmWork, sp, B.bo, x, y, normKind(),
-                    pre ? B.mlpW : B.attnW, pre ? B.mlpB : B.attnB, c.normEps(), n, h, !pre);
+                    pre ? B.mlpW : B.attnW, pre ? B.mlpB : B.attnB, c.normEps(), n, h, !pre,
+                    k.gemm.hasTmaDecode());
             stamp(stream, l, "o_proj reduce, residual, norm");
         } else {
             k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, att, c.qDim(), B.wo, c.qDim(), B.bo,
@@ -1269,16 +1270,18 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             int sp = k.gemm.partials(kn, stream, downIn, downK, B.w2, kn ? h : downK, f, n, h,
                     downK, gemmWork, downRows);
             stamp(stream, l, "fc2 / down GEMM");
+            // The TMA tile takes plain [N, K] weights (no row map): not neuron-major fc2.
+            boolean downTma = k.gemm.hasTmaDecode() && !kn && downRows == null;
             boolean last = l == c.numLayers() - 1;
             LayerBuffers next = last ? null : layers[l + 1];
             if (pre) {
                 k.fused.residualNorm(stream, gemmWork, sp, B.b2, x, y,
                         last ? DecodeFusedKernel.Norm.NONE : normKind(),
                         last ? null : next.attnW, last ? null : next.attnB, c.normEps(), n, h,
-                        false);
+                        false, downTma);
             } else {
                 k.fused.residualNorm(stream, gemmWork, sp, B.b2, x, y, normKind(), B.mlpW,
-                        B.mlpB, c.normEps(), n, h, true);
+                        B.mlpB, c.normEps(), n, h, true, downTma);
             }
             stamp(stream, l, "fc2 / down reduce, residual, norm");
             return;

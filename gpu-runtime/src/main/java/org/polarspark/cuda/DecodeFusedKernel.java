@@ -37,6 +37,21 @@ public final class DecodeFusedKernel {
     public void residualNorm(CudaStream s, DeviceBuffer work, int splits, DeviceBuffer bias,
                              DeviceBuffer x, DeviceBuffer y, Norm norm, DeviceBuffer w,
                              DeviceBuffer b, float eps, int m, int n, boolean writeBack) {
+        residualNorm(s, work, splits, bias, x, y, norm, w, b, eps, m, n, writeBack, false);
+    }
+
+    /**
+     * As above; {@code afterTma}: the partials come from the TMA decode tile just before on the
+     * stream, which lets its dependents launch from its start: this kernel is then launched as
+     * a programmatic dependent (its launch overlaps the GEMM; -Dpolar.reduce.pdl=false: never).
+     * qkvRopeKv is not: as a dependent it let the attention passes after it launch early and
+     * sit on the SMs during the q/k/v GEMM (H100, 2026-11-26, same call, B=1: llama-2-7b 6.28
+     * -> 6.25 ms and opt-6.7b 5.98 -> 5.93 with it a plain launch, llama-3-8b equal).
+     */
+    public void residualNorm(CudaStream s, DeviceBuffer work, int splits, DeviceBuffer bias,
+                             DeviceBuffer x, DeviceBuffer y, Norm norm, DeviceBuffer w,
+                             DeviceBuffer b, float eps, int m, int n, boolean writeBack,
+                             boolean afterTma) {
         String k = "decode_residual_norm_f32";
         Check.positive(k, "M", m);
         Check.positive(k, "splits", splits);
@@ -52,8 +67,8 @@ public final class DecodeFusedKernel {
         }
         new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(x).ptr(y).ptr(w).ptr(b).f(eps).i(m)
                 .i(n).i(norm.ordinal()).i(writeBack ? 1 : 0).i(PREFETCH ? 1 : 0)
-                .launch(residualNorm, k, m, 1, 1, NORM_BLOCK, 0, s, "M=" + m + " N=" + n
-                        + " splits=" + splits + " norm=" + norm);
+                .launch(afterTma && GemmKernel.REDUCE_PDL, residualNorm, k, m, 1, 1, NORM_BLOCK, 0, s,
+                        "M=" + m + " N=" + n + " splits=" + splits + " norm=" + norm);
     }
 
     public void qkvRopeKv(CudaStream s, DeviceBuffer work, int splits, DeviceBuffer bias,

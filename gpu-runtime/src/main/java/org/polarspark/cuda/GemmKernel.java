@@ -566,28 +566,35 @@ public final class GemmKernel {
             gz = splits;
         }
         String what = shapes + " splits=" + splits;
-        if (dependent) {
-            args.launchDependent(f, kname, gx, gy, gz, threads, shared, s, what);
-        } else {
-            args.launch(f, kname, gx, gy, gz, threads, shared, s, what);
-        }
+        args.launch(dependent, f, kname, gx, gy, gz, threads, shared, s, what);
         if (!partialsOnly) {
             reduce(epi, s, work, splits, bias, out, ldc, m, n, knLayout ? null : idx, name,
-                    shapes);
+                    shapes, tile == Tile.WGMMA_TMA);
         }
         return splits;
     }
 
+    /**
+     * Split-K reduces after the TMA decode tile (here, and DecodeFusedKernel's residual + norm)
+     * are launched as programmatic dependents: the tile lets its dependents launch from its
+     * start, so their launch overlaps the GEMM (-Dpolar.reduce.pdl=false: plain launches).
+     * H100, 2026-11-26, polar-bench, same call, B=1: llama-2-7b 6.39 -> 6.25 ms, llama-3-8b
+     * 6.83 -> 6.58 (6.74 -> 6.58 repeat), opt-6.7b 5.94 -> 5.93; B=16: llama-3-8b 12.81 ->
+     * 12.56; Polar opt-6.7b B=32 11.87 -> 11.65.
+     */
+    static final boolean REDUCE_PDL = !"false".equals(System.getProperty("polar.reduce.pdl"));
+
     /** With a split (work != null): adds the partials in order and applies the epilogue. */
     private void reduce(Epilogue epi, CudaStream s, DeviceBuffer work, int splits,
                         DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n,
-                        DeviceBuffer biasIdx, String name, String shapes) {
+                        DeviceBuffer biasIdx, String name, String shapes, boolean afterTma) {
         if (work != null) {
             long pairs = (long) m * n / 2;
             new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(out).i(ldc).i(m).i(n)
                     .ptr(biasIdx)
-                    .launch(reduce[epi.ordinal()], name + "_reduce", (int) ((pairs + 255) / 256),
-                            1, 1, 256, 0, s, shapes + " splits=" + splits);
+                    .launch(afterTma && REDUCE_PDL, reduce[epi.ordinal()], name + "_reduce",
+                            (int) ((pairs + 255) / 256), 1, 1, 256, 0, s,
+                            shapes + " splits=" + splits);
         }
     }
 }

@@ -76,6 +76,16 @@ final class KernelArgs {
         }
     }
 
+    /** {@link #launchDependent} when {@code dependent}, else {@link #launch}. */
+    void launch(boolean dependent, CUfunction f, String kernel, int gx, int gy, int gz,
+                int block, int sharedBytes, CudaStream stream, String shapes) {
+        if (dependent) {
+            launchDependent(f, kernel, gx, gy, gz, block, sharedBytes, stream, shapes);
+        } else {
+            launch(f, kernel, gx, gy, gz, block, sharedBytes, stream, shapes);
+        }
+    }
+
     /** Launches; a failed launch names the kernel and the shapes given. */
     void launch(CUfunction f, String kernel, int gx, int gy, int gz, int block, int sharedBytes,
                 CudaStream stream, String shapes) {
