@@ -625,8 +625,8 @@ ATT_ENTRY(1, 1, true, _full_pairs, 4, true)
 ATT_ENTRY(1, 2, true, _full_pairs, 1, true)
 
 // ---- Pipelined decode for the exact head_dim-128 shapes (attention_decode_paged_g<G>_pipe_bf16)
-// Same arguments, grid, partials and combine (scheme 0) as the kernels above, for heads =
-// G * kv_heads with G = 2, 4 or 8 and head_dim = 128 exactly (llama-3's shape). The split is walked in stages of PS positions whose K and V rows are
+// Same arguments (plus table_ready, below), grid, partials and combine (scheme 0) as the kernels
+// above, for heads = G * kv_heads with G = 2, 4 or 8 and head_dim = 128 exactly (llama-3's shape). The split is walked in stages of PS positions whose K and V rows are
 // copied into shared memory by cp.async, NST stages in a ring: while a stage is computed the next
 // NST - 1 are in flight without holding registers (the loads of the kernels above wait in
 // registers, which bounds the bytes in flight per SM: H100, llama-3-8b B=48, 2.5 TB/s). A stage,
@@ -650,7 +650,8 @@ __device__ __forceinline__ void attention_decode_pipe_body(
     const bf16* __restrict__ v_cache, const int* __restrict__ block_table, int max_blocks,
     int block_size, const int* __restrict__ row_of, const int* __restrict__ pos_of,
     const int* __restrict__ group_idx, int groups_per_token, int num_heads, int num_kv_heads,
-    int split_len, int num_splits, float* __restrict__ part_o, float* __restrict__ part_ml) {
+    int split_len, int num_splits, float* __restrict__ part_o, float* __restrict__ part_ml,
+    int table_ready) {
     constexpr int D = 128, KD = D / 16, MT = PS / 16, SCL = PS + 8;
     constexpr int STAGE = 2 * PS * ATP_LD;  // bf16 of a stage: K rows, then V rows
     static_assert(PS % 16 == 0 && MT <= ATT_WARPS && G <= 8 && NST >= 2, "stage shape");
@@ -659,17 +660,19 @@ __device__ __forceinline__ void attention_decode_pipe_body(
     pdl_trigger();  // the combine may be launched as this kernel's dependent
     // Launched as a programmatic dependent (decode steps only: the kernel before appends each
     // token's own position, and no other position a token reads): the first stages stream in
-    // before the wait when they end before the token's position. The group table comes from
-    // the kernel before, so with one the wait is first.
-    if (group_idx) pdl_wait();
+    // before the wait when they end before the token's position. A group table counts as
+    // written before only with table_ready (its router ran before the q/k/v projection);
+    // otherwise the wait comes first.
+    const bool wait_first = group_idx && !table_ready;
+    if (wait_first) pdl_wait();
     const int t = blockIdx.x, y = blockIdx.y, z = blockIdx.z;
     const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
     const int len = pos_of[t] + 1;
     const size_t part = ((size_t)t * num_heads + g * G) * num_splits + z;
     const int start = z * split_len;
-    const bool early = !group_idx && start + (NST - 1) * PS <= len - 1;
+    const bool early = !wait_first && start + (NST - 1) * PS <= len - 1;
     if (start >= len) {
-        if (!group_idx) pdl_wait();  // before the first write
+        if (!wait_first) pdl_wait();  // before the first write
         att_empty_partial(part_ml, part, G, num_splits);
         return;
     }
@@ -703,7 +706,7 @@ __device__ __forceinline__ void attention_decode_pipe_body(
             cp_async16_sz(dst + PS * ATP_LD * 2, v_cache + off, ok ? 16 : 0);
         }
     };
-    if (!early && !group_idx) pdl_wait();
+    if (!early && !wait_first) pdl_wait();
 #pragma unroll
     for (int s = 0; s < NST - 1; s++) {
         if (s < nst) load_stage(s);
@@ -801,10 +804,10 @@ __device__ __forceinline__ void attention_decode_pipe_body(
             const bf16* v_cache, const int* block_table, int max_blocks, int block_size,        \
             const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
             int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
-            float* part_o, float* part_ml) {                                                    \
+            float* part_o, float* part_ml, int table_ready) {                                   \
         attention_decode_pipe_body<G_, PS_, NST_>(qkv, row_stride, scale, k_cache, v_cache,     \
             block_table, max_blocks, block_size, row_of, pos_of, group_idx, groups_per_token,   \
-            num_heads, num_kv_heads, split_len, num_splits, part_o, part_ml);                   \
+            num_heads, num_kv_heads, split_len, num_splits, part_o, part_ml, table_ready);      \
     }
 
 // 64-position stages, 3 in the ring: 107-109 KB of shared memory, two blocks per SM. Measured

@@ -160,21 +160,25 @@ public final class AttentionKernel {
                        DeviceBuffer partO, DeviceBuffer partMl, int n) {
         decode(s, qkv, rowStride, scale, kCache, vCache, blockTable, maxBlocks, blockSize, rowOf,
                 posOf, groupIdx, groupsPerToken, heads, kvHeads, headDim, splitLen, numSplits,
-                pairs, false, partO, partMl, n);
+                pairs, false, false, partO, partMl, n);
     }
 
     /**
-     * As above; {@code decodeStep}: a decode step, every token one new position of its own row
+     * As above; {@code dependent}: a decode step, every token one new position of its own row
      * whose K/V (and q) the kernel just before appended, and no other position it reads:
      * launched as a programmatic dependent, the pipelined kernel's first stages then stream in
      * while that kernel ends. Never for prompt tokens (they read positions appended with them).
+     * {@code tableReady}: the group table was written before the kernel just before (its
+     * router ran ahead of the q/k/v projection), so the pipelined kernel may read it, and the
+     * early stages, before its wait.
      */
     public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
                        DeviceBuffer kCache, DeviceBuffer vCache, DeviceBuffer blockTable,
                        int maxBlocks, int blockSize, DeviceBuffer rowOf, DeviceBuffer posOf,
                        DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
                        int headDim, int splitLen, int numSplits, boolean pairs,
-                       boolean decodeStep, DeviceBuffer partO, DeviceBuffer partMl, int n) {
+                       boolean dependent, boolean tableReady, DeviceBuffer partO,
+                       DeviceBuffer partMl, int n) {
 
         int gi = 0;
         while ((1 << gi) < heads / Math.max(1, kvHeads) && gi < 3) {
@@ -223,7 +227,10 @@ public final class AttentionKernel {
                 .ptr(vCache).ptr(blockTable).i(maxBlocks).i(blockSize).ptr(rowOf).ptr(posOf)
                 .ptr(groupIdx).i(groupsPerToken).i(heads).i(kvHeads).i(headDim).i(splitLen)
                 .i(numSplits).ptr(partO).ptr(partMl);
-        args.launch(decodeStep && PDL, fn, k, n, groupsPerToken, parts, THREADS, smem, s,
+        if (pipe) {
+            args.i(tableReady ? 1 : 0);
+        }
+        args.launch(dependent && PDL, fn, k, n, groupsPerToken, parts, THREADS, smem, s,
                 shapes);
     }
 

@@ -1065,17 +1065,37 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      */
     private void attention(DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer table, int groups,
                            int splitLen, int splits, int n) {
+        attention(kc, vc, table, groups, splitLen, splits, n, false);
+    }
+
+    /** Pass-1 blocks per SM from which the register-load attention kernels run as dependents. */
+    private static final int DEPENDENT_ATTENTION_BLOCKS_PER_SM = Integer.getInteger(
+            "polar.attention.pdlBlocksPerSm", 8);
+
+    /**
+     * As above; {@code tableReady}: a group table written before the q/k/v projection (the
+     * head router ran first, or the selection is frozen).
+     */
+    private void attention(DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer table, int groups,
+                           int splitLen, int splits, int n, boolean tableReady) {
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
         boolean pairs = AttentionKernel.pairsFor(n, groups, splits,
                 c.numHeads() / c.numKvHeads(), ctx.multiprocessors());
-        // Programmatic dependents in dense decode steps only: with a group table the pass must
-        // wait for the router first anyway, and its early-resident blocks then only take SMs
-        // from the MLP router on the side stream (H100, 2026-11-26, same call: opt-6.7b Polar
-        // B=1 4.25 -> 4.32 ms with them; dense llama-3-8b B=1 6.94 -> 6.73, B=16 12.91 -> 12.80).
-        boolean dependent = decodeStep && table == null;
+        // Programmatic dependents in decode steps, unless the group table comes from a router
+        // run just before (then the pass must wait for it first anyway, and its early-resident
+        // blocks only take SMs from the MLP router on the side stream: H100, 2026-11-26, same
+        // call, opt-6.7b Polar B=1 4.25 -> 4.32 ms with them; dense llama-3-8b B=1 6.94 -> 6.73,
+        // B=16 12.91 -> 12.80). The kernels with loads in registers (one query head per group)
+        // read nothing before their wait: for them it pays only in launches of many waves
+        // (same call: llama-2-7b B=1 6.22 -> 6.25 ms, Polar 6.13 -> 6.23, but B=8 11.24 ->
+        // 11.15, opt-6.7b B=16 11.10 -> 11.00).
+        boolean pipe = AttentionKernel.pipeFor(c.numHeads(), c.numKvHeads(), c.headDim());
+        boolean manyWaves = (long) n * groups * splits
+                >= (long) DEPENDENT_ATTENTION_BLOCKS_PER_SM * ctx.multiprocessors();
+        boolean dependent = decodeStep && (pipe || manyWaves) && (table == null || tableReady);
         k.attention.decode(stream, qkv, qkvDim, scale, kc, vc, blockTable, maxBlocksPerSeq,
                 BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(), c.numKvHeads(), c.headDim(),
-                splitLen, splits, pairs, dependent, partO, partMl, n);
+                splitLen, splits, pairs, dependent, tableReady, partO, partMl, n);
         k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
                 c.numKvHeads(), c.headDim(), splits, pairs, dependent, n);
     }
@@ -1202,7 +1222,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             decodeN = prefillFrom;
         }
         if (decodeN > 0) {
-            attention(kCache[l], vCache[l], table, groups, splitLen, splits, decodeN);
+            attention(kCache[l], vCache[l], table, groups, splitLen, splits, decodeN,
+                    table != null && (routersFrozen || headFirst));
         }
         stamp(stream, l, "attention");
         if (observing != null) {
