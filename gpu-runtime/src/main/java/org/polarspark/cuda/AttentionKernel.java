@@ -22,6 +22,8 @@ import jcuda.driver.JCudaDriver;
  *          same bits: only the number of blocks and the partial traffic change
  *          ({@link #pairsFor}). Grouped-query shapes never run pairs and merge all splits at
  *          once.
+ * pipe:    head_dim 128 with 2, 4 or 8 query heads per group runs a kernel that stages K and V
+ *          through shared memory (same partials; {@link #pipeFor}).
  * q = first heads*headDim columns of qkv bf16 [n, rowStride]; score = q.k * scale
  * </pre>
  * Every token is a query at its own position, so the same kernels serve causal prefill (after
@@ -179,15 +181,15 @@ public final class AttentionKernel {
                        int headDim, int splitLen, int numSplits, boolean pairs,
                        boolean dependent, boolean tableReady, DeviceBuffer partO,
                        DeviceBuffer partMl, int n) {
-
         int gi = 0;
         while ((1 << gi) < heads / Math.max(1, kvHeads) && gi < 3) {
             gi++;
         }
         int chunks = headDim <= 128 ? 1 : 2;
         boolean full = heads == (kvHeads << gi) && headDim == 128 * chunks;
-        String k = "attention_decode_paged_g" + (1 << gi) + "_c" + chunks + (full ? "_full" : "")
-                + (pairs ? "_pairs" : "") + "_bf16";
+        boolean pipe = pipeFor(heads, kvHeads, headDim);  // never with pairs (g > 1)
+        String k = "attention_decode_paged_g" + (1 << gi) + (pipe ? "_pipe" : "_c" + chunks
+                + (full ? "_full" : "") + (pairs ? "_pairs" : "")) + "_bf16";
         String shapes = "n=" + n + " heads=" + heads + " kv_heads=" + kvHeads + " head_dim="
                 + headDim + " splits=" + numSplits + "x" + splitLen + (pairs ? " (pairs)" : "");
         Check.positive(k, "n", n);
@@ -210,13 +212,9 @@ public final class AttentionKernel {
         Check.fits(k, "part_o", partO, (long) n * heads * parts * headDim, 4);
         Check.fits(k, "part_ml", partMl, (long) n * heads * parts * 2, 4);
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
-        boolean pipe = pipeFor(heads, kvHeads, headDim);  // never with pairs (g > 1)
         int smem = pipe ? pipeSharedBytes(g) : sharedBytes(g, headDim, pairs);
         CUfunction fn = pipe ? decodePipe[gi - 1] : pairs ? decodePairs[chunks - 1][full ? 1 : 0]
                 : (full ? decodeFull : decode)[gi][chunks - 1];
-        if (pipe) {
-            k = "attention_decode_paged_g" + g + "_pipe_bf16";
-        }
         if (smem > 48 * 1024 && smem > sharedOptIn.getOrDefault(fn, 0)) {
             Cuda.check(JCudaDriver.cuFuncSetAttribute(fn,
                     CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem),
