@@ -626,8 +626,9 @@ ATT_ENTRY(1, 2, true, _full_pairs, 1, true)
 
 // ---- Pipelined decode for the exact head_dim-128 shapes (attention_decode_paged_g<G>_pipe_bf16)
 // Same arguments (plus table_ready, below), grid, partials and combine (scheme 0) as the kernels
-// above, for heads = G * kv_heads with G = 2, 4 or 8 and head_dim = 128 exactly (llama-3's shape). The split is walked in stages of PS positions whose K and V rows are
-// copied into shared memory by cp.async, NST stages in a ring: while a stage is computed the next
+// above, for heads = G * kv_heads with G = 2, 4 or 8 and head_dim = 128 exactly (llama-3's
+// shape). The split is walked in stages of PS positions whose K and V rows are copied into
+// shared memory by cp.async, NST stages in a ring: while a stage is computed the next
 // NST - 1 are in flight without holding registers (the loads of the kernels above wait in
 // registers, which bounds the bytes in flight per SM: H100, llama-3-8b B=48, 2.5 TB/s). A stage,
 // all on tensor cores but the softmax:

@@ -42,21 +42,16 @@ POLAR_DEVICE void cp_async16(void* dst, const void* src, bool valid) {
     cp_async16_sz(smem_addr(dst), src, valid ? 16 : 0);  // 0: the 16 bytes are zero-filled
 }
 
-// ldmatrix into four separate registers (fragments held as pairs of n8 tiles).
+// ldmatrix (TRANS: each matrix transposed) into four separate registers: B fragments held as
+// pairs of n8 tiles.
+template <bool TRANS = false>
 POLAR_DEVICE void ldmatrix_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
                               const void* p) {
     uint32_t r[4];
-    ldsm_x4(r, p);
-    r0 = r[0];
-    r1 = r[1];
-    r2 = r[2];
-    r3 = r[3];
-}
-
-POLAR_DEVICE void ldmatrix_x4_trans(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
-                                    const void* p) {
-    uint32_t r[4];
-    ldsm_x4_t(r, p);
+    if constexpr (TRANS)
+        ldsm_x4_t(r, p);
+    else
+        ldsm_x4(r, p);
     r0 = r[0];
     r1 = r[1];
     r2 = r[2];
@@ -162,7 +157,7 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
             for (int mi = 0; mi < MI; mi++) {
                 int row = wm * (BM / WM) + mi * 16 + (lane & 15);
                 int col = kk + (lane >> 4) * 8;
-                ldmatrix_x4(a[mi][0], a[mi][1], a[mi][2], a[mi][3], as + row * LDS + col);
+                ldsm_x4(a[mi], as + row * LDS + col);
             }
 #pragma unroll
             for (int nj = 0; nj < NI / 2; nj++) {
@@ -174,7 +169,7 @@ __device__ void gemm_body(const bf16* __restrict__ A, int lda, const bf16* __res
                 } else {  // [k][n] tile: transposing loads give the column-major B fragments
                     int krow = kk + (lane & 7) + ((lane >> 3) & 1) * 8;
                     int ncol = wn * (BN / WN) + nj * 16 + (lane >> 4) * 8;
-                    ldmatrix_x4_trans(b[nj * 2][0], b[nj * 2][1], b[nj * 2 + 1][0],
+                    ldmatrix_x4<true>(b[nj * 2][0], b[nj * 2][1], b[nj * 2 + 1][0],
                                       b[nj * 2 + 1][1], bs + krow * LDB + ncol);
                 }
             }

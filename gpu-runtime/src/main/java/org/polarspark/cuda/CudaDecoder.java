@@ -1238,7 +1238,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             stamp(stream, l, "o_proj GEMM");
             k.fused.residualNorm(stream, gemmWork, sp, B.bo, x, y, normKind(),
                     pre ? B.mlpW : B.attnW, pre ? B.mlpB : B.attnB, c.normEps(), n, h, !pre,
-                    k.gemm.hasTmaDecode());
+                    k.gemm.partialsUseTma(false, att, B.wo));
             stamp(stream, l, "o_proj reduce, residual, norm");
         } else {
             k.gemm.run(GemmKernel.Epilogue.ACCUM_F32, stream, att, c.qDim(), B.wo, c.qDim(), B.bo,
@@ -1291,8 +1291,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             int sp = k.gemm.partials(kn, stream, downIn, downK, B.w2, kn ? h : downK, f, n, h,
                     downK, gemmWork, downRows);
             stamp(stream, l, "fc2 / down GEMM");
-            // The TMA tile takes plain [N, K] weights (no row map): not neuron-major fc2.
-            boolean downTma = k.gemm.hasTmaDecode() && !kn && downRows == null;
+            boolean downTma = k.gemm.partialsUseTma(kn, downIn, B.w2);
             boolean last = l == c.numLayers() - 1;
             LayerBuffers next = last ? null : layers[l + 1];
             if (pre) {

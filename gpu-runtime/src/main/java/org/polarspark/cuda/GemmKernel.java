@@ -291,6 +291,21 @@ public final class GemmKernel {
                 && TensorMaps.describable(PdlLaunch.address(w.ptr()), 8);
     }
 
+    /** Whether an M <= 64 launch of these operands takes the TMA decode tile (AUTO). */
+    private boolean tmaTile(boolean knLayout, DeviceBuffer idx, DeviceBuffer a, DeviceBuffer w) {
+        return !knLayout && idx == null && wgDecode != null && wgTma != null
+                && tmaDescribable(a, w);
+    }
+
+    /**
+     * Whether {@link #partials} of these operands runs the TMA decode tile, which lets its
+     * dependents launch from its start (a split-K reduce after it may then be launched as a
+     * programmatic dependent).
+     */
+    public boolean partialsUseTma(boolean knLayout, DeviceBuffer a, DeviceBuffer w) {
+        return tmaTile(knLayout, null, a, w);
+    }
+
     /** True if the wgmma (sm_90a) kernels are loaded and used for large outputs. */
     public boolean hasWgmma() {
         return wgmma != null;
@@ -483,8 +498,7 @@ public final class GemmKernel {
         if (tile == Tile.AUTO) {
             tile = knLayout || idx != null ? Tile.BASE : autoTile(m, n, split);
             if (tile == Tile.BASE && m <= BM && wgDecode != null) {
-                tile = !knLayout && idx == null && wgTma != null && tmaDescribable(a, w)
-                        ? Tile.WGMMA_TMA : Tile.WGMMA_DECODE;
+                tile = tmaTile(knLayout, idx, a, w) ? Tile.WGMMA_TMA : Tile.WGMMA_DECODE;
             }
         }
         CUfunction f;
