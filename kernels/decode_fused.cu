@@ -12,8 +12,14 @@
 //   then RoPE on the q and k heads (when inv_freq is not null), then K and V appended into the
 //   paged cache (kv_cache.cu's layout). Columns: q heads [0, H*D), k heads [H*D, (H+KV)*D),
 //   v heads [(H+KV)*D, (H+2KV)*D) = N. One thread per (head, i < D/2) pair.
-//   Grid (ceil(N / 2 / 256), M), block 256.
+//   With a head router fused in (router_units R > 0: the GEMM's weights carry the router's R
+//   rows after the q/k/v rows, so work rows are N + R wide): one more block per row whose first
+//   warp adds the router columns' partials over z in order, adds router_bias (or 0), and writes
+//   the router_k best units to router_idx[m] (router_common.cuh's order). These are the bits of
+//   gemm_store_f32 over the router rows with the same K chunks, then router_topk_f32.
+//   Grid (ceil(N / 2 / 256) + (R > 0), M), block 256.
 #include "norm_common.cuh"
+#include "router_common.cuh"
 
 extern "C" __global__ void __launch_bounds__(NORM_THREADS)
     decode_residual_norm_f32(const float* __restrict__ work, int splits,
@@ -87,12 +93,30 @@ extern "C" __global__ void decode_qkv_rope_kv_bf16(
     bf16* __restrict__ qkv, const int* __restrict__ pos, const float* __restrict__ inv_freq,
     int M, int num_heads, int num_kv_heads, int head_dim, bf16* __restrict__ k_cache,
     bf16* __restrict__ v_cache, const int* __restrict__ row_of,
-    const int* __restrict__ block_table, int max_blocks, int block_size) {
+    const int* __restrict__ block_table, int max_blocks, int block_size, int router_units,
+    int router_k, const bf16* __restrict__ router_bias, int* __restrict__ router_idx) {
     pdl_trigger();  // a PDL-launched GEMM may follow
     const int m = blockIdx.y;
     const int half = head_dim / 2;
     const int heads = num_heads + 2 * num_kv_heads;
     const int N = heads * head_dim;
+    const int ldw = N + router_units;  // the GEMM's output columns
+    if (router_units > 0 && blockIdx.x == gridDim.x - 1) {  // the fused head router
+        if (threadIdx.x >= 32) return;
+        const int lane = threadIdx.x;
+        const int R = router_units;
+        float v0 = 0.f, v1 = 0.f;
+#pragma unroll 4
+        for (int z = 0; z < splits; z++) {
+            const float* wz = work + ((size_t)z * M + m) * ldw + N;
+            if (lane < R) v0 += wz[lane];
+            if (lane + 32 < R) v1 += wz[lane + 32];
+        }
+        v0 = lane < R ? v0 + (router_bias ? bf2f(router_bias[lane]) : 0.f) : -INFINITY;
+        v1 = lane + 32 < R ? v1 + (router_bias ? bf2f(router_bias[lane + 32]) : 0.f) : -INFINITY;
+        warp_select_topk(v0, v1, R, router_k, router_idx + (size_t)m * router_k);
+        return;
+    }
     const int pr = blockIdx.x * blockDim.x + threadIdx.x;
     if (pr >= heads * half) return;
     const int hd = pr / half, i = pr % half;
@@ -100,7 +124,7 @@ extern "C" __global__ void decode_qkv_rope_kv_bf16(
     float a1 = 0.f, a2 = 0.f;
 #pragma unroll 4
     for (int z = 0; z < splits; z++) {
-        const float* wz = work + ((size_t)z * M + m) * N;
+        const float* wz = work + ((size_t)z * M + m) * ldw;
         a1 += wz[c1];
         a2 += wz[c2];
     }

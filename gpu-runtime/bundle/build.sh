@@ -34,6 +34,7 @@ for jar in "$out"/work/deps/*.jar; do
   case "$name" in
     junit-*|opentest4j-*|apiguardian-*) ;;  # inside the console launcher already
     log4j-*) ;;  # slf4j-simple instead: Log4j needs java.xml, 9 MB more of runtime
+    jfreechart-*) ;;  # PolarAccuracyPlot's charts (a CPU-side test main), not run here
     jcuda-natives-*)
       # Only the driver API binding is used: drop the runtime/cuBLAS/... natives.
       mkdir -p "$out/work/jn" && (cd "$out/work/jn" && unzip -q -o "$jar" \
@@ -67,6 +68,7 @@ for jar in "$out"/lib/*.jar; do
 done
 cp -r "$target/test-classes" "$out/test-classes"
 rm -rf "$out/test-classes/golden"  # read from the source tree (it travels with the bundle)
+rm -f "$out"/test-classes/org/polarspark/polar/PolarAccuracyPlot*.class  # needs jfreechart
 rm -rf "$out/work"
 
 jlink --add-modules java.base,java.logging,java.management,java.naming,jdk.unsupported \

@@ -292,8 +292,10 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                     L == null ? null : L.attnNormW(), h, -1);
             B.attnB = !affine || !opt ? null : tensor(p + "attn_norm.bias",
                     L == null ? null : L.attnNormB(), h, 0);
+            // Spare rows after q/k/v: the head routers' rows when they run inside the
+            // projection (installHeadRouters).
             B.wqkv = tensor(p + "qkv.weight", L == null ? null : concat(L.wq(), L.wk(), L.wv()),
-                    (long) qkvDim * h, h);
+                    (long) qkvDim * h, h, (long) c.numKvHeads() * h);
             B.bqkv = !linBias ? null : tensor(p + "qkv.bias",
                     L == null ? null : concat(L.bq(), L.bk(), L.bv()), qkvDim, 0);
             B.wo = tensor(p + "o.weight", L == null ? null : L.wo(), (long) h * c.qDim(),
@@ -374,6 +376,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         for (int[] nk : projections) {
             work = Math.max(work, kernels.gemm.splitsFor(nk[0], nk[1]) * 4L * fusedRows * nk[0]);
         }
+        // q/k/v with the head router's rows (its chunks are q/k/v's).
+        work = Math.max(work, kernels.gemm.splitsFor(qkvDim, h) * 4L * fusedRows
+                * (qkvDim + c.numKvHeads()));
         this.gemmWork = scratchBuf("gemm_work", work);
         boolean sideRouter = c.reluMlp() && !Boolean.getBoolean("polar.router.sameStream");
         this.side = !sideRouter ? null
@@ -398,22 +403,38 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      * bias-like scale, -1 a norm weight around 1.
      */
     private DeviceBuffer tensor(String name, float[] hostValues, long elems, int fanIn) {
+        return tensor(name, hostValues, elems, fanIn, 0);
+    }
+
+    /** As above with {@code spare} zeroed elements allocated after the tensor's. */
+    private DeviceBuffer tensor(String name, float[] hostValues, long elems, int fanIn,
+                                long spare) {
         if (host != null) {
             if (hostValues == null) {
                 throw new IllegalStateException("checkpoint lacks " + name);
             }
-            return upload(name, hostValues);
+            return upload(name, hostValues, spare);
         }
-        DeviceBuffer d = weightsAlloc.allocate(name, elems * 2);
+        DeviceBuffer d = weightsAlloc.allocate(name, (elems + spare) * 2);
         float scale = fanIn > 0 ? (float) (1.0 / Math.sqrt(fanIn)) : fanIn == 0 ? 0.02f : 1f;
         k.init.uniformBf16(stream, d, elems, seed + name.hashCode() * 0x9E3779B97F4A7C15L, scale);
+        if (spare > 0) {
+            d.zero(elems * 2, spare * 2, stream);
+        }
         return d;
     }
 
     private DeviceBuffer upload(String name, float[] data) {
+        return upload(name, data, 0);
+    }
+
+    private DeviceBuffer upload(String name, float[] data, long spare) {
         ByteBuffer b = pack16(name, data);
-        DeviceBuffer d = weightsAlloc.allocate(name, b.capacity());
+        DeviceBuffer d = weightsAlloc.allocate(name, b.capacity() + spare * 2);
         d.copyFrom(Pointer.to(b), b.capacity(), stream);
+        if (spare > 0) {
+            d.zero(b.capacity(), spare * 2, stream);
+        }
         stream.synchronize(); // the direct buffer must outlive the copy
         return d;
     }
@@ -834,6 +855,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private void setPolicy(SparsityPolicy policy) {
         if (policy instanceof DeviceRouters) {
             routers = (DeviceRouters) policy;
+            installHeadRouters(routers);
         } else if (policy == SparsityPolicy.DENSE) {
             routers = null;
         } else {
@@ -1111,6 +1133,70 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private static final boolean HEAD_ROUTER_FIRST = !"false".equals(System.getProperty(
             "polar.router.headFirst"));
 
+    /**
+     * The head router inside the q/k/v projection: its rows, copied after q/k/v's in the layer's
+     * weights, stream with them, and the q/k/v reduce adds its columns and selects (decode
+     * pieces on the fused path); elsewhere its own GEMM over the same K chunks, then a top-k, so
+     * a token's selection has the same bits on either path. -Dpolar.router.fuseHead=false: the
+     * fused head router + top-k kernel (router_head_topk) everywhere. H100, 2026-11-26: that
+     * kernel took 8 us a layer at llama-2-7b B=32 and 27 us at opt-6.7b B=64 beside the MLP
+     * router's GEMM on the side stream.
+     */
+    static final boolean FUSE_HEAD_ROUTER = !"false".equals(System.getProperty(
+            "polar.router.fuseHead"));
+
+    /** The routers whose head-router rows sit after each layer's q/k/v weights, or null. */
+    private DeviceRouters installedHeadRouters;
+
+    /** FUSE_HEAD_ROUTER where the GEMMs can take it (an even number of selection units). */
+    private boolean headRouterAsGemm() {
+        return FUSE_HEAD_ROUTER && c.numKvHeads() % 2 == 0;
+    }
+
+    /**
+     * Copies the head routers' rows into the spare rows after each layer's q/k/v weights (read
+     * there by the fused decode path), unless these routers are there already. Stream-ordered:
+     * a replay of an earlier step with other routers has read its rows before.
+     */
+    private void installHeadRouters(DeviceRouters r) {
+        if (r == null || r == installedHeadRouters || !headRouterAsGemm()) {
+            return;
+        }
+        int h = c.hiddenSize();
+        long offset = (long) qkvDim * h * 2;
+        long bytes = (long) c.numKvHeads() * h * 2;
+        for (int l = 0; l < c.numLayers(); l++) {
+            if (r.weight[l] != null) {
+                Cuda.check(jcuda.driver.JCudaDriver.cuMemcpyDtoDAsync(layers[l].wqkv.at(offset),
+                        r.weight[l].ptr(), bytes, stream.handle()), "cuMemcpyDtoDAsync(layer "
+                        + l + " head router rows)");
+            }
+        }
+        installedHeadRouters = r;
+    }
+
+    /** Whether a layer's head router (table not null) runs inside the q/k/v projection. */
+    private boolean fusedHead(boolean fusedPath, DeviceBuffer table) {
+        return table != null && fusedPath && headRouterAsGemm() && installedHeadRouters == routers;
+    }
+
+    /**
+     * The head router of layer l, unfused: logits = y W^T + b by a GEMM over the K chunks of
+     * the q/k/v projection (the bits of the fused path), then the top-k into the layer's table.
+     */
+    private void headRouter(DeviceRouters r, int l, int n, DeviceBuffer table) {
+        int h = c.hiddenSize();
+        int g = c.numKvHeads();
+        if (headRouterAsGemm()) {
+            k.gemm.runChunked(GemmKernel.Epilogue.STORE_F32, stream, y, h, r.weight[l], h,
+                    r.bias[l], headLogits, g, n, g, h, gemmWork, qkvDim);
+            k.router.topk(stream, headLogits, n, g, r.kept[l], table);
+        } else {
+            k.router.headTopk(stream, y, h, r.weight[l], r.bias[l], n, h, g, r.kept[l], table,
+                    headLogits, headCounters);
+        }
+    }
+
     /** A timeline stamp on stream s (with -Dpolar.timeline=true, in the timeline's layers). */
     private void stamp(CudaStream s, int l, String what) {
         if (!TIMELINE || !TIMELINE_LAYERS.contains(l) || stampLabels.size() >= 512) {
@@ -1180,22 +1266,26 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             // append (see HEAD_ROUTER_FIRST).
             groups = routers.kept[l];
             table = groupIdx[l];
-            if (!routersFrozen && headFirst) {
-                k.router.headTopk(stream, y, h, routers.weight[l], routers.bias[l], n, h,
-                        c.numKvHeads(), groups, table, headLogits, headCounters);
+            if (!routersFrozen && headFirst && !fusedHead(fused, table)) {
+                headRouter(routers, l, n, table);
                 stamp(stream, l, "head router");
             }
         }
+        boolean headInQkv = !routersFrozen && fusedHead(fused, table);
         int kOff = c.qDim();
         int vOff = c.qDim() + c.kvDim();
         if (fused) {
-            int sp = k.gemm.partials(false, stream, y, h, B.wqkv, h, 0, n, qkvDim, h, gemmWork,
-                    null);
+            // With the head router inside: its rows after q/k/v's, q/k/v's K chunks.
+            int units = headInQkv ? c.numKvHeads() : 0;
+            int sp = k.gemm.partials(false, stream, y, h, B.wqkv, h, 0, n, qkvDim + units, h,
+                    gemmWork, null, qkvDim);
             stamp(stream, l, "q/k/v GEMM");
             k.fused.qkvRopeKv(stream, gemmWork, sp, B.bqkv, qkv, pos, invFreq, n, c.numHeads(),
                     c.numKvHeads(), c.headDim(), kCache[l], vCache[l], rowOf, blockTable,
-                    maxBlocksPerSeq, BLOCK_SIZE);
-            stamp(stream, l, "q/k/v reduce, RoPE, K/V append");
+                    maxBlocksPerSeq, BLOCK_SIZE, units, groups,
+                    headInQkv ? routers.bias[l] : null, headInQkv ? table : null);
+            stamp(stream, l, "q/k/v reduce, RoPE, K/V append" + (headInQkv ? ", head router"
+                    : ""));
         } else {
             k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, B.wqkv, h, B.bqkv, qkv,
                     qkvDim, n, qkvDim, h, gemmWork);
@@ -1207,9 +1297,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                     maxBlocksPerSeq, BLOCK_SIZE, n, qkvDim, kOff, vOff, c.numKvHeads(),
                     c.headDim());
         }
-        if (table != null && !routersFrozen && !headFirst) {
-            k.router.headTopk(stream, y, h, routers.weight[l], routers.bias[l], n, h,
-                    c.numKvHeads(), groups, table, headLogits, headCounters);
+        if (table != null && !routersFrozen && !headFirst && !headInQkv) {
+            headRouter(routers, l, n, table);
             stamp(stream, l, "head router");
         }
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
@@ -1223,7 +1312,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         if (decodeN > 0) {
             attention(kCache[l], vCache[l], table, groups, splitLen, splits, decodeN,
-                    table != null && (routersFrozen || headFirst));
+                    table != null && (routersFrozen || headFirst && !headInQkv));
         }
         stamp(stream, l, "attention");
         if (observing != null) {
@@ -1454,8 +1543,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         int h = c.hiddenSize();
         for (int l = 0; l < c.numLayers(); l++) {
             if (r.kept[l] < c.numKvHeads()) {
-                k.router.headTopk(stream, y, h, r.weight[l], r.bias[l], n, h, c.numKvHeads(),
-                        r.kept[l], groupIdx[l], headLogits, headCounters);
+                headRouter(r, l, n, groupIdx[l]);
             }
             int kept = r.mlpK(l, n);
             if (kept < c.ffnDim()) {
@@ -1645,6 +1733,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         ctx.bind();
         List<CudaSequence> seqs = new ArrayList<>();
         routers = polar;
+        installHeadRouters(polar);
         CudaGraph owned = null;
         try {
             int[] tokens = new int[batch];

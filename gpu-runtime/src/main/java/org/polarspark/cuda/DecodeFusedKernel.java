@@ -76,23 +76,51 @@ public final class DecodeFusedKernel {
                           int heads, int kvHeads, int headDim, DeviceBuffer kCache,
                           DeviceBuffer vCache, DeviceBuffer rowOf, DeviceBuffer blockTable,
                           int maxBlocks, int blockSize) {
+        qkvRopeKv(s, work, splits, bias, qkv, pos, invFreq, m, heads, kvHeads, headDim, kCache,
+                vCache, rowOf, blockTable, maxBlocks, blockSize, 0, 0, null, null);
+    }
+
+    /**
+     * As above with a head router fused in: the partials' rows are N + routerUnits wide (the
+     * GEMM's weights carry the router's rows after q/k/v), and routerIdx int32 [m, routerK] gets
+     * each row's routerK best units (logit = the router columns' sum + routerBias, or + 0):
+     * the bits of gemm_store_f32 over the router rows with the same K chunks, then
+     * {@link RouterKernel#topk}.
+     */
+    public void qkvRopeKv(CudaStream s, DeviceBuffer work, int splits, DeviceBuffer bias,
+                          DeviceBuffer qkv, DeviceBuffer pos, DeviceBuffer invFreq, int m,
+                          int heads, int kvHeads, int headDim, DeviceBuffer kCache,
+                          DeviceBuffer vCache, DeviceBuffer rowOf, DeviceBuffer blockTable,
+                          int maxBlocks, int blockSize, int routerUnits, int routerK,
+                          DeviceBuffer routerBias, DeviceBuffer routerIdx) {
         String k = "decode_qkv_rope_kv_bf16";
         int n = (heads + 2 * kvHeads) * headDim;
         String shapes = "M=" + m + " heads=" + heads + " kv_heads=" + kvHeads + " head_dim="
-                + headDim + " splits=" + splits;
+                + headDim + " splits=" + splits + (routerUnits > 0 ? " router units="
+                + routerUnits + " k=" + routerK : "");
         Check.positive(k, "M", m);
         Check.positive(k, "splits", splits);
         Check.that(headDim % 2 == 0, k, "head_dim must be even (" + shapes + ")");
-        Check.fits(k, "work", work, (long) splits * m * n, 4);
+        Check.that(routerUnits >= 0 && routerUnits <= RouterKernel.MAX_UNITS, k, "router units"
+                + " must be in [0, " + RouterKernel.MAX_UNITS + "] (" + shapes + ")");
+        Check.fits(k, "work", work, (long) splits * m * (n + routerUnits), 4);
         Check.fitsOrNull(k, "bias", bias, n, 2);
         Check.fits(k, "qkv", qkv, (long) m * n, 2);
         Check.fits(k, "pos", pos, m, 4);
         Check.fits(k, "row_of", rowOf, m, 4);
         Check.fitsOrNull(k, "inv_freq", invFreq, headDim / 2, 4);
+        if (routerUnits > 0) {
+            Check.that(routerK >= 1 && routerK <= routerUnits, k, "router k must be in [1, "
+                    + routerUnits + "] (" + shapes + ")");
+            Check.fitsOrNull(k, "router bias", routerBias, routerUnits, 2);
+            Check.fits(k, "router idx", routerIdx, (long) m * routerK, 4);
+        }
         int pairs = n / 2;
         new KernelArgs().ptr(work).i(splits).ptr(bias).ptr(qkv).ptr(pos).ptr(invFreq).i(m)
                 .i(heads).i(kvHeads).i(headDim).ptr(kCache).ptr(vCache).ptr(rowOf)
-                .ptr(blockTable).i(maxBlocks).i(blockSize)
-                .launch(qkvRopeKv, k, (pairs + BLOCK - 1) / BLOCK, m, 1, BLOCK, 0, s, shapes);
+                .ptr(blockTable).i(maxBlocks).i(blockSize).i(routerUnits).i(routerK)
+                .ptr(routerBias).ptr(routerIdx)
+                .launch(qkvRopeKv, k, (pairs + BLOCK - 1) / BLOCK + (routerUnits > 0 ? 1 : 0), m,
+                        1, BLOCK, 0, s, shapes);
     }
 }

@@ -368,6 +368,19 @@ public final class GemmKernel {
                 Tile.AUTO);
     }
 
+    /**
+     * As {@link #run} with the K chunks of an n = {@code chunkN} projection: the bits that
+     * columns of a wider GEMM of chunkN columns would get (the head router's rows, which the
+     * fused decode path runs inside the q/k/v projection).
+     */
+    public void runChunked(Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
+                           int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n,
+                           int k, DeviceBuffer workspace, int chunkN) {
+        Check.positive(epi.symbol, "chunk N", chunkN);
+        launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, null, 0,
+                Tile.AUTO, false, chunkN);
+    }
+
     /** As {@link #run} with the tile forced (tests: every tile must give the same bits). */
     void runTile(Tile tile, Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
                  int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc, int m, int n, int k,
@@ -382,9 +395,18 @@ public final class GemmKernel {
     public void runGatherRows(Epilogue epi, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
                               int ldw, long wRows, DeviceBuffer bias, DeviceBuffer out, int ldc,
                               int m, int n, int k, DeviceBuffer workspace, DeviceBuffer rows) {
+        runGatherRowsTile(Tile.AUTO, epi, s, a, lda, w, ldw, wRows, bias, out, ldc, m, n, k,
+                workspace, rows);
+    }
+
+    /** As {@link #runGatherRows} with the tile forced (tests: every tile, the same bits). */
+    void runGatherRowsTile(Tile tile, Epilogue epi, CudaStream s, DeviceBuffer a, int lda,
+                           DeviceBuffer w, int ldw, long wRows, DeviceBuffer bias,
+                           DeviceBuffer out, int ldc, int m, int n, int k,
+                           DeviceBuffer workspace, DeviceBuffer rows) {
         Check.fits("gemm gather", "rows", rows, n, 4);
         launch(epi, false, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, rows, wRows,
-                Tile.AUTO);
+                tile);
     }
 
     /**
@@ -417,8 +439,13 @@ public final class GemmKernel {
 
     /** Whether {@link #partials} can run m rows of an n-column output in this workspace. */
     public boolean partialsFit(int m, int n, int k, DeviceBuffer workspace) {
+        return partialsFit(m, n, k, workspace, n);
+    }
+
+    /** As {@link #partialsFit(int, int, int, DeviceBuffer)} with the chunks of chunkN columns. */
+    public boolean partialsFit(int m, int n, int k, DeviceBuffer workspace, int chunkN) {
         return m <= BM && workspace != null
-                && (long) splitsFor(n, k) * m * n * 4 <= workspace.bytes();
+                && (long) splitsFor(chunkN, k) * m * n * 4 <= workspace.bytes();
     }
 
     /**
@@ -432,9 +459,21 @@ public final class GemmKernel {
     public int partials(boolean knLayout, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
                         int ldw, long wRows, int m, int n, int k, DeviceBuffer workspace,
                         DeviceBuffer kRows) {
+        return partials(knLayout, s, a, lda, w, ldw, wRows, m, n, k, workspace, kRows, n);
+    }
+
+    /**
+     * As above with the K chunks of a chunkN-column projection (a wider output that carries
+     * extra rows of W, e.g. q/k/v with the head router's rows, keeps the chunks, and so the
+     * bits, of q/k/v alone).
+     */
+    public int partials(boolean knLayout, CudaStream s, DeviceBuffer a, int lda, DeviceBuffer w,
+                        int ldw, long wRows, int m, int n, int k, DeviceBuffer workspace,
+                        DeviceBuffer kRows, int chunkN) {
         String name = "gemm partials";
-        Check.that(partialsFit(m, n, k, workspace), name, "needs M <= " + BM + " and a workspace"
-                + " for the partials (M=" + m + " N=" + n + " K=" + k + ")");
+        Check.positive(name, "chunk N", chunkN);
+        Check.that(partialsFit(m, n, k, workspace, chunkN), name, "needs M <= " + BM
+                + " and a workspace for the partials (M=" + m + " N=" + n + " K=" + k + ")");
         if (knLayout) {
             Check.that(n % 8 == 0 && ldw % 8 == 0, name, "N and ldw must be multiples of 8, got N="
                     + n + " ldw=" + ldw);
@@ -443,7 +482,7 @@ public final class GemmKernel {
             Check.that(kRows == null, name, "row gathers are for the [K, N] layout only");
         }
         return launch(Epilogue.STORE_BF16, knLayout, s, a, lda, w, ldw, null, null, 0, m, n, k,
-                workspace, kRows, kRows == null ? 0 : wRows, Tile.AUTO, true);
+                workspace, kRows, kRows == null ? 0 : wRows, Tile.AUTO, true, chunkN);
     }
 
     private void launch(Epilogue epi, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,
@@ -451,13 +490,14 @@ public final class GemmKernel {
                         int m, int n, int k, DeviceBuffer workspace, DeviceBuffer idx,
                         long wRows, Tile tile) {
         launch(epi, knLayout, s, a, lda, w, ldw, bias, out, ldc, m, n, k, workspace, idx, wRows,
-                tile, false);
+                tile, false, n);
     }
 
+    /** chunkN: the output width whose K chunks are used (n itself, except for runChunked). */
     private int launch(Epilogue epi, boolean knLayout, CudaStream s, DeviceBuffer a, int lda,
                        DeviceBuffer w, int ldw, DeviceBuffer bias, DeviceBuffer out, int ldc,
                        int m, int n, int k, DeviceBuffer workspace, DeviceBuffer idx,
-                       long wRows, Tile tile, boolean partialsOnly) {
+                       long wRows, Tile tile, boolean partialsOnly, int chunkN) {
         String name = partialsOnly ? "gemm_partials" + (knLayout ? "_kn" : "")
                 : epi.symbol + (knLayout ? "_kn" : "");
         String shapes = "M=" + m + " N=" + n + " K=" + k + " lda=" + lda + " ldw=" + ldw
@@ -485,7 +525,7 @@ public final class GemmKernel {
         if (!partialsOnly) {
             Check.fits(name, "out", out, (long) (m - 1) * ldc + outCols, epi.outBytes);
         }
-        int chunk = chunkFor(n, k);
+        int chunk = chunkFor(chunkN, k);
         int splits = (k + chunk - 1) / chunk;
         // Split across blocks only for one-tile-high outputs whose partials fit the workspace;
         // otherwise each block walks the chunks itself (same bits either way).

@@ -398,6 +398,21 @@ class CudaKernelTest extends GpuTest {
                 dh, kept, m, kept, hidden, work, didx);
         float[] gotH = readBf16(dh, m * kept);
         assertClose("fc1 gather", h, gotH, 1e-2, BF16_OUT_RTOL);
+        // Every tile that takes a row gather gives the launcher's bits, with and without
+        // split-K (on Hopper the wgmma decode tile).
+        List<GemmKernel.Tile> fc1Tiles = new ArrayList<>(List.of(GemmKernel.Tile.BASE));
+        if (kernels.gemm.hasWgmmaDecode() && m <= 64) {
+            fc1Tiles.add(GemmKernel.Tile.WGMMA_DECODE);
+        }
+        for (GemmKernel.Tile t : fc1Tiles) {
+            for (DeviceBuffer ws : new DeviceBuffer[] {null, work}) {
+                DeviceBuffer h2 = zeros((long) m * kept * 2);
+                kernels.gemm.runGatherRowsTile(t, Epilogue.RELU_BF16, stream, dx, hidden, dw1,
+                        hidden, ffn, db1, h2, kept, m, kept, hidden, ws, didx);
+                assertArrayEquals(gotH, readBf16(h2, m * kept), "fc1 gather on tile " + t
+                        + (ws == null ? "" : " split-K") + " vs the launcher's choice");
+            }
+        }
         float[] expected = new float[m * hidden];
         for (int i = 0; i < m; i++) {
             for (int o = 0; o < hidden; o++) {
@@ -461,7 +476,7 @@ class CudaKernelTest extends GpuTest {
     static Stream<Arguments> gatherShapes() {
         return Stream.of(Arguments.of(1, 768, 192, 256), Arguments.of(5, 1000, 136, 520),
                 Arguments.of(20, 4096, 256, 2048), Arguments.of(64, 2048, 520, 1000),
-                Arguments.of(70, 768, 192, 96));
+                Arguments.of(70, 768, 192, 96), Arguments.of(64, 16384, 1024, 10240));
     }
 
     /**
@@ -925,44 +940,154 @@ class CudaKernelTest extends GpuTest {
         }
     }
 
-    /** The fused head router + top-k picks the groups a host computation ranks first. */
+    /**
+     * The fused head router + top-k picks the groups a host computation ranks first (9 tokens of
+     * hidden 264, 70 of hidden 1000); a token's picks do not depend on the tokens launched with
+     * it.
+     */
     @ParameterizedTest(name = "G={0} k={1}")
     @MethodSource("topkShapes")
     void fusedHeadRouterPicksTheTopGroups(int groups, int k) {
-        Random r = new Random(groups * 13 + k);
-        int n = 9;
-        int hidden = 264;
-        float[] y = Bf16.round(random(r, n * hidden, 1.0));
-        float[] w = Bf16.round(random(r, groups * hidden, 1.0 / Math.sqrt(hidden)));
-        float[] b = Bf16.round(random(r, groups, 1.0));
-        DeviceBuffer idx = zeros((long) n * k * 4);
-        DeviceBuffer counters = zeros(n * 4L);
-        DeviceBuffer logits = zeros((long) n * groups * 4);
-        kernels.router.headTopk(stream, bf16(y), hidden, bf16(w), bf16(b), n, hidden, groups, k,
-                idx, logits, counters);
-        int[] got = readI32(idx, n * k);
-        // Launched again on the same counters (left at zero): the same picks.
-        DeviceBuffer idx2 = zeros((long) n * k * 4);
-        kernels.router.headTopk(stream, bf16(y), hidden, bf16(w), bf16(b), n, hidden, groups, k,
-                idx2, logits, counters);
-        assertArrayEquals(got, readI32(idx2, n * k), "second launch on the same counters");
-        assertArrayEquals(new int[n], readI32(counters, n), "counters left at zero");
-        for (int t = 0; t < n; t++) {
-            double[] logit = new double[groups];
-            for (int g = 0; g < groups; g++) {
-                logit[g] = b[g];
-                for (int d = 0; d < hidden; d++) {
-                    logit[g] += (double) y[t * hidden + d] * w[g * hidden + d];
+        int[] firstNine = null;
+        for (int[] shape : new int[][] {{9, 264}, {70, 1000}, {9, 1000}}) {
+            int n = shape[0];
+            int hidden = shape[1];
+            Random r = new Random(groups * 13 + k + hidden);
+            float[] y = Bf16.round(random(r, n * hidden, 1.0));
+            float[] w = Bf16.round(random(r, groups * hidden, 1.0 / Math.sqrt(hidden)));
+            float[] b = Bf16.round(random(r, groups, 1.0));
+            if (hidden == 1000 && n == 9) {
+                // The first 9 rows of the 70-token launch again, alone.
+                r = new Random(groups * 13 + k + hidden);
+                float[] y70 = Bf16.round(random(r, 70 * hidden, 1.0));
+                w = Bf16.round(random(r, groups * hidden, 1.0 / Math.sqrt(hidden)));
+                b = Bf16.round(random(r, groups, 1.0));
+                y = java.util.Arrays.copyOf(y70, n * hidden);
+            }
+            DeviceBuffer idx = zeros((long) n * k * 4);
+            DeviceBuffer counters = zeros(n * 4L);
+            DeviceBuffer part = zeros((long) n * groups * 4);
+            kernels.router.headTopk(stream, bf16(y), hidden, bf16(w), bf16(b), n, hidden, groups,
+                    k, idx, part, counters);
+            int[] got = readI32(idx, n * k);
+            // Launched again on the same counters (left at zero): the same picks.
+            DeviceBuffer idx2 = zeros((long) n * k * 4);
+            kernels.router.headTopk(stream, bf16(y), hidden, bf16(w), bf16(b), n, hidden, groups,
+                    k, idx2, part, counters);
+            assertArrayEquals(got, readI32(idx2, n * k), "second launch on the same counters");
+            assertArrayEquals(new int[n], readI32(counters, n), "counters left at zero");
+            if (hidden == 1000 && n == 70) {
+                firstNine = java.util.Arrays.copyOf(got, 9 * k);
+            } else if (hidden == 1000) {
+                assertArrayEquals(firstNine, got, "the first 9 tokens alone pick as in a launch of 70");
+            }
+            for (int t = 0; t < n; t++) {
+                double[] logit = new double[groups];
+                for (int g = 0; g < groups; g++) {
+                    logit[g] = b[g];
+                    for (int d = 0; d < hidden; d++) {
+                        logit[g] += (double) y[t * hidden + d] * w[g * hidden + d];
+                    }
+                }
+                double[] sorted = logit.clone();
+                java.util.Arrays.sort(sorted);
+                java.util.Set<Integer> seen = new java.util.HashSet<>();
+                for (int j = 0; j < k; j++) {
+                    int g = got[t * k + j];
+                    assertTrue(seen.add(g), "group chosen twice");
+                    // the j-th pick has (up to fp32 summation order) the j-th largest logit
+                    assertEquals(sorted[groups - 1 - j], logit[g], 1e-4, "n=" + n + " hidden="
+                            + hidden + " token " + t + " rank " + j);
                 }
             }
+        }
+    }
+
+    /**
+     * The head router inside the q/k/v projection: partials of q/k/v plus the router's rows (with
+     * q/k/v's K chunks) reduced by decode_qkv_rope_kv with the router fused in give q/k/v and the
+     * K/V cache the bits of the plain reduce, and each token's selection the bits of the router's
+     * own GEMM over the same chunks plus router_topk_f32; the picks are the host's top groups.
+     */
+    @ParameterizedTest(name = "G={0} k={1}")
+    @MethodSource("topkShapes")
+    void headRouterInsideTheQkvReduce(int groups, int k) {
+        Random r = new Random(groups * 7 + k);
+        int m = 6;
+        int hidden = 264;
+        int heads = 4;
+        int kvHeads = 2;
+        int headDim = 16;
+        int qkvDim = (heads + 2 * kvHeads) * headDim;
+        int blockSize = 16;
+        float[] y = Bf16.round(random(r, m * hidden, 1.0));
+        float[] wq = Bf16.round(random(r, qkvDim * hidden, 1.0 / Math.sqrt(hidden)));
+        float[] wr = Bf16.round(random(r, groups * hidden, 1.0 / Math.sqrt(hidden)));
+        float[] bq = Bf16.round(random(r, qkvDim, 0.3));
+        float[] br = Bf16.round(random(r, groups, 1.0));
+        float[] both = Arrays.copyOf(wq, (qkvDim + groups) * hidden);
+        System.arraycopy(wr, 0, both, qkvDim * hidden, groups * hidden);
+        DeviceBuffer dy = bf16(y);
+        DeviceBuffer dBoth = bf16(both);
+        DeviceBuffer dq = bf16(wq);
+        DeviceBuffer dr = bf16(wr);
+        DeviceBuffer dbq = bf16(bq);
+        DeviceBuffer dbr = bf16(br);
+        int[] pos = new int[m];
+        int[] rowOf = new int[m];
+        for (int i = 0; i < m; i++) {
+            pos[i] = 3 * i;
+            rowOf[i] = i;
+        }
+        DeviceBuffer dPos = i32(pos);
+        DeviceBuffer dRowOf = i32(rowOf);
+        DeviceBuffer table = i32(java.util.stream.IntStream.range(0, m).toArray());
+        long cacheBytes = (long) m * kvHeads * blockSize * headDim * 2;
+        DeviceBuffer work = zeros(16L << 20);
+        int[][] picks = new int[2][];
+        float[][] qkvOut = new float[2][];
+        float[][] kOut = new float[2][];
+        for (int fusedIn = 0; fusedIn < 2; fusedIn++) {
+            DeviceBuffer kc = zeros(cacheBytes);
+            DeviceBuffer vc = zeros(cacheBytes);
+            DeviceBuffer qkv = zeros((long) m * qkvDim * 2);
+            DeviceBuffer idx = zeros((long) m * k * 4);
+            int units = fusedIn == 1 ? groups : 0;
+            int sp = kernels.gemm.partials(false, stream, dy, hidden, fusedIn == 1 ? dBoth : dq,
+                    hidden, 0, m, qkvDim + units, hidden, work, null, qkvDim);
+            kernels.fused.qkvRopeKv(stream, work, sp, dbq, qkv, dPos, null, m, heads, kvHeads,
+                    headDim, kc, vc, dRowOf, table, 1, blockSize, units, k,
+                    fusedIn == 1 ? dbr : null, fusedIn == 1 ? idx : null);
+            qkvOut[fusedIn] = readBf16(qkv, m * qkvDim);
+            kOut[fusedIn] = readBf16(kc, (int) (cacheBytes / 2));
+            if (fusedIn == 1) {
+                picks[1] = readI32(idx, m * k);
+            }
+        }
+        assertArrayEquals(qkvOut[0], qkvOut[1], "q/k/v with the router fused in vs without");
+        assertArrayEquals(kOut[0], kOut[1], "K cache with the router fused in vs without");
+        DeviceBuffer logits = zeros((long) m * groups * 4);
+        kernels.gemm.runChunked(Epilogue.STORE_F32, stream, dy, hidden, dr, hidden, dbr, logits,
+                groups, m, groups, hidden, work, qkvDim);
+        DeviceBuffer idx = zeros((long) m * k * 4);
+        kernels.router.topk(stream, logits, m, groups, k, idx);
+        picks[0] = readI32(idx, m * k);
+        assertArrayEquals(picks[0], picks[1], "fused picks vs the router's own GEMM + top-k");
+        float[] got = readF32(logits, m * groups);
+        for (int t = 0; t < m; t++) {
+            double[] logit = new double[groups];
+            for (int g = 0; g < groups; g++) {
+                logit[g] = br[g];
+                for (int d = 0; d < hidden; d++) {
+                    logit[g] += (double) y[t * hidden + d] * wr[g * hidden + d];
+                }
+                assertEquals(logit[g], got[t * groups + g], 1e-4, "logit t=" + t + " g=" + g);
+            }
             double[] sorted = logit.clone();
-            java.util.Arrays.sort(sorted);
-            java.util.Set<Integer> seen = new java.util.HashSet<>();
+            Arrays.sort(sorted);
             for (int j = 0; j < k; j++) {
-                int g = got[t * k + j];
-                assertTrue(seen.add(g), "group chosen twice");
-                // the j-th pick has (up to fp32 summation order) the j-th largest logit
-                assertEquals(sorted[groups - 1 - j], logit[g], 1e-4, "token " + t + " rank " + j);
+                assertEquals(sorted[groups - 1 - j], logit[picks[1][t * k + j]], 1e-4,
+                        "token " + t + " rank " + j);
             }
         }
     }
