@@ -13,11 +13,12 @@
 //   paged cache (kv_cache.cu's layout). Columns: q heads [0, H*D), k heads [H*D, (H+KV)*D),
 //   v heads [(H+KV)*D, (H+2KV)*D) = N. One thread per (head, i < D/2) pair.
 //   With a head router fused in (router_units R > 0: the GEMM's weights carry the router's R
-//   rows after the q/k/v rows, so work rows are N + R wide): one more block per row whose first
-//   warp adds the router columns' partials over z in order, adds router_bias (or 0), and writes
-//   the router_k best units to router_idx[m] (router_common.cuh's order). These are the bits of
-//   gemm_store_f32 over the router rows with the same K chunks, then router_topk_f32.
-//   Grid (ceil(N / 2 / 256) + (R > 0), M), block 256.
+//   rows after the q/k/v rows, so work rows are N + R wide): one more block per row (the first)
+//   whose first warp adds the router columns' partials over z in order, adds router_bias (or
+//   0), and writes the router_k best units to router_idx[m] (router_common.cuh's order). These
+//   are the bits of gemm_store_f32 over the router rows with the same K chunks, then
+//   router_topk_f32.
+//   Grid (ceil(N / 2 / 256) + (R > 0), M), block 256; with R > 0 block 0 is the router's.
 #include "norm_common.cuh"
 #include "router_common.cuh"
 
@@ -101,7 +102,8 @@ extern "C" __global__ void decode_qkv_rope_kv_bf16(
     const int heads = num_heads + 2 * num_kv_heads;
     const int N = heads * head_dim;
     const int ldw = N + router_units;  // the GEMM's output columns
-    if (router_units > 0 && blockIdx.x == gridDim.x - 1) {  // the fused head router
+    // The fused head router is block 0 (dispatched first: its select overlaps the q/k/v blocks).
+    if (router_units > 0 && blockIdx.x == 0) {
         if (threadIdx.x >= 32) return;
         const int lane = threadIdx.x;
         const int R = router_units;
@@ -117,7 +119,7 @@ extern "C" __global__ void decode_qkv_rope_kv_bf16(
         warp_select_topk(v0, v1, R, router_k, router_idx + (size_t)m * router_k);
         return;
     }
-    const int pr = blockIdx.x * blockDim.x + threadIdx.x;
+    const int pr = (blockIdx.x - (router_units > 0 ? 1 : 0)) * blockDim.x + threadIdx.x;
     if (pr >= heads * half) return;
     const int hd = pr / half, i = pr % half;
     const int c1 = hd * head_dim + i, c2 = c1 + half;

@@ -1090,6 +1090,17 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         attention(kc, vc, table, groups, splitLen, splits, n, false);
     }
 
+    /**
+     * Dependent attention passes also where the group table comes from the kernel just before
+     * (the head router inside the q/k/v reduce: the passes then wait before reading it), in
+     * launches of many waves and unless an MLP router runs on the side stream;
+     * -Dpolar.attention.pdlAfterRouter=false: plain. H100, 2026-11-26, same call, two rounds,
+     * Polar ms on/off: llama-2-7b B=8 8.61/8.66, B=16 11.52/11.62, B=32 17.51/17.55, llama-3-8b
+     * B=16 10.45/10.54, B=48 19.20/19.25; llama-3-8b B=1 (few waves) 6.61/6.50, so not there.
+     */
+    private static final boolean PDL_AFTER_ROUTER = !"false".equals(System.getProperty(
+            "polar.attention.pdlAfterRouter"));
+
     /** Pass-1 blocks per SM from which the register-load attention kernels run as dependents. */
     private static final int DEPENDENT_ATTENTION_BLOCKS_PER_SM = Integer.getInteger(
             "polar.attention.pdlBlocksPerSm", 8);
@@ -1114,7 +1125,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         boolean pipe = AttentionKernel.pipeFor(c.numHeads(), c.numKvHeads(), c.headDim());
         boolean manyWaves = (long) n * groups * splits
                 >= (long) DEPENDENT_ATTENTION_BLOCKS_PER_SM * ctx.multiprocessors();
-        boolean dependent = decodeStep && (pipe || manyWaves) && (table == null || tableReady);
+        boolean dependent = decodeStep && (table == null || tableReady ? pipe || manyWaves
+                : side == null && PDL_AFTER_ROUTER && manyWaves);
         k.attention.decode(stream, qkv, qkvDim, scale, kc, vc, blockTable, maxBlocksPerSeq,
                 BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(), c.numKvHeads(), c.headDim(),
                 splitLen, splits, pairs, dependent, tableReady, partO, partMl, n);
