@@ -1270,20 +1270,21 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         int groups = c.numKvHeads();
         DeviceBuffer table = null;
+        boolean headInQkv = false;
         if (routers != null && routers.kept[l] < groups) {
             // Polar: the router picks each token's KV groups from the same normed input; the
             // heads of the other groups stay zero, so o_proj (dense) sees zeros for them. It
-            // runs here, ahead of the q/k/v projection (launched as its programmatic dependent,
-            // so the projection's weights stream in while the router works), or after the K/V
-            // append (see HEAD_ROUTER_FIRST).
+            // runs inside the q/k/v projection (FUSE_HEAD_ROUTER), else here, ahead of it
+            // (launched as its programmatic dependent, so the projection's weights stream in
+            // while the router works), or after the K/V append (see HEAD_ROUTER_FIRST).
             groups = routers.kept[l];
             table = groupIdx[l];
-            if (!routersFrozen && headFirst && !fusedHead(fused, table)) {
+            headInQkv = !routersFrozen && fusedHead(fused, table);
+            if (!routersFrozen && headFirst && !headInQkv) {
                 headRouter(routers, l, n, table);
                 stamp(stream, l, "head router");
             }
         }
-        boolean headInQkv = !routersFrozen && fusedHead(fused, table);
         int kOff = c.qDim();
         int vOff = c.qDim() + c.kvDim();
         if (fused) {
@@ -1552,7 +1553,6 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
 
     /** The router kernels of every layer for n rows (what {@link #layer} runs for Polar). */
     private void routerKernels(DeviceRouters r, int n) {
-        int h = c.hiddenSize();
         for (int l = 0; l < c.numLayers(); l++) {
             if (r.kept[l] < c.numKvHeads()) {
                 headRouter(r, l, n, groupIdx[l]);

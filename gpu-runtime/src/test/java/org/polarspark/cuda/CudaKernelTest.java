@@ -982,13 +982,7 @@ class CudaKernelTest extends GpuTest {
                 assertArrayEquals(firstNine, got, "the first 9 tokens alone pick as in a launch of 70");
             }
             for (int t = 0; t < n; t++) {
-                double[] logit = new double[groups];
-                for (int g = 0; g < groups; g++) {
-                    logit[g] = b[g];
-                    for (int d = 0; d < hidden; d++) {
-                        logit[g] += (double) y[t * hidden + d] * w[g * hidden + d];
-                    }
-                }
+                double[] logit = hostRouterLogits(y, w, b, t, groups, hidden);
                 double[] sorted = logit.clone();
                 java.util.Arrays.sort(sorted);
                 java.util.Set<Integer> seen = new java.util.HashSet<>();
@@ -1075,12 +1069,8 @@ class CudaKernelTest extends GpuTest {
         assertArrayEquals(picks[0], picks[1], "fused picks vs the router's own GEMM + top-k");
         float[] got = readF32(logits, m * groups);
         for (int t = 0; t < m; t++) {
-            double[] logit = new double[groups];
+            double[] logit = hostRouterLogits(y, wr, br, t, groups, hidden);
             for (int g = 0; g < groups; g++) {
-                logit[g] = br[g];
-                for (int d = 0; d < hidden; d++) {
-                    logit[g] += (double) y[t * hidden + d] * wr[g * hidden + d];
-                }
                 assertEquals(logit[g], got[t * groups + g], 1e-4, "logit t=" + t + " g=" + g);
             }
             double[] sorted = logit.clone();
@@ -1090,6 +1080,19 @@ class CudaKernelTest extends GpuTest {
                         "token " + t + " rank " + j);
             }
         }
+    }
+
+    /** Head router logits of token t on the host, in double: b[g] + y[t] . w[g]. */
+    private static double[] hostRouterLogits(float[] y, float[] w, float[] b, int t, int groups,
+                                             int hidden) {
+        double[] logit = new double[groups];
+        for (int g = 0; g < groups; g++) {
+            logit[g] = b[g];
+            for (int d = 0; d < hidden; d++) {
+                logit[g] += (double) y[t * hidden + d] * w[g * hidden + d];
+            }
+        }
+        return logit;
     }
 
     static Stream<Arguments> topkShapes() {
