@@ -5,19 +5,23 @@
 // attention_decode_paged_g<MAXG>_c<CHUNKS>[_full][_pairs]_bf16 (pass 1): for token t, group
 //   slot y, partial z: g = group_idx ? group_idx[t * groups_per_token + y] : y
 //   split s = z (or, _pairs, the splits s = 2z and 2z + 1 one after the other, merged by
-//   att_pair): positions [s * split_len, min(pos_of[t] + 1, (s + 1) * split_len)) (causal:
+//   att_pair, for z < single_from / 2, and one split each from split single_from on: see
+//   att_pair_parts): positions [s * split_len, min(pos_of[t] + 1, (s + 1) * split_len)) (causal:
 //   <= own position); for each query head h of group g: partial softmax statistics (m, l, in
 //   base 2) and the unnormalised output o = sum_p exp2(score_p - m) v_p, into
 //   part_o fp32 [n, num_heads, parts, head_dim] and part_ml fp32 [n, num_heads, parts, 2]
-//   (parts = num_splits, or ceil(num_splits / 2) with _pairs).
+//   (parts = num_splits, or att_parts(num_splits, single_from) with _pairs).
 // attention_decode_paged_g<G>_pipe_bf16 (pass 1 for head_dim 128 and 2, 4 or 8 query heads per
 //   group): the same partials from K and V staged through shared memory (see below).
 // attention_combine_bf16 (pass 2): merges the partials of every (token, selected head) and
 //   writes att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros,
 //   so they contribute zero to o_proj. scheme 0: the splits' partials in one merge (shapes
 //   that never run pairs: more than one query head per group); 1: the same partials, merged
-//   pair by pair first (att_pair) as _pairs blocks do; 2: the _pairs blocks' partials. Schemes
-//   1 and 2 give the same bits, so a token's result does not depend on its launch's mode.
+//   pair by pair first (att_pair) as _pairs blocks do; 2: the _pairs blocks' partials (with
+//   the same single_from). Schemes 1 and 2 give the same bits, so a token's result does not
+//   depend on its launch's mode.
+//   regs != 0, head_dim 128, at most 32 partials and table entries a head: the same merges
+//   with every load of a head issued in one round (combine_head_regs), the same bits.
 //
 //   q: the first num_heads * head_dim columns of qkv bf16 [n, row_stride] (after RoPE);
 //   score = (q . k) * scale, computed as (q * scale * log2 e) . k with exp2.
@@ -99,6 +103,18 @@ __device__ __forceinline__ void combine_head_splits(bf16* __restrict__ out,
     }
 }
 
+// Partial layout with pairs (att_pair_parts): pairs p < pair_parts are one partial each (p),
+// and from split single_from = 2 pair_parts on every split is a partial of its own (pair_parts
+// + s - single_from), so the shortest, last blocks of a launch run one split each.
+// single_from >= num_splits: all pairs (ceil(num_splits / 2) partials); 0: all splits.
+POLAR_DEVICE int att_pair_parts(int num_splits, int single_from) {
+    return min((num_splits + 1) / 2, single_from / 2);
+}
+POLAR_DEVICE int att_parts(int num_splits, int single_from) {
+    const int pp = att_pair_parts(num_splits, single_from);
+    return pp + max(0, num_splits - 2 * pp);
+}
+
 // Adjacent splits 2p and 2p + 1 form pair p, merged first (by the pass-1 block that ran both in
 // pairs mode, or here from the two split partials otherwise) with exactly the same arithmetic,
 // so a token's result does not depend on which mode its launch used. An empty split has
@@ -117,24 +133,26 @@ POLAR_DEVICE float att_pair_mix(float xa, float wa, bool va, float xb, float wb,
 }
 
 // Schemes 1 and 2: merges the partials of one (token, head) (base = its first partial) into
-// out[0, D), one warp, over the pairs p < ceil(num_splits / 2): pairs mode reads pair partials (base + p), otherwise
-// split partials (base + 2p, base + 2p + 1) merged here. M = max m_p and L = sum l_p 2^(m_p - M)
+// out[0, D), one warp, over the pairs p < ceil(num_splits / 2): pairs p < pair_parts read their
+// pair partial (base + p), later pairs their split partials (base + 2p - pair_parts and the
+// next) merged here (scheme 1: pair_parts 0). M = max m_p and L = sum l_p 2^(m_p - M)
 // (lanes stride over the pairs, then warp reductions), out[d] = sum_p o_p[d] 2^(m_p - M) / L
 // with pairs in order, lanes owning 4 dims of every 128.
 __device__ __forceinline__ void combine_head_pairs(bf16* __restrict__ out,
                                              const float* __restrict__ part_o,
                                              const float* __restrict__ part_ml, size_t base,
-                                             int head_dim, int num_splits, bool pairs, int lane) {
+                                             int head_dim, int num_splits, int pair_parts,
+                                             int lane) {
     const int np = (num_splits + 1) / 2;
     // Pair p's m and l, and (single-split partials) its splits' weights and presence.
     auto pair_ml = [&](int p, float& m, float& l, float& wa, float& wb, bool& va, bool& vb) {
-        if (pairs) {
+        if (p < pair_parts) {
             m = part_ml[(base + p) * 2];
             l = part_ml[(base + p) * 2 + 1];
             wa = 1.f, wb = 0.f, va = true, vb = false;
             return;
         }
-        const size_t a = base + 2 * p;
+        const size_t a = base + 2 * p - pair_parts;
         const float ma = part_ml[a * 2];
         const bool has_b = 2 * p + 1 < num_splits;
         const float mb = has_b ? part_ml[(a + 1) * 2] : -INFINITY;
@@ -174,15 +192,15 @@ __device__ __forceinline__ void combine_head_pairs(bf16* __restrict__ out,
                            att_pair_mix(x.z, wa, va, y.z, wb, vb),
                            att_pair_mix(x.w, wa, va, y.w, wb, vb));
     };
-    // Pair p's o vectors at dim d: x = its partial (pairs) or its first split's, y = its second
-    // split's (the first again where there is none): unconditional loads, in bounds.
+    // Pair p's o vectors at dim d: x = its pair partial or its first split's, y = its second
+    // split's (x's again where there is none): unconditional loads, in bounds. A pair
+    // partial's mix below (wa 1, va, no b) is x itself.
     auto load_pair = [&](int p, int d, float4& x, float4& y) {
-        const size_t a = pairs ? base + p : base + 2 * p;
+        const bool whole = p < pair_parts;
+        const size_t a = whole ? base + p : base + 2 * p - pair_parts;
         x = *reinterpret_cast<const float4*>(part_o + a * head_dim + d);
-        if (!pairs) {
-            const size_t b = 2 * p + 1 < num_splits ? a + 1 : a;
-            y = *reinterpret_cast<const float4*>(part_o + b * head_dim + d);
-        }
+        const size_t b = !whole && 2 * p + 1 < num_splits ? a + 1 : a;
+        y = *reinterpret_cast<const float4*>(part_o + b * head_dim + d);
     };
     // Up to 32 pairs: lane p computes pair p's weights once and the loop takes them by shuffle
     // (every lane runs the loop: dims past head_dim are loaded from dim 0 and not stored).
@@ -206,11 +224,9 @@ __device__ __forceinline__ void combine_head_pairs(bf16* __restrict__ out,
                 load_pair(p, ds, x, y);
                 const float w = __shfl_sync(0xffffffffu, my_w, p);
                 const int f = __shfl_sync(0xffffffffu, my_flags, p);
-                if (!pairs) {
-                    const float wa = __shfl_sync(0xffffffffu, my_wa, p);
-                    const float wb = __shfl_sync(0xffffffffu, my_wb, p);
-                    x = mix(x, wa, f & 1, y, wb, f & 2);
-                }
+                const float wa = __shfl_sync(0xffffffffu, my_wa, p);
+                const float wb = __shfl_sync(0xffffffffu, my_wb, p);
+                x = mix(x, wa, f & 1, y, wb, f & 2);
                 add(o, x, w, f & 4);
             }
         } else {
@@ -221,7 +237,7 @@ __device__ __forceinline__ void combine_head_pairs(bf16* __restrict__ out,
                 pair_ml(p, m, l, wa, wb, va, vb);
                 float4 x, y;
                 load_pair(p, ds, x, y);
-                if (!pairs) x = mix(x, wa, va, y, wb, vb);
+                x = mix(x, wa, va, y, wb, vb);
                 add(o, x, m == -INFINITY ? 0.f : exp2f(m - M), m != -INFINITY);
             }
         }
@@ -345,7 +361,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                             const int* __restrict__ group_idx, int groups_per_token,
                             int num_heads, int num_kv_heads, int head_dim, int split_len,
                             int num_splits, float* __restrict__ part_o,
-                            float* __restrict__ part_ml) {
+                            float* __restrict__ part_ml, int single_from) {
     extern __shared__ __align__(16) float smem[];
     pdl_trigger();  // the combine may be launched as this kernel's dependent
     pdl_wait();     // (launched as a dependent) q, K/V and the group table are written before
@@ -358,10 +374,12 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     const int bshift = __ffs(block_size) - 1;
     const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
     const int len = pos_of[t] + 1;
-    // Partial z: split z, or (pairs) the pair of splits 2z and 2z + 1 (see att_pair).
-    const int nparts = PAIRS ? (num_splits + 1) / 2 : num_splits;
-    const int s_first = PAIRS ? 2 * z : z;
-    const int s_last = PAIRS ? min(num_splits, s_first + 2) - 1 : z;
+    // Partial z: split z, or (pairs) for z < pair_parts the pair of splits 2z and 2z + 1 (see
+    // att_pair), and from split single_from = 2 pair_parts on one split each (att_pair_parts).
+    const int pair_parts = PAIRS ? att_pair_parts(num_splits, single_from) : 0;
+    const int nparts = PAIRS ? att_parts(num_splits, single_from) : num_splits;
+    const int s_first = PAIRS && z < pair_parts ? 2 * z : PAIRS ? pair_parts + z : z;
+    const int s_last = PAIRS && z < pair_parts ? min(num_splits, s_first + 2) - 1 : s_first;
     const size_t part = ((size_t)t * num_heads + g * G) * nparts + z;  // head g*G, partial z
     if (s_first * split_len >= len) {  // beyond the sequence: empty partial
         att_empty_partial(part_ml, part, G, nparts);
@@ -593,11 +611,11 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
             const bf16* v_cache, const int* block_table, int max_blocks, int block_size,        \
             const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
             int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
-            float* part_o, float* part_ml) {                                                    \
+            float* part_o, float* part_ml, int single_from) {                                   \
         attention_decode_body<G_, C_, FULL_, PAIRS_>(qkv, row_stride, scale, k_cache, v_cache, block_table,    \
                                       max_blocks, block_size, row_of, pos_of, group_idx,        \
                                       groups_per_token, num_heads, num_kv_heads, head_dim,      \
-                                      split_len, num_splits, part_o, part_ml);                  \
+                                      split_len, num_splits, part_o, part_ml, single_from);     \
     }
 
 // Any shape (G <= MAXG, head_dim <= 128 * C), and the exact shapes (suffix _full); four
@@ -820,13 +838,108 @@ ATT_PIPE_ENTRY(2, 64, 3, 2)
 ATT_PIPE_ENTRY(4, 64, 3, 2)
 ATT_PIPE_ENTRY(8, 64, 3, 2)
 
+// The combine's common case (head_dim 128, at most 32 partials of a head): every load issued
+// at once instead of in dependent rounds (table, then m, then l, then o), the bits of
+// combine_head_splits (scheme 0) and combine_head_pairs (schemes 1, 2). Lane i holds partial i's
+// (pm, pl), loaded by the caller; xs holds NL partials' o at the lane's 4 dims, chunk by chunk
+// (the first chunk is loaded before the statistics are reduced). A record is what the general
+// paths merge in order: a whole partial (scheme 0; the pair partials p < pair_parts of scheme
+// 2) or a pair of split partials (scheme 1; scheme 2's pairs from pair_parts on). Split pairs
+// never straddle two chunks (the caller's condition: P <= NL or an even pair_parts).
+template <int NL>
+__device__ __forceinline__ void combine_head_regs(bf16* __restrict__ out,
+                                                  const float* __restrict__ part_o, size_t base,
+                                                  int P, int num_splits, int scheme,
+                                                  int pair_parts, float pm, float pl, int lane) {
+    const int d = lane * 4;
+    float4 xs[NL];
+    auto load = [&](int c0) {
+#pragma unroll
+        for (int i = 0; i < NL; i++)
+            if (c0 + i < P)
+                xs[i] = *reinterpret_cast<const float4*>(part_o + (base + c0 + i) * 128 + d);
+    };
+    load(0);
+    // Whole partials come first: all of scheme 0's, none of scheme 1's.
+    const int pp = scheme == 0 ? P : scheme == 1 ? 0 : pair_parts;
+    const int R = scheme == 0 ? P : (num_splits + 1) / 2;
+    // Record `lane`: its m and l (split pairs: att_pair of partials a and a + 1, as pair_ml).
+    float m = pm, l = pl, wa = 1.f, wb = 0.f;
+    bool va = true, vb = false;
+    {
+        const int a = 2 * lane - pp;
+        const float ma = __shfl_sync(0xffffffffu, pm, a & 31);
+        const float la = __shfl_sync(0xffffffffu, pl, a & 31);
+        const float mb1 = __shfl_sync(0xffffffffu, pm, (a + 1) & 31);
+        const float lb1 = __shfl_sync(0xffffffffu, pl, (a + 1) & 31);
+        if (lane >= pp) {
+            const float mb = 2 * lane + 1 < num_splits ? mb1 : -INFINITY;
+            va = ma != -INFINITY;
+            vb = mb != -INFINITY;
+            att_pair(ma, mb, m, wa, wb);
+            l = att_pair_mix(la, wa, va, vb ? lb1 : 0.f, wb, vb);
+            if (!va && !vb) m = -INFINITY;
+        }
+    }
+    if (lane >= R) m = -INFINITY;
+    const float M = warp_max(m);
+    const bool present = m != -INFINITY;
+    const float w = present ? exp2f(m - M) : 0.f;
+    float Ll = 0.f;
+    if (present) {
+        if (scheme == 0) Ll += l * w;
+        else Ll = __fmaf_rn(l, w, Ll);
+    }
+    const float inv = 1.f / warp_sum(Ll);
+    const int flags = (va ? 1 : 0) | (vb ? 2 : 0) | (present ? 4 : 0);
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int c0 = 0; c0 < P; c0 += NL) {
+        if (c0 > 0) load(c0);
+#pragma unroll
+        for (int i = 0; i < NL; i++) {
+            const int s = c0 + i;  // partial s: record s (whole) or half of a split pair
+            const bool whole = s < pp;
+            if (s >= P || (!whole && ((s - pp) & 1))) continue;
+            const int r = whole ? s : pp + ((s - pp) >> 1);  // r < 32: no lane is skipped
+            const float wr = __shfl_sync(0xffffffffu, w, r);
+            const int f = __shfl_sync(0xffffffffu, flags, r);
+            float4 x = xs[i];
+            if (!whole) {
+                const float wra = __shfl_sync(0xffffffffu, wa, r);
+                const float wrb = __shfl_sync(0xffffffffu, wb, r);
+                const float4 y = s + 1 < P ? xs[i + 1 < NL ? i + 1 : i] : x;
+                x = make_float4(att_pair_mix(x.x, wra, f & 1, y.x, wrb, f & 2),
+                                att_pair_mix(x.y, wra, f & 1, y.y, wrb, f & 2),
+                                att_pair_mix(x.z, wra, f & 1, y.z, wrb, f & 2),
+                                att_pair_mix(x.w, wra, f & 1, y.w, wrb, f & 2));
+            }
+            if (scheme == 0) {
+                float4 u = o;
+                u.x += x.x * wr;
+                u.y += x.y * wr;
+                u.z += x.z * wr;
+                u.w += x.w * wr;
+                if (f & 4) o = u;
+            } else {
+                const float4 u = make_float4(__fmaf_rn(x.x, wr, o.x), __fmaf_rn(x.y, wr, o.y),
+                                             __fmaf_rn(x.z, wr, o.z), __fmaf_rn(x.w, wr, o.w));
+                if (f & 4) o = u;
+            }
+        }
+    }
+    out[d] = f2bf(o.x * inv);
+    out[d + 1] = f2bf(o.y * inv);
+    out[d + 2] = f2bf(o.z * inv);
+    out[d + 3] = f2bf(o.w * inv);
+}
+
 extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   const float* __restrict__ part_o,
                                                   const float* __restrict__ part_ml,
                                                   const int* __restrict__ group_idx,
                                                   int groups_per_token, int num_heads,
                                                   int num_kv_heads, int head_dim, int num_splits,
-                                                  int scheme) {
+                                                  int scheme, int regs, int single_from) {
     pdl_trigger();  // a PDL-launched GEMM may follow
     pdl_wait();     // (launched as the decode pass's dependent) its partials
     // One warp per (token, head) over ALL heads (blockDim / 32 heads per block): a head whose
@@ -838,6 +951,32 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
     const int G = num_heads / num_kv_heads;
     const int g = h / G;
     bf16* out = att + (size_t)t * num_heads * head_dim + (size_t)h * head_dim;
+    const int pair_parts = scheme == 2 ? att_pair_parts(num_splits, single_from) : 0;
+    const int nparts = scheme == 2 ? att_parts(num_splits, single_from) : num_splits;
+    const size_t base = ((size_t)t * num_heads + h) * nparts;
+    if (regs && head_dim == 128 && nparts <= 32 && groups_per_token <= 32
+        && (nparts <= 16 || scheme == 0 || pair_parts % 2 == 0)) {
+        // The table entry, the statistics and (without a table) the o vectors all in flight
+        // together; with a table only the o loads wait for the selection test.
+        const int gv = group_idx && lane < groups_per_token
+                           ? group_idx[t * groups_per_token + lane] : -1;
+        float pm = -INFINITY, pl = 0.f;
+        if (lane < nparts) {
+            pm = part_ml[(base + lane) * 2];
+            pl = part_ml[(base + lane) * 2 + 1];
+        }
+        if (group_idx && !__any_sync(0xffffffffu, gv == g)) {
+            for (int d = lane; d < head_dim; d += 32) out[d] = f2bf(0.f);
+            return;
+        }
+        if (nparts <= 8)
+            combine_head_regs<8>(out, part_o, base, nparts, num_splits, scheme, pair_parts, pm,
+                                 pl, lane);
+        else
+            combine_head_regs<16>(out, part_o, base, nparts, num_splits, scheme, pair_parts, pm,
+                                  pl, lane);
+        return;
+    }
     if (group_idx) {
         bool selected = false;
         for (int j = 0; j < groups_per_token; j++)
@@ -847,10 +986,8 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
             return;
         }
     }
-    const int nparts = scheme == 2 ? (num_splits + 1) / 2 : num_splits;
-    const size_t base = ((size_t)t * num_heads + h) * nparts;
     if (scheme == 0)
         combine_head_splits(out, part_o, part_ml, base, head_dim, num_splits, lane);
     else
-        combine_head_pairs(out, part_o, part_ml, base, head_dim, num_splits, scheme == 2, lane);
+        combine_head_pairs(out, part_o, part_ml, base, head_dim, num_splits, pair_parts, lane);
 }

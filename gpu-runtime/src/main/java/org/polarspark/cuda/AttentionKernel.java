@@ -139,8 +139,43 @@ public final class AttentionKernel {
 
     /** Partials per (token, head) of a launch. */
     static int parts(int numSplits, boolean pairs) {
-        return pairs ? (numSplits + 1) / 2 : numSplits;
+        return parts(numSplits, pairs, numSplits + 1);
     }
+
+    /**
+     * Partials per (token, head) of a launch whose pairs end at split {@code singleFrom} (even;
+     * later splits are partials of their own, see kernels/attention.cu att_pair_parts).
+     */
+    static int parts(int numSplits, boolean pairs, int singleFrom) {
+        if (!pairs) {
+            return numSplits;
+        }
+        int pairParts = Math.min((numSplits + 1) / 2, singleFrom / 2);
+        return pairParts + Math.max(0, numSplits - 2 * pairParts);
+    }
+
+    /**
+     * Where a launch with pairs ends them: in launches of fewer than
+     * {@link #TAIL_SINGLE_BLOCKS_PER_SM} split blocks per SM, the last pair's two splits run as
+     * blocks of their own, so that the last blocks the launch schedules are its shortest (same
+     * bits: the combine merges the two splits as a block would); -Dpolar.attention.tailSingles=
+     * false: pairs to the end. H100, 2026-11-26, polar-bench, same call, two rounds, ms with /
+     * without: Polar (62 split blocks per SM) opt-6.7b B=64 17.86 / 17.95, llama-2-7b B=32
+     * 17.45 / 17.47 (attention alone 0.3634 / 0.3657 ms a layer); dense (124 per SM) llama-2-7b
+     * B=32 27.93 / 27.93, opt-6.7b B=64 27.95 / 27.91.
+     */
+    static int singleFrom(int n, int groupsPerToken, int numSplits, boolean pairs, int sms) {
+        if (!pairs || !TAIL_SINGLES || numSplits < 4 || (long) n * groupsPerToken * numSplits
+                >= (long) TAIL_SINGLE_BLOCKS_PER_SM * sms) {
+            return numSplits + 1;
+        }
+        return 2 * ((numSplits + 1) / 2 - 1);
+    }
+
+    private static final int TAIL_SINGLE_BLOCKS_PER_SM = 96;
+
+    static final boolean TAIL_SINGLES = !"false".equals(System.getProperty(
+            "polar.attention.tailSingles"));
 
     public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
                        DeviceBuffer kCache, DeviceBuffer vCache, DeviceBuffer blockTable,
@@ -181,6 +216,22 @@ public final class AttentionKernel {
                        int headDim, int splitLen, int numSplits, boolean pairs,
                        boolean dependent, boolean tableReady, DeviceBuffer partO,
                        DeviceBuffer partMl, int n) {
+        decode(s, qkv, rowStride, scale, kCache, vCache, blockTable, maxBlocks, blockSize, rowOf,
+                posOf, groupIdx, groupsPerToken, heads, kvHeads, headDim, splitLen, numSplits,
+                pairs, numSplits + 1, dependent, tableReady, partO, partMl, n);
+    }
+
+    /**
+     * As above; {@code singleFrom} (with pairs): the first split that runs as a partial of its
+     * own ({@link #singleFrom}; numSplits or more: pairs to the end).
+     */
+    public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
+                       DeviceBuffer kCache, DeviceBuffer vCache, DeviceBuffer blockTable,
+                       int maxBlocks, int blockSize, DeviceBuffer rowOf, DeviceBuffer posOf,
+                       DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
+                       int headDim, int splitLen, int numSplits, boolean pairs, int singleFrom,
+                       boolean dependent, boolean tableReady, DeviceBuffer partO,
+                       DeviceBuffer partMl, int n) {
         int gi = 0;
         while ((1 << gi) < heads / Math.max(1, kvHeads) && gi < 3) {
             gi++;
@@ -208,7 +259,9 @@ public final class AttentionKernel {
         Check.that(groupIdx != null || groupsPerToken == kvHeads, k,
                 "without a group table every group is computed");
         Check.fits(k, "qkv", qkv, (long) n * rowStride, 2);
-        int parts = parts(numSplits, pairs);
+        Check.that(singleFrom % 2 == 0 || singleFrom > numSplits, k, "pairs end at an even"
+                + " split, got " + singleFrom + " (" + shapes + ")");
+        int parts = parts(numSplits, pairs, singleFrom);
         Check.fits(k, "part_o", partO, (long) n * heads * parts * headDim, 4);
         Check.fits(k, "part_ml", partMl, (long) n * heads * parts * 2, 4);
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
@@ -227,6 +280,8 @@ public final class AttentionKernel {
                 .i(numSplits).ptr(partO).ptr(partMl);
         if (pipe) {
             args.i(tableReady ? 1 : 0);
+        } else {
+            args.i(singleFrom);
         }
         args.launch(dependent && PDL, fn, k, n, groupsPerToken, parts, THREADS, smem, s,
                 shapes);
@@ -260,13 +315,35 @@ public final class AttentionKernel {
     public void combine(CudaStream s, DeviceBuffer att, DeviceBuffer partO, DeviceBuffer partMl,
                         DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
                         int headDim, int numSplits, boolean pairs, boolean dependent, int n) {
+        combine(s, att, partO, partMl, groupIdx, groupsPerToken, heads, kvHeads, headDim,
+                numSplits, pairs, numSplits + 1, dependent, false, n);
+    }
+
+    /**
+     * Whether the combine may take its one-round form where the shape allows (head_dim 128, at
+     * most 32 partials and 32 table entries a head: every load of a head issued at once, the
+     * same bits as the general form; the decoder picks the launches, see
+     * CudaDecoder.attention); -Dpolar.attention.combineRegs=false: always the general form.
+     */
+    static final boolean COMBINE_REGS = !"false".equals(System.getProperty(
+            "polar.attention.combineRegs"));
+
+    /**
+     * As above, for partials written with {@code pairs} and {@code singleFrom} as given to
+     * decode; {@code regs}: the one-round form where the shape allows (tests compare both).
+     */
+    void combine(CudaStream s, DeviceBuffer att, DeviceBuffer partO, DeviceBuffer partMl,
+                 DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads, int headDim,
+                 int numSplits, boolean pairs, int singleFrom, boolean dependent, boolean regs,
+                 int n) {
         String k = "attention_combine_bf16";
         Check.fits(k, "att", att, (long) n * heads * headDim, 2);
         Check.that(!pairs || heads == kvHeads, k, "pairs of splits take one query head per KV"
                 + " group");
         int scheme = heads != kvHeads ? 0 : pairs ? 2 : 1;
         KernelArgs args = new KernelArgs().ptr(att).ptr(partO).ptr(partMl).ptr(groupIdx)
-                .i(groupsPerToken).i(heads).i(kvHeads).i(headDim).i(numSplits).i(scheme);
+                .i(groupsPerToken).i(heads).i(kvHeads).i(headDim).i(numSplits).i(scheme)
+                .i(regs ? 1 : 0).i(singleFrom);
         int gy = (heads + COMBINE_WARPS - 1) / COMBINE_WARPS;
         String shapes = "n=" + n + " heads=" + heads + " splits=" + numSplits
                 + (pairs ? " (pairs)" : "");

@@ -1127,11 +1127,21 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 >= (long) DEPENDENT_ATTENTION_BLOCKS_PER_SM * ctx.multiprocessors();
         boolean dependent = decodeStep && (table == null || tableReady ? pipe || manyWaves
                 : side == null && PDL_AFTER_ROUTER && manyWaves);
+        int singleFrom = AttentionKernel.singleFrom(n, groups, splits, pairs,
+                ctx.multiprocessors());
         k.attention.decode(stream, qkv, qkvDim, scale, kc, vc, blockTable, maxBlocksPerSeq,
                 BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(), c.numKvHeads(), c.headDim(),
-                splitLen, splits, pairs, dependent, tableReady, partO, partMl, n);
+                splitLen, splits, pairs, singleFrom, dependent, tableReady, partO, partMl, n);
+        // The combine's one-round form (every load of a head at once, more registers) where
+        // its blocks could not have been resident early anyway (a pass of many waves) and
+        // one query head per group. H100, 2026-11-26, polar-bench, same call, two rounds, ms
+        // with / without: llama-2-7b B=32 27.84 / 27.91 (Polar 17.39 / 17.48), B=16 16.63 /
+        // 16.74, Polar B=8 8.44 / 8.51; but B=1 (a one-wave pass) 6.21 / 6.19, opt-6.7b B=1
+        // 5.91 / 5.86, llama-3-8b (32 partials a head) B=16 12.68 / 12.61.
+        boolean regs = manyWaves && c.numHeads() == c.numKvHeads()
+                && AttentionKernel.COMBINE_REGS;
         k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
-                c.numKvHeads(), c.headDim(), splits, pairs, dependent, n);
+                c.numKvHeads(), c.headDim(), splits, pairs, singleFrom, dependent, regs, n);
     }
 
     /**

@@ -241,6 +241,21 @@ public final class GemmKernel {
         return bestSteps * 64;
     }
 
+    /**
+     * Whether a row gather of n output columns walks its K chunks in one block (the same bits
+     * as split-K): when its 128-column tiles keep at least half the SMs streaming, the partials'
+     * traffic and the reduce cost more than the idle SMs (-Dpolar.gemm.rowGatherSplit=true:
+     * always split). H100, 2026-11-26, polar-bench, same call, two rounds, opt-6.7b Polar ms
+     * with / without: B=64 (80 tiles) 17.93 / 18.00, B=32 (67) 11.23 / 11.28, but B=16 (52)
+     * 7.92 / 7.81 and B=1 (14) 4.8 / 4.15, hence the half.
+     */
+    private boolean wholeRowGather(int n) {
+        return !ROW_GATHER_SPLIT && (n + BN_WGD - 1) / BN_WGD * 2 >= sms;
+    }
+
+    private static final boolean ROW_GATHER_SPLIT = Boolean.getBoolean(
+            "polar.gemm.rowGatherSplit");
+
     /** System property polar.gemm.wgd=false keeps decode shapes on the mma.sync tiles. */
     private static final boolean WGD_ENABLED = !"false".equals(System.getProperty(
             "polar.gemm.wgd"));
@@ -530,7 +545,8 @@ public final class GemmKernel {
         // Split across blocks only for one-tile-high outputs whose partials fit the workspace;
         // otherwise each block walks the chunks itself (same bits either way).
         boolean split = partialsOnly || splits > 1 && m <= BM && workspace != null
-                && (long) splits * m * n * 4 <= workspace.bytes();
+                && (long) splits * m * n * 4 <= workspace.bytes()
+                && (idx == null || knLayout || !wholeRowGather(n));
         DeviceBuffer work = split ? workspace : null;
         if (!split) {
             splits = 1;

@@ -29,6 +29,41 @@ class AttentionPairsTest {
     }
 
     @Test
+    void shortPairLaunchesEndWithSingleSplits() {
+        // Polar llama-2-7b B=32 (16 of 32 groups, 16 splits): 62 split blocks per SM; the
+        // last pair (splits 14, 15) runs as two blocks: 7 pair partials + 2.
+        int from = AttentionKernel.singleFrom(32, 16, 16, true, H100_SMS);
+        assertEquals(14, from);
+        assertEquals(9, AttentionKernel.parts(16, true, from));
+        // Dense at B=32 (124 per SM), launches without pairs, and too few splits: pairs to the
+        // end (or no pairs at all).
+        assertEquals(17, AttentionKernel.singleFrom(32, 32, 16, true, H100_SMS));
+        assertEquals(8, AttentionKernel.parts(16, true, 17));
+        assertEquals(17, AttentionKernel.singleFrom(1, 32, 16, false, H100_SMS));
+        assertEquals(16, AttentionKernel.parts(16, false, 17));
+        assertEquals(4, AttentionKernel.singleFrom(1000, 16, 3, true, H100_SMS));
+        // Polar opt-6.7b B=64, odd split counts and every possible end: the partials the kernel
+        // maps (pairs 2z, 2z + 1 below singleFrom, then one split each) cover every split once,
+        // in order, and their count is parts().
+        assertEquals(6, AttentionKernel.singleFrom(64, 16, 8, true, H100_SMS));
+        for (int splits = 1; splits <= 19; splits++) {
+            for (int end = 0; end <= splits + 1; end += 2) {
+                int next = 0;
+                int parts = 0;
+                int pairParts = Math.min((splits + 1) / 2, end / 2);
+                for (int z = 0; next < splits; z++, parts++) {
+                    int first = z < pairParts ? 2 * z : pairParts + z;
+                    int last = z < pairParts ? Math.min(splits, first + 2) - 1 : first;
+                    assertEquals(next, first, "splits " + splits + " ending at " + end);
+                    next = last + 1;
+                }
+                assertEquals(parts, AttentionKernel.parts(splits, true, end),
+                        "splits " + splits + " ending at " + end);
+            }
+        }
+    }
+
+    @Test
     void groupedQueryShapesAndSingleSplitsNever() {
         // llama-3-8b: 4 query heads per group, whatever the launch size.
         assertFalse(AttentionKernel.pairsFor(48, 8, 32, 4, H100_SMS));

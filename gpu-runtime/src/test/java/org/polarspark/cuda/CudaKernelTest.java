@@ -728,6 +728,55 @@ class CudaKernelTest extends GpuTest {
         return Stream.of(Arguments.of(8, 2, 16), Arguments.of(4, 4, 24), Arguments.of(32, 8, 128));
     }
 
+    /**
+     * The combine's one-round form (every load of a head at once, where the shape allows) gives
+     * {@code want}, the bits of its general form (dependent rounds of loads), over the same
+     * partials.
+     */
+    private void assertCombineForms(CudaDtype dt, float[] want, DeviceBuffer partO,
+                                    DeviceBuffer partMl, DeviceBuffer groupIdx, int groups,
+                                    int heads, int kvHeads, int headDim, int splits,
+                                    boolean pairs, int n) {
+        KernelImage img = kernels(dt);
+        DeviceBuffer oneRound = dev16(dt, random(new Random(splits), n * heads * headDim, 1.0));
+        img.attention.combine(stream, oneRound, partO, partMl, groupIdx, groups, heads, kvHeads,
+                headDim, splits, pairs, splits + 1, false, true, n);
+        assertArrayEquals(want, read16(dt, oneRound, n * heads * headDim), "combine, one round"
+                + " vs general form: " + splits + " splits" + (pairs ? " (pairs)" : "")
+                + (groupIdx != null ? ", group table" : ""));
+    }
+
+    /**
+     * Pairs of splits per block that end early (the last pair's splits as blocks of their own,
+     * at every even split where pairs may end) give {@code want}, the bits of one split per
+     * block, with the combine in both forms. One query head per group only (pairs).
+     */
+    private void assertTailSingles(CudaDtype dt, float[] want, DeviceBuffer qkv, int stride,
+                                   float scale, DeviceBuffer kc, DeviceBuffer vc,
+                                   DeviceBuffer table, int maxBlocks, int blockSize,
+                                   DeviceBuffer rowOf, DeviceBuffer posOf, DeviceBuffer groupIdx,
+                                   int groups, int heads, int kvHeads, int headDim, int splitLen,
+                                   int splits, DeviceBuffer partO, DeviceBuffer partMl, int n) {
+        if (heads != kvHeads || splits < 2) {
+            return;
+        }
+        KernelImage img = kernels(dt);
+        for (int from = 0; from < splits; from += 2) {
+            assertEquals(from / 2 + splits - from, AttentionKernel.parts(splits, true, from));
+            img.attention.decode(stream, qkv, stride, scale, kc, vc, table, maxBlocks, blockSize,
+                    rowOf, posOf, groupIdx, groups, heads, kvHeads, headDim, splitLen, splits,
+                    true, from, false, false, partO, partMl, n);
+            for (boolean regs : new boolean[] {false, true}) {
+                DeviceBuffer att = dev16(dt, random(new Random(from), n * heads * headDim, 1.0));
+                img.attention.combine(stream, att, partO, partMl, groupIdx, groups, heads,
+                        kvHeads, headDim, splits, true, from, false, regs, n);
+                assertArrayEquals(want, read16(dt, att, n * heads * headDim), "pairs ending at"
+                        + " split " + from + " of " + splits + (regs ? ", one-round combine" : "")
+                        + (groupIdx != null ? ", group table" : ""));
+            }
+        }
+    }
+
     static Stream<Arguments> attentionShapes() {
         List<Arguments> out = new ArrayList<>();
         // {32, 8, 128}, {64, 8, 128} and {16, 2, 256}: the exact shapes whose scores use
@@ -741,6 +790,13 @@ class CudaKernelTest extends GpuTest {
                 for (int split : new int[] {32, 64, 512}) {
                     out.add(Arguments.of(h[0], h[1], h[2], l, split));
                 }
+            }
+        }
+        // Long rows: 18 partials (the one-round combine's second chunk) and 35 (its general
+        // form), with one and four query heads per group.
+        for (int[] h : new int[][] {{8, 8, 128}, {32, 8, 128}}) {
+            for (int split : new int[] {32, 64}) {
+                out.add(Arguments.of(h[0], h[1], h[2], new int[] {1100, 7, 40}, split));
             }
         }
         return everyDtype(out.stream());
@@ -852,6 +908,8 @@ class CudaKernelTest extends GpuTest {
         img.attention.combine(stream, att, partO, partMl, null, kvHeads, heads, kvHeads,
                 headDim, splits, n);
         float[] dense = read16(dt, att, n * heads * headDim);
+        assertCombineForms(dt, dense, partO, partMl, null, kvHeads, heads, kvHeads, headDim,
+                splits, false, n);
         assertClose(dt.wire() + " attention heads=" + heads + " kv=" + kvHeads + " D=" + headDim, expected,
                 dense, 1e-2, BF16_OUT_RTOL);
         // A block per pair of splits (large launches, one query head per group) gives the bits
@@ -867,6 +925,11 @@ class CudaKernelTest extends GpuTest {
                 headDim, splits, pairs, n);
         assertArrayEquals(dense, read16(dt, attPairs, n * heads * headDim),
                 second + splits + " splits");
+        assertCombineForms(dt, dense, partO, partMl, null, kvHeads, heads, kvHeads, headDim,
+                splits, pairs, n);
+        assertTailSingles(dt, dense, dqkv, stride, scale, kc, vc, dTable, maxBlocks, blockSize,
+                dRow, dPos, null, kvHeads, heads, kvHeads, headDim, splitLen, splits, partO,
+                partMl, n);
 
         // Polar: a per-token table of selected groups (unsorted); other heads stay zero. With
         // every group in the table the result is the dense one, bit for bit.
@@ -893,6 +956,8 @@ class CudaKernelTest extends GpuTest {
         img.attention.combine(stream, att2, partO, partMl, dIdx, sel, heads, kvHeads,
                 headDim, splits, n);
         float[] sparse = read16(dt, att2, n * heads * headDim);
+        assertCombineForms(dt, sparse, partO, partMl, dIdx, sel, heads, kvHeads, headDim,
+                splits, false, n);
         DeviceBuffer att3 = dev16(dt, random(r, n * heads * headDim, 1.0));
         img.attention.decode(stream, dqkv, stride, scale, kc, vc, dTable, maxBlocks,
                 blockSize, dRow, dPos, dIdx, sel, heads, kvHeads, headDim, splitLen, splits,
@@ -901,6 +966,9 @@ class CudaKernelTest extends GpuTest {
                 headDim, splits, pairs, n);
         assertArrayEquals(sparse, read16(dt, att3, n * heads * headDim),
                 "Polar table: " + second + splits + " splits");
+        assertTailSingles(dt, sparse, dqkv, stride, scale, kc, vc, dTable, maxBlocks, blockSize,
+                dRow, dPos, dIdx, sel, heads, kvHeads, headDim, splitLen, splits, partO, partMl,
+                n);
         for (int t = 0; t < n; t++) {
             for (int h = 0; h < heads; h++) {
                 for (int d = 0; d < headDim; d++) {
