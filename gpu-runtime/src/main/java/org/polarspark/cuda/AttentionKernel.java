@@ -119,11 +119,14 @@ public final class AttentionKernel {
      * llama-2-7b B=16 17.20 -> 17.11 ms, B=32 28.37 -> 28.22 (Polar 17.96 -> 17.89), opt-6.7b
      * B=32 17.02 -> 16.95, B=64 28.60 -> 28.33 (Polar 19.28 -> 19.21); at 4096 blocks it was
      * mixed (llama-2-7b B=8 0.3% faster, opt-6.7b Polar B=32 0.8% slower), hence 48 x 132 =
-     * 6336 on an H100. For llama-3-8b (4 query heads per group, the tensor-core score path)
-     * pairs were 0.4-2.5% slower, so grouped-query shapes keep one split per block.
+     * 6336 on an H100 until such launches ended with single splits ({@link #singleFrom}); with
+     * those, 24 (same call, two rounds, ms at 24 / 48: llama-2-7b B=8 11.16 / 11.19, opt-6.7b
+     * B=16 10.99 / 11.03, Polar B=32 11.25 / 11.31; the others within noise). For llama-3-8b (4
+     * query heads per group, the tensor-core score path) pairs were 0.4-2.5% slower, so
+     * grouped-query shapes keep one split per block.
      */
     static final int PAIR_BLOCKS_PER_SM = Integer.getInteger("polar.attention.pairBlocksPerSm",
-            48);
+            24);
 
     /**
      * Whether a launch of n tokens x groupsPerToken groups x numSplits splits, with
@@ -169,10 +172,13 @@ public final class AttentionKernel {
                 >= (long) TAIL_SINGLE_BLOCKS_PER_SM * sms) {
             return numSplits + 1;
         }
-        return 2 * ((numSplits + 1) / 2 - 1);
+        return Math.max(0, 2 * ((numSplits + 1) / 2 - TAIL_PAIRS));
     }
 
-    private static final int TAIL_SINGLE_BLOCKS_PER_SM = 96;
+    private static final int TAIL_SINGLE_BLOCKS_PER_SM = Integer.getInteger(
+            "polar.attention.tailSingleBlocksPerSm", 96);
+    /** Pairs at the end of such a launch that run as single splits. */
+    private static final int TAIL_PAIRS = Integer.getInteger("polar.attention.tailPairs", 1);
 
     static final boolean TAIL_SINGLES = !"false".equals(System.getProperty(
             "polar.attention.tailSingles"));
