@@ -246,7 +246,7 @@ public final class GemmKernel {
      * as split-K): when its 128-column tiles keep at least half the SMs streaming, the partials'
      * traffic and the reduce cost more than the idle SMs (-Dpolar.gemm.rowGatherSplit=true:
      * always split). H100, 2026-11-26, polar-bench, same call, two rounds, opt-6.7b Polar ms
-     * with / without: B=64 (80 tiles) 17.93 / 18.00, B=32 (67) 11.23 / 11.28, but B=16 (52)
+     * unsplit / split: B=64 (80 tiles) 17.93 / 18.00, B=32 (67) 11.23 / 11.28, but B=16 (52)
      * 7.92 / 7.81 and B=1 (14) 4.8 / 4.15, hence the half.
      */
     private boolean wholeRowGather(int n) {
