@@ -4,7 +4,9 @@
 // Build and run from the repository root (the kernels are #included):
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90,code=sm_90 -I kernels \
 //        -o /tmp/prefill_harness bench/attention_prefill/harness.cu && /tmp/prefill_harness
-// ("quick": correctness only).
+// ("quick": correctness only). Since kernels/common.cuh defines the image's dtype marker
+// (extern "C" __device__ polar_element_dtype) the host link fails on an undefined reference to
+// it (nvcc 13.0, with or without -rdc); the calls match the kernels' current arguments.
 #include "attention_prefill.cu"
 #include "attention.cu"
 #include <cstdio>
@@ -119,7 +121,7 @@ static void run_prefill(const Problem& P, const Batch& B, const bf16* dQkv, int 
 }
 
 typedef void (*DecFn)(const bf16*, int, float, const bf16*, const bf16*, const int*, int, int, const int*,
-                      const int*, const int*, int, int, int, int, int, int, float*, float*);
+                      const int*, const int*, int, int, int, int, int, int, float*, float*, int);
 static void run_decode(const Problem& P, const Batch& B, const bf16* dQkv, int stride, bf16* dAtt,
                        const int* dRow, const int* dPos, float* pO, float* pMl, int splitLen) {
     int G = P.H / P.KV;
@@ -130,13 +132,17 @@ static void run_decode(const Problem& P, const Batch& B, const bf16* dQkv, int s
                         attention_decode_paged_g4_c2_bf16, attention_decode_paged_g8_c2_bf16}};
     DecFn f = fns[P.D <= 128 ? 0 : 1][gi];
     int splits = (B.maxLen + splitLen - 1) / splitLen;
-    int sm = 4 * 4 * G * (P.D + 2);
+    // Shared memory and block as AttentionKernel.sharedBytes (one split per block, no pairs).
+    int sm = 4 * (G * P.D + G * ATT_SUB + 4 * G + ATT_WARPS * G * P.D);
+    if (sm > 48 * 1024) CK(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, sm));
     dim3 g1(B.n, P.KV, splits);
-    f<<<g1, 128, sm>>>(dQkv, stride, 1.f / sqrtf((float)P.D), P.dK, P.dV, P.dTable, P.maxBlocks, P.BS,
-                       dRow, dPos, nullptr, P.KV, P.H, P.KV, P.D, splitLen, splits, pO, pMl);
+    f<<<g1, ATT_THREADS, sm>>>(dQkv, stride, 1.f / sqrtf((float)P.D), P.dK, P.dV, P.dTable, P.maxBlocks,
+                               P.BS, dRow, dPos, nullptr, P.KV, P.H, P.KV, P.D, splitLen, splits, pO,
+                               pMl, splits + 1);
     CK(cudaGetLastError());
-    dim3 g2(B.n, P.H);
-    attention_combine_bf16<<<g2, 128>>>(dAtt, pO, pMl, nullptr, P.KV, P.H, P.KV, P.D, splits);
+    dim3 g2(B.n, (P.H + 7) / 8);  // a warp per head, 8 heads a block
+    attention_combine_bf16<<<g2, 256>>>(dAtt, pO, pMl, nullptr, P.KV, P.H, P.KV, P.D, splits,
+                                        P.H != P.KV ? 0 : 1, 0, splits + 1);
     CK(cudaGetLastError());
 }
 
