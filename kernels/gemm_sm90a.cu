@@ -119,19 +119,19 @@ POLAR_DEVICE void fold_chunk(float (&acc)[64], float (&total)[64]) {
     fence_acc(acc);
 }
 
-// Warp w's rows m0 + 16 w + lane / 4 (+ 8) of a 64 x 128 accumulator tile at columns n0 + ...:
-// the split's partials to work[z][M][N], or (work == null) bias (through w_idx when given) and
-// the epilogue.
+// Warp w's rows m0 + 16 w + lane / 4 (+ 8) of a 64 x 128 accumulator tile at columns n0 + ...
+// below n_lim (<= N): the split's partials to work[z][M][N], or (work == null) bias (through
+// w_idx when given) and the epilogue.
 template <int EPI>
 POLAR_DEVICE void store_tile(const float (&acc)[64], void* __restrict__ out, int ldc, int M,
-                             int N, int m0, int n0, const bf16* __restrict__ bias,
+                             int N, int n_lim, int m0, int n0, const bf16* __restrict__ bias,
                              const int* __restrict__ w_idx, float* __restrict__ work, int z) {
     const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
     const bool split = work != nullptr;
 #pragma unroll
     for (int nb = 0; nb < 16; nb++) {
         const int col = n0 + nb * 8 + (lane & 3) * 2;
-        if (col >= N) continue;  // N even, so col + 1 < N too
+        if (col >= n_lim) continue;  // n_lim even, so col + 1 < n_lim too
         float b0 = 0.f, b1 = 0.f;
         if (!split) bias_pair(bias, w_idx, col, b0, b1);
 #pragma unroll
@@ -170,7 +170,16 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     const uint32_t sA = (smem_addr(gemm_smem_wg) + 1023) & ~1023u;  // [NST][BM][BK]
     const uint32_t sB = sA + NST * A_STAGE;                          // [NST][BN][BK]
     const int tid = threadIdx.x, warp = tid >> 5, wg = warp >> 2;
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    // Columns per block: 128, or for the decode tile on [N, K] weights as few as the grid
+    // allows (gridDim.x blocks of a multiple of 8 columns <= 128), so that a launcher may
+    // spread N over more blocks than 128-column tiles (opt-6.7b B=64's fc1 row gather: 80
+    // tiles of 128 left 52 of 132 SMs idle; 127 of 80). The wgmma still computes all 128
+    // columns of the B tile (rows past the block's columns are zero-filled and not stored):
+    // each column's k16 steps are the same, so its bits do not depend on the tiling.
+    const int bn = BM == 64 && !KN ? min(BN, ((N + (int)gridDim.x - 1) / (int)gridDim.x + 7) & ~7)
+                                    : BN;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * bn;
+    const int n_lim = min(N, n0 + bn);
     const bool split = work != nullptr;
     const int k_begin = split ? blockIdx.z * k_chunk : 0;
     const int k_end = split ? min(K, k_begin + k_chunk) : K;
@@ -191,7 +200,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     const bf16* a_src[A_IT];
     const bf16* b_src[B_IT];
     int a_sz[A_IT], b_sz[B_IT];
-    gemm_sources<THREADS / CPR>(A, lda, W, ldw, KN ? nullptr : w_idx, M, KN ? 0 : N, m0 + r0,
+    gemm_sources<THREADS / CPR>(A, lda, W, ldw, KN ? nullptr : w_idx, M, KN ? 0 : n_lim, m0 + r0,
                                 n0 + r0, k_begin + kc * 8, a_src, a_sz, b_src, b_sz);
     // KN: thread copies 16-byte column chunk kn_c (of 16 per 128-column k-row) of k-rows
     // kn_r + 8 i; columns past N zero-filled.
@@ -308,7 +317,7 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
         for (int i = 0; i < 64; i++) acc[i] += total[i];
     }
     // Warp w (of 8) holds rows 16 w .. 16 w + 15 of the tile.
-    store_tile<EPI>(acc, out, ldc, M, N, m0 + wg * 64, n0, bias, KN ? nullptr : w_idx, work,
+    store_tile<EPI>(acc, out, ldc, M, N, n_lim, m0 + wg * 64, n0, bias, KN ? nullptr : w_idx, work,
                     blockIdx.z);
 }
 
@@ -469,7 +478,7 @@ __device__ __forceinline__ void gemm_body_wgt(const TensorMap* tmA, const Tensor
             for (int i = 0; i < 64; i++) acc[i] += total[i];
         }
         // Warp w (of 4) holds rows 16 w .. 16 w + 15.
-        store_tile<EPI>(acc, out, ldc, M, N, 0, n0, bias, nullptr, work, z);
+        store_tile<EPI>(acc, out, ldc, M, N, N, 0, n0, bias, nullptr, work, z);
     }
 }
 

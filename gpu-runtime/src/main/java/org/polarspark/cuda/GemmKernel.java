@@ -243,18 +243,49 @@ public final class GemmKernel {
 
     /**
      * Whether a row gather of n output columns walks its K chunks in one block (the same bits
-     * as split-K): when its 128-column tiles keep at least half the SMs streaming, the partials'
+     * as split-K): when its blocks ({@link #gatherColumns} wide; 128 columns in the measurements
+     * below) keep at least half the SMs streaming, the partials'
      * traffic and the reduce cost more than the idle SMs (-Dpolar.gemm.rowGatherSplit=true:
      * always split). H100, 2026-11-26, polar-bench, same call, two rounds, opt-6.7b Polar ms
      * unsplit / split: B=64 (80 tiles) 17.93 / 18.00, B=32 (67) 11.23 / 11.28, but B=16 (52)
      * 7.92 / 7.81 and B=1 (14) 4.8 / 4.15, hence the half.
      */
     private boolean wholeRowGather(int n) {
-        return !ROW_GATHER_SPLIT && (n + BN_WGD - 1) / BN_WGD * 2 >= sms;
+        int bn = gatherColumns(n, sms);
+        return !ROW_GATHER_SPLIT && (n + bn - 1) / bn * 2 >= sms;
     }
 
     private static final boolean ROW_GATHER_SPLIT = Boolean.getBoolean(
             "polar.gemm.rowGatherSplit");
+
+    /**
+     * Columns per block of an unsplit row gather on the wgmma decode tile (which takes any
+     * multiple of 8 up to 128, from its grid): the width whose blocks, one per SM, finish
+     * soonest (fewest waves x columns; the wider on ties), so that the gather spreads over
+     * the SMs instead of leaving those past its 128-column tiles idle (opt-6.7b B=64's 10160
+     * neurons: 127 blocks of 80 columns instead of 80 of 128). The same bits for every width.
+     * -Dpolar.gemm.gatherColumns=false keeps 128.
+     */
+    static int gatherColumns(int n, int sms) {
+        if (!GATHER_COLUMNS) {
+            return BN_WGD;
+        }
+        int best = BN_WGD;
+        long bestCost = Long.MAX_VALUE;
+        for (int bn = BN_WGD; bn >= MIN_GATHER_COLUMNS; bn -= 8) {
+            long blocks = (n + bn - 1) / bn;
+            long cost = (blocks + sms - 1) / sms * bn;
+            if (cost < bestCost) {
+                bestCost = cost;
+                best = bn;
+            }
+        }
+        return best;
+    }
+
+    private static final int MIN_GATHER_COLUMNS = 64;
+    private static final boolean GATHER_COLUMNS = !"false".equals(System.getProperty(
+            "polar.gemm.gatherColumns"));
 
     /** System property polar.gemm.wgd=false keeps decode shapes on the mma.sync tiles. */
     private static final boolean WGD_ENABLED = !"false".equals(System.getProperty(
@@ -591,7 +622,7 @@ public final class GemmKernel {
             f = (knLayout ? wgDecodeKn : wgDecode)[epi.ordinal()];
             kname = name + "_wgd";
             bm = BM;
-            bn = BN_WGD;
+            bn = knLayout || idx == null || split ? BN_WGD : gatherColumns(n, sms);
             threads = THREADS_WGD;
             shared = smemWgd();
             dependent = true; // launched as a programmatic dependent (weights prefetched early)

@@ -476,7 +476,8 @@ class CudaKernelTest extends GpuTest {
     static Stream<Arguments> gatherShapes() {
         return Stream.of(Arguments.of(1, 768, 192, 256), Arguments.of(5, 1000, 136, 520),
                 Arguments.of(20, 4096, 256, 2048), Arguments.of(64, 2048, 520, 1000),
-                Arguments.of(70, 768, 192, 96), Arguments.of(64, 16384, 1024, 10240));
+                Arguments.of(70, 768, 192, 96), Arguments.of(64, 16384, 1024, 10240),
+                Arguments.of(33, 6144, 4104, 4600));
     }
 
     /**

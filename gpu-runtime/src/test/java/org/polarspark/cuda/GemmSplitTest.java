@@ -35,6 +35,27 @@ class GemmSplitTest {
     }
 
     @Test
+    void rowGathersSpreadOverTheSms() {
+        // opt-6.7b Polar B=64 fc1 (10160 neurons): 80 tiles of 128 use 80 SMs; 127 blocks of 80
+        // columns use 127 (72 columns would need 142 blocks, two waves).
+        assertEquals(80, GemmKernel.gatherColumns(10160, H100_SMS));
+        // B=32 (8520): 119 blocks of 72 (64 would need 134).
+        assertEquals(72, GemmKernel.gatherColumns(8520, H100_SMS));
+        // Already a wave of 128-column tiles: stays 128. 100 columns: two blocks of 64.
+        assertEquals(128, GemmKernel.gatherColumns(16384, H100_SMS));
+        assertEquals(64, GemmKernel.gatherColumns(100, H100_SMS));
+        for (int n = 8; n <= 40000; n += 8) {
+            int bn = GemmKernel.gatherColumns(n, H100_SMS);
+            String what = "N=" + n + " columns=" + bn;
+            assertTrue(bn % 8 == 0 && bn >= 64 && bn <= 128, what);
+            // never more waves of blocks than 128-column tiles take
+            long waves = ((n + bn - 1) / bn + H100_SMS - 1) / H100_SMS;
+            long waves128 = ((n + 127) / 128 + H100_SMS - 1) / H100_SMS;
+            assertTrue(waves * bn <= waves128 * 128, what);
+        }
+    }
+
+    @Test
     void chunksAreWholeTilesOfAtLeast256AndAtMost16Splits() {
         int[] ns = {64, 1000, 4096, 6144, 12288, 16384, 22016, 28672, 50272};
         int[] ks = {64, 200, 256, 1024, 4096, 11008, 14336, 16384};
