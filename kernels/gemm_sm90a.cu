@@ -236,17 +236,20 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
         if (KN) {
             if (kt < KT) {
                 const int kb = k_begin + kt * BK + kn_r;
+                // Every row index of the stage first, then the copies: a table read issued
+                // behind a copy waits for the copy to leave the load/store queue.
+                int rows[BK / 8];
 #pragma unroll
                 for (int i = 0; i < BK / 8; i++) {
-                    const int kk = kb + i * 8;
-                    const bool kv = kk < k_end;
-                    const int local = kk - k_begin;
-                    const size_t row = !kv ? 0
-                                       : !w_idx ? (size_t)kk
-                                       : (size_t)(local < KN_TAB ? kn_tab[local] : __ldg(w_idx + kk));
-                    cp_async16_sz(kn_dst + stage * B_STAGE + i * 1024, kn_src + row * ldw,
-                                  kv ? kn_sz : 0);
+                    const int kk = kb + i * 8, local = kk - k_begin;
+                    rows[i] = kk >= k_end ? 0
+                              : !w_idx ? kk
+                              : local < KN_TAB ? kn_tab[local] : __ldg(w_idx + kk);
                 }
+#pragma unroll
+                for (int i = 0; i < BK / 8; i++)
+                    cp_async16_sz(kn_dst + stage * B_STAGE + i * 1024,
+                                  kn_src + (size_t)rows[i] * ldw, kb + i * 8 < k_end ? kn_sz : 0);
             }
             return;
         }
@@ -261,8 +264,8 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
         }
     };
     auto load = [&](int stage, int kt) {
+        load_w(stage, kt);  // (KN: its table reads ahead of A's copies)
         load_a(stage, kt);
-        load_w(stage, kt);
         cp_async_commit();  // always: keeps the group count uniform
     };
 
