@@ -222,11 +222,15 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
                             const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
                             int N, const int* __restrict__ bias_idx) {
     pdl_trigger();  // a PDL-launched GEMM may follow
-    pdl_wait();     // (launched as the GEMM's dependent) its partials
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t pairs = (size_t)M * N / 2;
     if (i >= pairs) return;
     int row = (int)(2 * i / N), col = (int)(2 * i % N);
+    // The bias (through bias_idx, Polar's selection, written launches earlier) before the
+    // wait: its two dependent loads overlap the GEMM's end instead of following the partials.
+    float b0, b1;
+    bias_pair(bias, bias_idx, col, b0, b1);
+    pdl_wait();  // (launched as the GEMM's dependent) its partials
     float v0 = 0.f, v1 = 0.f;
 #pragma unroll 4
     for (int z = 0; z < splits; z++) {  // in order; unrolled so that loads overlap
@@ -234,8 +238,6 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
         v0 += w.x;
         v1 += w.y;
     }
-    float b0, b1;
-    bias_pair(bias, bias_idx, col, b0, b1);
     epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
 }
 

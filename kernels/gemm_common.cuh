@@ -20,12 +20,19 @@ POLAR_DEVICE void gemm_sources(const bf16* A, int lda, const bf16* W, int ldw,
         a_sz[i] = gm < M ? 16 : 0;
         a_src[i] = A + (size_t)(gm < M ? gm : 0) * lda + k_col;
     }
+    // Every row index loaded unconditionally (rows past N read entry 0, copied with size 0), so
+    // that the B_IT loads are in flight together rather than one per bounds branch.
+    int wr[B_IT];
+#pragma unroll
+    for (int i = 0; i < B_IT; i++) {
+        const int gn = n_row + i * STEP, g = gn < N ? gn : 0;
+        wr[i] = w_idx ? __ldg(w_idx + g) : g;
+    }
 #pragma unroll
     for (int i = 0; i < B_IT; i++) {
         const int gn = n_row + i * STEP;
         b_sz[i] = gn < N ? 16 : 0;
-        const size_t wr = gn < N ? (size_t)(w_idx ? w_idx[gn] : gn) : 0;
-        b_src[i] = W + wr * ldw + k_col;
+        b_src[i] = W + (size_t)(gn < N ? wr[i] : 0) * ldw + k_col;
     }
 }
 
