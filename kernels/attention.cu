@@ -250,6 +250,23 @@ __device__ __forceinline__ void combine_head_pairs(bf16* __restrict__ out,
     }
 }
 
+// K and V loads of the register-fed kernels below: evict-first in L2 (common.cuh) where HINT
+// (one query head per group; the GQA shapes of these kernels would spill).
+// H100, polar-bench, same call (2026-11-26): hinted, batch 1 and the Polar steps at B <= 16
+// were 1-2% faster (opt-6.7b B=1 5.78 -> 5.69 ms, Polar B=16 7.45 -> 7.33), but the pair
+// form (launches of many waves) 1-2% slower (opt-6.7b B=64 27.78 -> 28.04, llama-2-7b B=32
+// 27.68 -> 28.18; its registers then spill), so the pair form loads them plainly.
+template <bool HINT>
+POLAR_DEVICE uint64_t kv_policy_for() { return HINT ? l2_evict_first() : 0; }
+template <bool HINT>
+POLAR_DEVICE unsigned kv_ld_u32(const bf16* p, uint64_t policy) {
+    return HINT ? ld_stream_u32(p, policy) : __ldg(reinterpret_cast<const unsigned*>(p));
+}
+template <bool HINT>
+POLAR_DEVICE uint2 kv_ld_u2(const bf16* p, uint64_t policy) {
+    return HINT ? ld_stream_u2(p, policy) : *reinterpret_cast<const uint2*>(p);
+}
+
 // Shared pieces of the decode kernels below.
 // Scores of a 16-position m16n8 tile (rows i0, i0 + 8 of the lane; heads (lane % 4) * 2 (+1)) into
 // sc[h * stride + i], scaled, for heads < MAXG and positions < tl.
@@ -398,6 +415,9 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
     if constexpr (!MMA_A)
         for (int i = tid; i < G * D; i += ATT_THREADS) qs[i] = bf2f(q[i]) * qscale;
     const int* table = block_table + (size_t)row_of[t] * max_blocks;
+    // K and V are read once a step: evict-first in L2 but in the pair form (kv_ld_u2), the
+    // policy made next to each round of loads (held across the kernel it cost registers).
+    constexpr bool KV_HINT = !PAIRS && MAXG == 1;
     // Element offset of position p's K (or V) row of group g in the paged cache.
     auto cache_row = [=](int p) -> size_t {
         const int blk = pow2 ? p >> bshift : p / block_size;
@@ -472,6 +492,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                     base[rr] = okr[rr] ? cache_row(p) + (lane & 3) * 2 : 0;
                 }
                 float cacc[4] = {0.f, 0.f, 0.f, 0.f};
+                const uint64_t kv_policy = kv_policy_for<KV_HINT>();
                 constexpr int KH = KD < 2 ? KD : 2;  // 16-dim steps loaded together
 #pragma unroll
                 for (int k0 = 0; k0 < KD; k0 += KH) {
@@ -481,8 +502,10 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
 #pragma unroll
                         for (int j = 0; j < 4; j++) {  // a0: row, k; a1: row + 8; a2/a3: k + 8
                             const int rr = j & 1;
-                            ka[kk][j] = okr[rr] ? __ldg(reinterpret_cast<const unsigned*>(
-                                            k_cache + base[rr] + (k0 + kk) * 16 + (j >> 1) * 8))
+                            ka[kk][j] = okr[rr] ? kv_ld_u32<KV_HINT>(k_cache + base[rr]
+                                                                    + (k0 + kk) * 16
+                                                                    + (j >> 1) * 8,
+                                                                kv_policy)
                                                 : 0u;
                         }
                     }
@@ -500,6 +523,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
 #pragma unroll 1
         for (int r0 = 0; r0 < ROUNDS; r0 += UA) {
             uint2 kb[UA][CHA];
+            const uint64_t kv_policy = kv_policy_for<KV_HINT>();
 #pragma unroll
             for (int u = 0; u < UA; u++) {
                 const int i = warp * ATT_PER_WARP + (r0 + u) * 4 + oct;
@@ -510,7 +534,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
                 for (int c = 0; c < CHA; c++) {
                     const int d = c * 32 + l8 * 4;
                     kb[u][c] = (ok && c < cha && d < D)
-                                   ? *reinterpret_cast<const uint2*>(k_cache + base + d)
+                                   ? kv_ld_u2<KV_HINT>(k_cache + base + d, kv_policy)
                                    : make_uint2(0u, 0u);
                 }
             }
@@ -557,6 +581,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
 #pragma unroll 1
         for (int j0 = 0; j0 < ATT_PER_WARP; j0 += UC) {
             uint2 vb[UC][CHUNKS];
+            const uint64_t kv_policy = kv_policy_for<KV_HINT>();
 #pragma unroll
             for (int u = 0; u < UC; u++) {
                 const int i = warp * ATT_PER_WARP + j0 + u;
@@ -566,7 +591,7 @@ __device__ __forceinline__ void attention_decode_body(const bf16* __restrict__ q
 #pragma unroll
                 for (int c = 0; c < CHUNKS; c++) {
                     const int d = c * 128 + lane * 4;
-                    vb[u][c] = (ok && d < D) ? *reinterpret_cast<const uint2*>(v_cache + base + d)
+                    vb[u][c] = (ok && d < D) ? kv_ld_u2<KV_HINT>(v_cache + base + d, kv_policy)
                                              : make_uint2(0u, 0u);
                 }
             }
@@ -706,6 +731,7 @@ __device__ __forceinline__ void attention_decode_pipe_body(
     const bool pow2 = (block_size & (block_size - 1)) == 0;
     const int bshift = __ffs(block_size) - 1;
     const int* table = block_table + (size_t)row_of[t] * max_blocks;
+    const uint64_t kv_policy = l2_evict_first();  // K and V are read once a step (common.cuh)
     auto cache_row = [=](int p) -> size_t {
         const int blk = pow2 ? p >> bshift : p / block_size;
         const int slot = pow2 ? p & (block_size - 1) : p % block_size;
@@ -721,8 +747,8 @@ __device__ __forceinline__ void attention_decode_pipe_body(
             const bool ok = p0 + r < end;
             const size_t off = ok ? cache_row(p0 + r) + col : 0;
             const uint32_t dst = smem_addr(dk + r * ATP_LD + col);
-            cp_async16_sz(dst, k_cache + off, ok ? 16 : 0);
-            cp_async16_sz(dst + PS * ATP_LD * 2, v_cache + off, ok ? 16 : 0);
+            cp_async16_sz_hint(dst, k_cache + off, ok ? 16 : 0, kv_policy);
+            cp_async16_sz_hint(dst + PS * ATP_LD * 2, v_cache + off, ok ? 16 : 0, kv_policy);
         }
     };
     if (!early && !wait_first) pdl_wait();

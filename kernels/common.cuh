@@ -80,6 +80,99 @@ POLAR_DEVICE void cp_async16_sz_l2_256(uint32_t dst, const void* src, int src_si
                  "l"(src), "r"(src_size));
 }
 
+// L2 residency of streams read once (sm_80+). The decode GEMMs stream each weight exactly
+// once per step (30-300 MB a launch, up to six times L2), and attention each K and V row,
+// while the split-K partials the GEMMs write (up to 30 MB a launch at 64 rows) are read back
+// by the reduce right after, and the activations by every block. Weights and K / V fetched
+// with the evict-first policy leave those (normal priority) in L2, and the reduces drop large
+// partials' lines once read (l2_discard_span), so that scratch is neither re-read from HBM
+// nor written back to it. H100, polar-bench, same call (2026-11-26): weights evict-first
+// alone took 0.5-1.5% off every decode step (llama-2-7b B=8 11.10 -> 10.93 ms, opt-6.7b
+// Polar B=64 17.53 -> 17.35); the discards then llama-3-8b B=48 25.90 -> 25.65, and K / V
+// evict-first in the GQA pass 25.65 -> 24.97. -DPOLAR_L2_HINTS=0 builds without all three.
+#ifndef POLAR_L2_HINTS
+#define POLAR_L2_HINTS 1
+#endif
+
+// An L2 cache policy: evict the lines it brings in before others.
+POLAR_DEVICE uint64_t l2_evict_first() {
+    uint64_t p = 0;
+#if POLAR_L2_HINTS && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+#endif
+    return p;
+}
+
+// cp_async16_sz with an L2 cache policy (plain cp_async16_sz when built without hints).
+POLAR_DEVICE void cp_async16_sz_hint(uint32_t dst, const void* src, int src_size,
+                                     uint64_t policy) {
+#if POLAR_L2_HINTS
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst),
+                 "l"(src), "r"(src_size), "l"(policy));
+#else
+    cp_async16_sz(dst, src, src_size);
+#endif
+}
+
+// cp_async16_sz_l2_256 with an L2 cache policy.
+POLAR_DEVICE void cp_async16_sz_l2_256_hint(uint32_t dst, const void* src, int src_size,
+                                            uint64_t policy) {
+#if POLAR_L2_HINTS
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint.L2::256B [%0], [%1], 16, %2, %3;\n"
+                 ::"r"(dst), "l"(src), "r"(src_size), "l"(policy));
+#else
+    cp_async16_sz_l2_256(dst, src, src_size);
+#endif
+}
+
+// 4 and 8-byte loads through the read-only path with an L2 cache policy (the KV cache stream).
+POLAR_DEVICE unsigned ld_stream_u32(const void* p, uint64_t policy) {
+#if POLAR_L2_HINTS
+    unsigned v;
+    asm("ld.global.nc.L2::cache_hint.u32 %0, [%1], %2;\n" : "=r"(v) : "l"(p), "l"(policy));
+    return v;
+#else
+    return __ldg(reinterpret_cast<const unsigned*>(p));
+#endif
+}
+POLAR_DEVICE uint2 ld_stream_u2(const void* p, uint64_t policy) {
+#if POLAR_L2_HINTS
+    uint2 v;
+    asm("ld.global.nc.L2::cache_hint.v2.u32 {%0, %1}, [%2], %3;\n"
+        : "=r"(v.x), "=r"(v.y) : "l"(p), "l"(policy));
+    return v;
+#else
+    return __ldg(reinterpret_cast<const uint2*>(p));
+#endif
+}
+
+// Whether a reduce drops its partials from L2 (l2_discard_span): only where they are many
+// (splits x rows x columns x 4 bytes of at least POLAR_DISCARD_MIN). Smaller partials lose
+// more to the extra barrier in a reduce on the critical path than the write-back costs (same
+// call, H100: discarding every launch's made batch 1 ~1.5% slower; from 4 MB, opt-6.7b's
+// 4.2 MB partials at B=64 made its Polar step 17.28 -> 17.37 ms, while llama-3-8b B=16's
+// 7.3 MB gate/up partials gained 12.25 -> 12.12 against a bound of 8 MB).
+#ifndef POLAR_DISCARD_MIN
+#define POLAR_DISCARD_MIN (6u << 20)
+#endif
+POLAR_DEVICE bool l2_discard_worth(size_t bytes) {
+    return POLAR_L2_HINTS && bytes >= (size_t)POLAR_DISCARD_MIN;
+}
+
+// Drops, without writing them back to HBM, the 128-byte L2 lines lying wholly inside
+// [lo, lo + bytes): scratch that nothing reads again (lines shared with data outside the span
+// are kept). Thread t of `threads` takes lines t, t + threads, ... Call it only after every
+// thread that read the span has its values (a barrier after their use) and before anything
+// writes the span again. Without hints it does nothing (the lines are written back as usual).
+POLAR_DEVICE void l2_discard_span(const void* lo, size_t bytes, int t, int threads) {
+#if POLAR_L2_HINTS && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const uintptr_t a = ((uintptr_t)lo + 127) & ~(uintptr_t)127;
+    const uintptr_t e = ((uintptr_t)lo + bytes) & ~(uintptr_t)127;
+    for (uintptr_t p = a + (uintptr_t)t * 128; p + 128 <= e; p += (uintptr_t)threads * 128)
+        asm volatile("discard.global.L2 [%0], 128;\n" ::"l"(p) : "memory");
+#endif
+}
+
 // Closes the thread's cp.async group (issue one per stage, also an empty one: the count of
 // groups then stays uniform for cp_async_wait).
 POLAR_DEVICE void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }

@@ -66,6 +66,13 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
             v[j].w += p.w;
         }
     }
+    // The row's partials are read: drop them from L2 (common.cuh).
+    if (l2_discard_worth((size_t)splits * M * N * sizeof(float))) {
+        __syncthreads();
+        for (int z = 0; z < splits; z++)
+            l2_discard_span(work + ((size_t)z * M + m) * N, (size_t)N * sizeof(float),
+                            threadIdx.x, NORM_THREADS);
+    }
 #pragma unroll
     for (int j = 0; j < NORM_MAXJ; j++) {
         if (!norm_has(j, N)) continue;
@@ -89,38 +96,17 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
     norm_store_row(v, N, y + (size_t)m * N, write_back ? xr : nullptr);
 }
 
-extern "C" __global__ void decode_qkv_rope_kv_bf16(
-    const float* __restrict__ work, int splits, const bf16* __restrict__ bias,
-    bf16* __restrict__ qkv, const int* __restrict__ pos, const float* __restrict__ inv_freq,
-    int M, int num_heads, int num_kv_heads, int head_dim, bf16* __restrict__ k_cache,
-    bf16* __restrict__ v_cache, const int* __restrict__ row_of,
-    const int* __restrict__ block_table, int max_blocks, int block_size, int router_units,
-    int router_k, const bf16* __restrict__ router_bias, int* __restrict__ router_idx) {
-    pdl_trigger();  // a PDL-launched GEMM may follow
-    const int m = blockIdx.y;
+// One (head, i < head_dim / 2) pair of decode_qkv_rope_kv_bf16's row m: its two columns'
+// partials summed, bias, RoPE, the q/k/v row and the K/V cache.
+POLAR_DEVICE void qkv_pair(const float* __restrict__ work, int splits,
+                           const bf16* __restrict__ bias, bf16* __restrict__ qkv,
+                           const int* __restrict__ pos, const float* __restrict__ inv_freq,
+                           int M, int m, int pr, int num_heads, int num_kv_heads, int head_dim,
+                           int ldw, bf16* __restrict__ k_cache, bf16* __restrict__ v_cache,
+                           const int* __restrict__ row_of, const int* __restrict__ block_table,
+                           int max_blocks, int block_size) {
     const int half = head_dim / 2;
-    const int heads = num_heads + 2 * num_kv_heads;
-    const int N = heads * head_dim;
-    const int ldw = N + router_units;  // the GEMM's output columns
-    // The fused head router is block 0 (dispatched first: its select overlaps the q/k/v blocks).
-    if (router_units > 0 && blockIdx.x == 0) {
-        if (threadIdx.x >= 32) return;
-        const int lane = threadIdx.x;
-        const int R = router_units;
-        float v0 = 0.f, v1 = 0.f;
-#pragma unroll 4
-        for (int z = 0; z < splits; z++) {
-            const float* wz = work + ((size_t)z * M + m) * ldw + N;
-            if (lane < R) v0 += wz[lane];
-            if (lane + 32 < R) v1 += wz[lane + 32];
-        }
-        v0 = lane < R ? v0 + (router_bias ? bf2f(router_bias[lane]) : 0.f) : -INFINITY;
-        v1 = lane + 32 < R ? v1 + (router_bias ? bf2f(router_bias[lane + 32]) : 0.f) : -INFINITY;
-        warp_select_topk(v0, v1, R, router_k, router_idx + (size_t)m * router_k);
-        return;
-    }
-    const int pr = (blockIdx.x - (router_units > 0 ? 1 : 0)) * blockDim.x + threadIdx.x;
-    if (pr >= heads * half) return;
+    const int N = (num_heads + 2 * num_kv_heads) * head_dim;
     const int hd = pr / half, i = pr % half;
     const int c1 = hd * head_dim + i, c2 = c1 + half;
     float a1 = 0.f, a2 = 0.f;
@@ -153,4 +139,52 @@ extern "C" __global__ void decode_qkv_rope_kv_bf16(
         cache[dst + i] = o1;
         cache[dst + i + half] = o2;
     }
+}
+
+extern "C" __global__ void decode_qkv_rope_kv_bf16(
+    const float* __restrict__ work, int splits, const bf16* __restrict__ bias,
+    bf16* __restrict__ qkv, const int* __restrict__ pos, const float* __restrict__ inv_freq,
+    int M, int num_heads, int num_kv_heads, int head_dim, bf16* __restrict__ k_cache,
+    bf16* __restrict__ v_cache, const int* __restrict__ row_of,
+    const int* __restrict__ block_table, int max_blocks, int block_size, int router_units,
+    int router_k, const bf16* __restrict__ router_bias, int* __restrict__ router_idx) {
+    pdl_trigger();  // a PDL-launched GEMM may follow
+    const int m = blockIdx.y;
+    const int half = head_dim / 2;
+    const int heads = num_heads + 2 * num_kv_heads;
+    const int N = heads * head_dim;
+    const int ldw = N + router_units;  // the GEMM's output columns
+    // The fused head router is block 0 (dispatched first: its select overlaps the q/k/v blocks).
+    if (router_units > 0 && blockIdx.x == 0) {
+        if (threadIdx.x >= 32) return;
+        const int lane = threadIdx.x;
+        const int R = router_units;
+        float v0 = 0.f, v1 = 0.f;
+#pragma unroll 4
+        for (int z = 0; z < splits; z++) {
+            const float* wz = work + ((size_t)z * M + m) * ldw + N;
+            if (lane < R) v0 += wz[lane];
+            if (lane + 32 < R) v1 += wz[lane + 32];
+        }
+        v0 = lane < R ? v0 + (router_bias ? bf2f(router_bias[lane]) : 0.f) : -INFINITY;
+        v1 = lane + 32 < R ? v1 + (router_bias ? bf2f(router_bias[lane + 32]) : 0.f) : -INFINITY;
+        warp_select_topk(v0, v1, R, router_k, router_idx + (size_t)m * router_k);
+        return;
+    }
+    const int first = (blockIdx.x - (router_units > 0 ? 1 : 0)) * blockDim.x;
+    const int pr = first + threadIdx.x;
+    if (pr < heads * half) qkv_pair(work, splits, bias, qkv, pos, inv_freq, M, m, pr, num_heads,
+                                    num_kv_heads, head_dim, ldw, k_cache, v_cache, row_of,
+                                    block_table, max_blocks, block_size);
+    // The block's partials are read: drop them from L2 (common.cuh). Its pairs cover whole
+    // heads, columns [first / half * head_dim, last / half * head_dim), when blockDim.x is a
+    // multiple of half (head_dim 128: 4 heads a block); otherwise nothing is dropped.
+    if (blockDim.x % half != 0 || !l2_discard_worth((size_t)splits * M * ldw * sizeof(float)))
+        return;
+    __syncthreads();
+    const int c0 = first / half * head_dim;
+    const int c1 = min(first + (int)blockDim.x, heads * half) / half * head_dim;
+    for (int z = 0; z < splits; z++)
+        l2_discard_span(work + ((size_t)z * M + m) * ldw + c0, (size_t)(c1 - c0) * sizeof(float),
+                        threadIdx.x, blockDim.x);
 }

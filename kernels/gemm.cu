@@ -222,23 +222,32 @@ __device__ void gemm_reduce(const float* __restrict__ work, int splits,
                             const bf16* __restrict__ bias, void* __restrict__ out, int ldc, int M,
                             int N, const int* __restrict__ bias_idx) {
     pdl_trigger();  // a PDL-launched GEMM may follow
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    size_t pairs = (size_t)M * N / 2;
-    if (i >= pairs) return;
-    int row = (int)(2 * i / N), col = (int)(2 * i % N);
-    // The bias (through bias_idx, Polar's selection, written launches earlier) before the
-    // wait: its two dependent loads overlap the GEMM's end instead of following the partials.
-    float b0, b1;
-    bias_pair(bias, bias_idx, col, b0, b1);
-    pdl_wait();  // (launched as the GEMM's dependent) its partials
-    float v0 = 0.f, v1 = 0.f;
+    const size_t first = (size_t)blockIdx.x * blockDim.x;
+    const size_t i = first + threadIdx.x;
+    const size_t pairs = (size_t)M * N / 2;
+    if (i < pairs) {
+        int row = (int)(2 * i / N), col = (int)(2 * i % N);
+        // The bias (through bias_idx, Polar's selection, written launches earlier) before the
+        // wait: its two dependent loads overlap the GEMM's end instead of following the partials.
+        float b0, b1;
+        bias_pair(bias, bias_idx, col, b0, b1);
+        pdl_wait();  // (launched as the GEMM's dependent) its partials
+        float v0 = 0.f, v1 = 0.f;
 #pragma unroll 4
-    for (int z = 0; z < splits; z++) {  // in order; unrolled so that loads overlap
-        const float2 w = *reinterpret_cast<const float2*>(work + ((size_t)z * M + row) * N + col);
-        v0 += w.x;
-        v1 += w.y;
+        for (int z = 0; z < splits; z++) {  // in order; unrolled so that loads overlap
+            const float2 w =
+                *reinterpret_cast<const float2*>(work + ((size_t)z * M + row) * N + col);
+            v0 += w.x;
+            v1 += w.y;
+        }
+        epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
     }
-    epilogue<EPI>(out, ldc, row, col, v0, v1, b0, b1);
+    // The block's partials are read: drop them from L2 (each split's span is contiguous).
+    if (!l2_discard_worth((size_t)splits * M * N * sizeof(float))) return;
+    __syncthreads();
+    const size_t span = (min(pairs, first + blockDim.x) - first) * 2 * sizeof(float);
+    for (int z = 0; z < splits; z++)
+        l2_discard_span(work + (size_t)z * M * N + 2 * first, span, threadIdx.x, blockDim.x);
 }
 
 #define GEMM_ARGS                                                                               \

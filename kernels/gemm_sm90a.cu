@@ -236,6 +236,9 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
     // opt-6.7b's fc2 chunks (K <= 0.8 x 16384 in 4 chunks: <= 3328 rows); rows past the table
     // load their index inline (correct, slower: B=64's 2560-row chunks past a 2048-entry table
     // took the fc2 gather from 60 to 78 us on the H100, ncu).
+    // Decode tiles (BM = 64) read each weight once: evict-first in L2 (common.cuh); the
+    // prefill tile's weights are re-read by every row tile and keep the normal policy.
+    const uint64_t w_policy = BM == 64 ? l2_evict_first() : 0;
     constexpr int KN_TAB = KN ? 4096 : 1;
     __shared__ int kn_tab[KN_TAB];
     if (KN && w_idx) {
@@ -270,8 +273,9 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
                 }
 #pragma unroll
                 for (int i = 0; i < BK / 8; i++)
-                    cp_async16_sz(kn_dst + stage * B_STAGE + i * 1024,
-                                  kn_src + (size_t)rows[i] * ldw, kb + i * 8 < k_end ? kn_sz : 0);
+                    cp_async16_sz_hint(kn_dst + stage * B_STAGE + i * 1024,
+                                       kn_src + (size_t)rows[i] * ldw,
+                                       kb + i * 8 < k_end ? kn_sz : 0, w_policy);
             }
             return;
         }
@@ -280,9 +284,13 @@ __device__ __forceinline__ void gemm_body_wg(const bf16* __restrict__ A, int lda
             const bool kv = k_begin + kofs + kc * 8 < k_end;
             const int ofs = kv ? kofs : 0;
 #pragma unroll
-            for (int i = 0; i < B_IT; i++)
-                cp_async16_sz_l2_256(b_dst + stage * B_STAGE + i * (THREADS / CPR) * 128,
-                                     b_src[i] + ofs, kv ? b_sz[i] : 0);
+            for (int i = 0; i < B_IT; i++) {
+                const uint32_t d = b_dst + stage * B_STAGE + i * (THREADS / CPR) * 128;
+                if (BM == 64)
+                    cp_async16_sz_l2_256_hint(d, b_src[i] + ofs, kv ? b_sz[i] : 0, w_policy);
+                else
+                    cp_async16_sz_l2_256(d, b_src[i] + ofs, kv ? b_sz[i] : 0);
+            }
         }
     };
     auto load = [&](int stage, int kt) {
@@ -398,6 +406,18 @@ POLAR_DEVICE void tma_load_2d(uint32_t dst, const TensorMap* map, int c0, int c1
         : "memory");
 #endif
 }
+// tma_load_2d with an L2 cache policy (the plain copy when built without hints).
+POLAR_DEVICE void tma_load_2d_hint(uint32_t dst, const TensorMap* map, int c0, int c1,
+                                   uint32_t bar, uint64_t policy) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && POLAR_L2_HINTS
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+        ".L2::cache_hint [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst), "l"(map), "r"(c0),
+        "r"(c1), "r"(bar), "l"(policy) : "memory");
+#else
+    tma_load_2d(dst, map, c0, c1, bar);
+#endif
+}
 
 // tmA: A [M, K] (box 64 x 64 rows), tmW: W [N, K] (box 64 x 128 rows), both 128-byte swizzle.
 // work != null: partials of each split to work[z][M][N] (as gemm_body_wg); otherwise bias and
@@ -437,6 +457,7 @@ __device__ __forceinline__ void gemm_body_wgt(const TensorMap* tmA, const Tensor
     };
     if (warp == 4) {  // producer
         if (lane != 0) return;
+        const uint64_t w_policy = l2_evict_first();  // each weight is read once (common.cuh)
         // Weights first: under programmatic dependent launch the first stages' weights stream
         // in while the kernel before finishes; then wait for it, then the activations.
         int pre = 0;
@@ -445,7 +466,8 @@ __device__ __forceinline__ void gemm_body_wgt(const TensorMap* tmA, const Tensor
             unit(u, n0, kb, kt_count);
             for (int kt = 0; kt < kt_count && pre < NST; kt++, pre++) {
                 mbar_expect_tx(full + 8 * pre, STAGE);
-                tma_load_2d(base + pre * STAGE + A_STAGE, tmW, kb + kt * 64, n0, full + 8 * pre);
+                tma_load_2d_hint(base + pre * STAGE + A_STAGE, tmW, kb + kt * 64, n0,
+                                 full + 8 * pre, w_policy);
             }
         }
         pdl_wait();
@@ -459,7 +481,7 @@ __device__ __forceinline__ void gemm_body_wgt(const TensorMap* tmA, const Tensor
                 if (it >= pre) {
                     mbar_wait(empty + 8 * s, ((it / NST) - 1) & 1);
                     mbar_expect_tx(full + 8 * s, STAGE);
-                    tma_load_2d(dst + A_STAGE, tmW, kb + kt * 64, n0, full + 8 * s);
+                    tma_load_2d_hint(dst + A_STAGE, tmW, kb + kt * 64, n0, full + 8 * s, w_policy);
                 }
                 tma_load_2d(dst, tmA, kb + kt * 64, 0, full + 8 * s);
             }

@@ -59,6 +59,11 @@ router_reduce_union_f32(const float* __restrict__ work, int splits, int n, int F
         for (int r = 0; r < n; r++) s += fmaxf(0.f, logit[r][tx]);
         score[j] = s;
     }
+    // The block's partials (32 columns of every row and split) are read: drop them from L2.
+    if (!l2_discard_worth((size_t)splits * n * F * sizeof(float))) return;
+    const int cols = min(32, F - (int)blockIdx.x * 32);
+    for (int zr = threadIdx.x; zr < splits * n; zr += blockDim.x)
+        l2_discard_span(work + (size_t)zr * F + blockIdx.x * 32, cols * sizeof(float), 0, 1);
 }
 
 // Exclusive prefix sum over the block (blockDim.x a multiple of 32, <= 1024); returns this
