@@ -107,7 +107,9 @@ class CudaKernelTest extends GpuTest {
         // splits than an H100 has SMs (the persistent TMA tile's blocks take several units).
         int[][] shapes = {{1, 130, 200, 200}, {7, 64, 648, 656}, {16, 258, 2056, 2056},
             {17, 96, 1032, 1040}, {40, 514, 264, 264}, {64, 1024, 4096, 4096},
-            {5, 8450, 1032, 1040}};
+            {5, 8450, 1032, 1040}, {64, 10250, 1032, 1040}};
+        // The last: 3 splits x 64 x 10250 fp32 = 7.5 MB of partials, which the reduce drops
+        // from L2 once read (common.cuh); rows of 41000 bytes, so lines straddle rows.
         return everyDtype(everyEpilogue(shapes));
     }
 
@@ -505,8 +507,81 @@ class CudaKernelTest extends GpuTest {
     }
 
     static Stream<Arguments> reduceUnionShapes() {
+        // The last: 12 MB of partials, which the reduce drops from L2 once read (common.cuh).
         return Stream.of(Arguments.of(1, 768, 64), Arguments.of(7, 1000, 136),
-                Arguments.of(33, 4096, 1024), Arguments.of(64, 2050, 256));
+                Arguments.of(33, 4096, 1024), Arguments.of(64, 2050, 256),
+                Arguments.of(64, 25000, 1024));
+    }
+
+    /** Bytes of split-K partials from which a reduce drops them from L2 (POLAR_DISCARD_MIN). */
+    static final long DISCARD_MIN = 6L << 20;
+
+    /**
+     * The fused decode reduces on partials large enough to be dropped from L2 once read
+     * (kernels/common.cuh, l2_discard_span): 64 rows of opt-6.7b's q/k/v width over 4 K splits
+     * (12 MB). decode_qkv_rope_kv gives the bits of the unsplit GEMM (STORE_BF16 with bias),
+     * and decode_residual_norm_f32 (LayerNorm and RMSNorm) those of the unsplit GEMM
+     * accumulating into x followed by the norm kernel; each twice through the same workspace
+     * (a line dropped while another block still needed it would read back stale).
+     */
+    @Test
+    void decodeReducesOfPartialsDroppedFromL2() {
+        Random r = new Random(61);
+        int m = 64;
+        int k = 1032;
+        int heads = 32;
+        int headDim = 128;
+        int n = 3 * heads * headDim;  // 12288, also the norm's width
+        int blockSize = 16;
+        DeviceBuffer a = bf16(Bf16.round(random(r, m * k, 1.0)));
+        DeviceBuffer w = bf16(Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k))));
+        DeviceBuffer bias = bf16(Bf16.round(random(r, n, 0.3)));
+        DeviceBuffer normW = bf16(Bf16.round(random(r, n, 1.0)));
+        DeviceBuffer normB = bf16(Bf16.round(random(r, n, 0.2)));
+        float[] x0 = random(r, m * n, 1.0);
+        DeviceBuffer work = zeros(64L << 20);
+        DeviceBuffer want = zeros((long) m * n * 2);
+        kernels.gemm.run(Epilogue.STORE_BF16, stream, a, k, w, k, bias, want, n, m, n, k);
+        float[] wantQkv = readBf16(want, m * n);
+        int[] pos = new int[m];
+        for (int i = 0; i < m; i++) {
+            pos[i] = i % blockSize;
+        }
+        int[] rows = java.util.stream.IntStream.range(0, m).toArray();
+        long cacheBytes = (long) m * heads * blockSize * headDim * 2;
+        for (int round = 0; round < 2; round++) {
+            int sp = kernels.gemm.partials(false, stream, a, k, w, k, 0, m, n, k, work, null);
+            assertTrue((long) sp * m * n * 4 >= DISCARD_MIN, "partials to drop: " + sp
+                    + " splits");
+            DeviceBuffer qkv = zeros((long) m * n * 2);
+            kernels.fused.qkvRopeKv(stream, work, sp, bias, qkv, i32(pos), null, m, heads, heads,
+                    headDim, zeros(cacheBytes), zeros(cacheBytes), i32(rows), i32(rows), 1,
+                    blockSize);
+            assertArrayEquals(wantQkv, readBf16(qkv, m * n), "q/k/v from " + sp
+                    + " splits, round " + round);
+        }
+        for (DecodeFusedKernel.Norm norm : List.of(DecodeFusedKernel.Norm.LAYER,
+                DecodeFusedKernel.Norm.RMS)) {
+            DeviceBuffer b = norm == DecodeFusedKernel.Norm.LAYER ? normB : null;
+            DeviceBuffer xWant = f32(x0);
+            DeviceBuffer yWant = zeros((long) m * n * 2);
+            kernels.gemm.run(Epilogue.ACCUM_F32, stream, a, k, w, k, bias, xWant, n, m, n, k);
+            if (b != null) {
+                kernels.norm.layer(stream, xWant, yWant, normW, b, 1e-5f, m, n, false);
+            } else {
+                kernels.norm.rms(stream, xWant, yWant, normW, 1e-5f, m, n, false);
+            }
+            for (int round = 0; round < 2; round++) {
+                int sp = kernels.gemm.partials(false, stream, a, k, w, k, 0, m, n, k, work, null);
+                DeviceBuffer x = f32(x0);
+                DeviceBuffer y = zeros((long) m * n * 2);
+                kernels.fused.residualNorm(stream, work, sp, bias, x, y, norm, normW, b, 1e-5f,
+                        m, n, false);
+                String what = norm + " from " + sp + " splits, round " + round;
+                assertArrayEquals(readF32(xWant, m * n), readF32(x, m * n), "x, " + what);
+                assertArrayEquals(readBf16(yWant, m * n), readBf16(y, m * n), "y, " + what);
+            }
+        }
     }
 
     /**
