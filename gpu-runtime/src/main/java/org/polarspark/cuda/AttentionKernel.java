@@ -121,12 +121,18 @@ public final class AttentionKernel {
      * mixed (llama-2-7b B=8 0.3% faster, opt-6.7b Polar B=32 0.8% slower), hence 48 x 132 =
      * 6336 on an H100 until such launches ended with single splits ({@link #singleFrom}); with
      * those, 24 (same call, two rounds, ms at 24 / 48: llama-2-7b B=8 11.16 / 11.19, opt-6.7b
-     * B=16 10.99 / 11.03, Polar B=32 11.25 / 11.31; the others within noise). For llama-3-8b (4
-     * query heads per group, the tensor-core score path) pairs were 0.4-2.5% slower, so
-     * grouped-query shapes keep one split per block.
+     * B=16 10.99 / 11.03, Polar B=32 11.25 / 11.31; the others within noise). Since single-split
+     * passes read K and V evict-first in L2 (kernels/attention.cu kv_ld_u2; the pair form does
+     * not), 48 again (same call, two rounds, ms at 24 / 32 / 64, H100 2026-11-26): launches of
+     * 31 blocks per SM gained from single splits (llama-2-7b B=8 10.97 / 10.82 / 10.82, Polar
+     * B=16 11.28 / 11.09 / 11.13; opt-6.7b B=16 10.83 / 10.70 / 10.70, Polar B=32 10.62 / 10.55 /
+     * 10.55), while at 62 per SM they were mixed (opt-6.7b Polar B=64 17.34 / 17.34 / 17.40,
+     * dense B=32 16.35 / 16.35 / 16.27). For llama-3-8b (4 query heads per group, the
+     * tensor-core score path) pairs were 0.4-2.5% slower, so grouped-query shapes keep one
+     * split per block.
      */
     static final int PAIR_BLOCKS_PER_SM = Integer.getInteger("polar.attention.pairBlocksPerSm",
-            24);
+            48);
 
     /**
      * Whether a launch of n tokens x groupsPerToken groups x numSplits splits, with

@@ -17,18 +17,21 @@ class AttentionPairsTest {
 
     @Test
     void largeMhaLaunchesTakePairsAndBatchOneDoesNot() {
-        // llama-2-7b, 16 splits of 256 at 4096 positions, 32 groups of one head.
+        // llama-2-7b, 16 splits of 256 at 4096 positions, 32 groups of one head; pairs from 48
+        // split blocks per SM (6336 blocks).
         assertFalse(AttentionKernel.pairsFor(1, 32, 16, 1, H100_SMS), "B=1: 512 blocks");
-        assertTrue(AttentionKernel.pairsFor(8, 32, 16, 1, H100_SMS), "B=8: 4096 blocks");
+        assertFalse(AttentionKernel.pairsFor(8, 32, 16, 1, H100_SMS), "B=8: 4096 blocks");
         assertTrue(AttentionKernel.pairsFor(16, 32, 16, 1, H100_SMS), "B=16: 8192 blocks");
-        // Polar at density 0.5 selects 16 groups: B=32 has 8192 blocks, B=8 2048.
+        // Polar at density 0.5 selects 16 groups: B=32 has 8192 blocks, B=16 4096, B=8 2048.
         assertTrue(AttentionKernel.pairsFor(32, 16, 16, 1, H100_SMS));
+        assertFalse(AttentionKernel.pairsFor(16, 16, 16, 1, H100_SMS));
         assertFalse(AttentionKernel.pairsFor(8, 16, 16, 1, H100_SMS));
-        // opt-6.7b, 8 splits at 2048 positions: B=32 dense 8192 blocks, Polar B=32 4096,
-        // Polar B=16 2048.
+        // opt-6.7b, 8 splits at 2048 positions: B=32 dense 8192 blocks, Polar B=64 8192, Polar
+        // B=32 4096, dense B=16 4096.
         assertTrue(AttentionKernel.pairsFor(32, 32, 8, 1, H100_SMS));
-        assertTrue(AttentionKernel.pairsFor(32, 16, 8, 1, H100_SMS));
-        assertFalse(AttentionKernel.pairsFor(16, 16, 8, 1, H100_SMS));
+        assertTrue(AttentionKernel.pairsFor(64, 16, 8, 1, H100_SMS));
+        assertFalse(AttentionKernel.pairsFor(32, 16, 8, 1, H100_SMS));
+        assertFalse(AttentionKernel.pairsFor(16, 32, 8, 1, H100_SMS));
     }
 
     @Test
