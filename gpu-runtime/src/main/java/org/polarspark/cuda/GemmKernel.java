@@ -259,6 +259,33 @@ public final class GemmKernel {
             "polar.gemm.rowGatherSplit");
 
     /**
+     * Whether a plain projection of n output columns (a launcher-chosen tile, its own epilogue,
+     * not partials for a fused reduce) walks its K chunks in one block on the wgmma decode tiles
+     * (the same bits as split-K: the tile folds at the same chunk boundaries): when its
+     * 128-column tiles fill at least one wave of SMs and the last wave keeps at least
+     * {@link #UNSPLIT_LAST_WAVE} of the SMs streaming, enough of them to keep DRAM busy to the
+     * end, so the partials' traffic and the reduce cost more than the tail. H100, 2026-11-26,
+     * polar-bench, same call, two rounds, ms unsplit / split: llama-3-8b (gate/up 224 tiles, last
+     * wave 92 of 132; LM head 1002, last wave 78) B=16 11.98-11.99 / 12.06-12.08, B=48
+     * 24.84-24.86 / 24.97, Polar B=48 18.26-18.27 / 18.45-18.46, B=1 equal; but llama-2-7b
+     * (gate/up 172 tiles, last wave 40) B=1 6.20 / 6.01, B=8 10.92-10.94 / 10.77.
+     */
+    static boolean unsplitWide(int n, int sms) {
+        long tiles = (n + BN_WGD - 1) / BN_WGD;
+        long last = tiles % sms;
+        return tiles >= sms && (last == 0 || last >= UNSPLIT_LAST_WAVE * sms);
+    }
+
+    /** Whether the launcher runs a plain n-column projection unsplit here ({@link #unsplitWide}). */
+    boolean runsUnsplit(int n) {
+        return wgDecode != null && unsplitWide(n, sms);
+    }
+
+    /** Fraction of the SMs the last wave must keep busy (-Dpolar.gemm.unsplitLastWave; > 1: never). */
+    static final double UNSPLIT_LAST_WAVE = Double.parseDouble(System.getProperty(
+            "polar.gemm.unsplitLastWave", "0.5"));
+
+    /**
      * Columns per block of an unsplit row gather on the wgmma decode tile (which takes any
      * multiple of 8 up to 128, from its grid): the width whose blocks, one per SM, finish
      * soonest (fewest waves x columns; the wider on ties), so that the gather spreads over
@@ -577,7 +604,8 @@ public final class GemmKernel {
         // otherwise each block walks the chunks itself (same bits either way).
         boolean split = partialsOnly || splits > 1 && m <= BM && workspace != null
                 && (long) splits * m * n * 4 <= workspace.bytes()
-                && (idx == null || knLayout || !wholeRowGather(n));
+                && (idx == null || knLayout || !wholeRowGather(n))
+                && !(tile == Tile.AUTO && idx == null && !knLayout && runsUnsplit(n));
         DeviceBuffer work = split ? workspace : null;
         if (!split) {
             splits = 1;

@@ -161,6 +161,46 @@ class CudaKernelTest extends GpuTest {
     }
 
     /**
+     * A projection wide enough to run unsplit on the wgmma decode tiles ({@link
+     * GemmKernel#unsplitWide}: 200 tiles of 128 columns, 68 in the last wave of an H100's 132
+     * SMs) leaves the split-K workspace untouched, is within the output tolerance of the host
+     * reference, and has the bits of the same GEMM run split-K (3 chunks of 256).
+     */
+    @Test
+    void wideProjectionsRunUnsplitWithTheBitsOfSplitK() {
+        int m = 5;
+        int n = 25600;
+        int k = 768;
+        Assumptions.assumeTrue(kernels.gemm.runsUnsplit(n),
+                "this GPU runs N=" + n + " split (no wgmma decode tile, or another SM count)");
+        Random r = new Random(29);
+        float[] a = Bf16.round(random(r, m * k, 1.0));
+        float[] w = Bf16.round(random(r, n * k, 1.0 / Math.sqrt(k)));
+        float[] bias = Bf16.round(random(r, n, 0.5));
+        float[] expected = gemmReference(Epilogue.SWIGLU_BF16, a, k, w, bias, null, m, n, k);
+        DeviceBuffer da = bf16(a);
+        DeviceBuffer dw = bf16(w);
+        DeviceBuffer db = bf16(bias);
+        long workBytes = 64L << 20;
+        DeviceBuffer work = zeros(workBytes);
+        DeviceBuffer unsplit = zeros((long) m * (n / 2) * 2);
+        kernels.gemm.run(Epilogue.SWIGLU_BF16, stream, da, k, dw, k, db, unsplit, n / 2, m, n, k,
+                work);
+        float[] got = read16(CudaDtype.BF16, unsplit, m * (n / 2));
+        assertClose("unsplit SwiGLU M=" + m + " N=" + n + " K=" + k, expected, got,
+                BF16_OUT_RTOL, BF16_OUT_RTOL);
+        float[] untouched = readF32(work, (int) (workBytes / 4));
+        for (int i = 0; i < untouched.length; i++) {
+            assertEquals(0f, untouched[i], "split-K workspace written at float " + i);
+        }
+        DeviceBuffer split = zeros((long) m * (n / 2) * 2);
+        kernels.gemm.runTile(GemmKernel.Tile.WGMMA_TMA, Epilogue.SWIGLU_BF16, stream, da, k, dw,
+                k, db, split, n / 2, m, n, k, work);
+        assertArrayEquals(read16(CudaDtype.BF16, split, m * (n / 2)), got,
+                "unsplit vs split-K bits");
+    }
+
+    /**
      * One random GEMM (bias on odd M) run on each tile, also with a split-K workspace if
      * {@code splitK}: every result within the output tolerance of the host reference and bit for
      * bit equal to the first tile's ({@code firstTile} names it in failures).

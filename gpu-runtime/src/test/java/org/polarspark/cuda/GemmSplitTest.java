@@ -1,6 +1,7 @@
 package org.polarspark.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
@@ -53,6 +54,21 @@ class GemmSplitTest {
             long waves128 = ((n + 127) / 128 + H100_SMS - 1) / H100_SMS;
             assertTrue(waves * bn <= waves128 * 128, what);
         }
+    }
+
+    @Test
+    void wideProjectionsRunUnsplitWhenTheirLastWaveKeepsHalfTheSmsBusy() {
+        // llama-3-8b gate/up (28672 columns: 224 tiles, last wave 92 of 132) and LM head (128256:
+        // 1002 tiles, last wave 78) run unsplit; llama-2-7b gate/up (22016: 172 tiles, last wave
+        // 40) stays split, as do projections of less than a wave (opt-6.7b fc1, 128 tiles).
+        assertTrue(GemmKernel.unsplitWide(28672, H100_SMS));
+        assertTrue(GemmKernel.unsplitWide(128256, H100_SMS));
+        assertFalse(GemmKernel.unsplitWide(22016, H100_SMS));
+        assertFalse(GemmKernel.unsplitWide(16384, H100_SMS));
+        assertFalse(GemmKernel.unsplitWide(4096, H100_SMS));
+        // Whole waves: 264 tiles on 132 SMs; one column past them starts a nearly empty wave.
+        assertTrue(GemmKernel.unsplitWide(264 * 128, H100_SMS));
+        assertFalse(GemmKernel.unsplitWide(264 * 128 + 1, H100_SMS));
     }
 
     @Test
