@@ -79,9 +79,9 @@ class BadInputTest extends JobTestBase {
     @Test
     void badRowsBecomeErrorRowsWithClearMessagesAndTheJobSucceeds() {
         String out = tmp.resolve("out").toString();
-        int failed = SparkTests.FAILED_TASKS.get();
+        int failed = SparkTests.failedTasks();
         JobSummary summary = PolarJob.run(spark(), config(out));
-        assertEquals(failed, SparkTests.FAILED_TASKS.get());
+        assertEquals(failed, SparkTests.failedTasks());
         Map<String, Row> rows = SparkTests.byKey(out);
         assertEquals(11 * 2, rows.size(), "every input row, n samples each: " + rows.keySet());
         Map<String, String> expectedErrors = Map.of(

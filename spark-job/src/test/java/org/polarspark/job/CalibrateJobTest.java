@@ -93,7 +93,7 @@ class CalibrateJobTest {
         StageTasks collect = new StageTasks(CalibrateJob.COLLECT_STAGE);
         SparkTests.spark().sparkContext().addSparkListener(train);
         SparkTests.spark().sparkContext().addSparkListener(collect);
-        int failedBefore = SparkTests.FAILED_TASKS.get();
+        int failedBefore = SparkTests.failedTasks();
         CalibrateJob.Summary s;
         try {
             s = CalibrateJob.run(SparkTests.spark(), config("--calibration-keep-spill", "true"));
@@ -102,7 +102,7 @@ class CalibrateJobTest {
             SparkTests.spark().sparkContext().removeSparkListener(train);
             SparkTests.spark().sparkContext().removeSparkListener(collect);
         }
-        assertEquals(failedBefore, SparkTests.FAILED_TASKS.get(), "no task was retried");
+        assertEquals(failedBefore, SparkTests.failedTasks(), "no task was retried");
         ModelConfig mc = ModelConfig.load(OPT.resolve("config.json"));
         int layers = mc.numLayers();
 

@@ -72,9 +72,9 @@ class GenerateJobTest extends JobTestBase {
                 "model", OPT.toString(), "id-column", "id", "max-tokens", "6",
                 "temperature", "0.8", "top-k", "50", "seed", "11", "n", "2", "logprobs", "2",
                 "stop", "\\n", "passthrough", "prompt", "backend", "cpu");
-        int failed = SparkTests.FAILED_TASKS.get();
+        int failed = SparkTests.failedTasks();
         JobSummary summary = PolarJob.run(spark(), cfg);
-        assertEquals(failed, SparkTests.FAILED_TASKS.get(), "no task was retried");
+        assertEquals(failed, SparkTests.failedTasks(), "no task was retried");
 
         // exactly one row per (prompt, sample), keyed by the input's ids
         Map<String, Row> rows = SparkTests.byKey(out);

@@ -171,11 +171,11 @@ class PolarJobTest extends JobTestBase {
         List<JsonNode> prompts = shortPrompts(6);
         Path input = promptsFile(tmp, prompts);
         String out = tmp.resolve("out").toString();
-        int failed = SparkTests.FAILED_TASKS.get();
+        int failed = SparkTests.failedTasks();
         JobSummary summary = PolarJob.run(spark(), SparkTests.config("input", input.toString(),
                 "output", out, "model", polarModel.toString(), "id-column", "id",
                 "max-tokens", "5", "temperature", "0", "backend", "cpu", "polar", "true"));
-        assertEquals(failed, SparkTests.FAILED_TASKS.get(), "no task was retried");
+        assertEquals(failed, SparkTests.failedTasks(), "no task was retried");
 
         Map<String, Row> rows = SparkTests.byKey(out);
         assertEquals(prompts.size(), rows.size());

@@ -58,13 +58,13 @@ class RetryTest extends JobTestBase {
         String retried = tmp.resolve("retried").toString();
         Path marker = tmp.resolve("failed-once");
 
-        int failedBefore = SparkTests.FAILED_TASKS.get();
+        int failedBefore = SparkTests.failedTasks();
         PolarJob.run(spark(), SparkTests.config(with(common, "output", clean)));
-        assertEquals(failedBefore, SparkTests.FAILED_TASKS.get());
+        assertEquals(failedBefore, SparkTests.failedTasks());
         PolarJob.run(spark(), SparkTests.config(with(common, "output", retried,
                 "test.fail-once-marker", marker.toString(), "test.fail-partition", "1")));
         assertTrue(Files.exists(marker), "the failure was injected");
-        assertEquals(failedBefore + 1, SparkTests.FAILED_TASKS.get(), "one attempt failed");
+        assertEquals(failedBefore + 1, SparkTests.failedTasks(), "one attempt failed");
 
         Map<String, List<List<Object>>> a = content(clean);
         Map<String, List<List<Object>>> b = content(retried);

@@ -51,6 +51,16 @@ final class SparkTests {
         return spark;
     }
 
+    /**
+     * Failed task attempts so far, read once the listener bus has delivered every event posted
+     * before the call: a test that reads the count before its job must not see a previous test's
+     * failures arrive late (CalibrateJobTest's no-GPU case fails three attempts on purpose).
+     */
+    static int failedTasks() {
+        spark().sparkContext().listenerBus().waitUntilEmpty();
+        return FAILED_TASKS.get();
+    }
+
     /** The repository root (the folder holding datasets/). */
     static Path repoRoot() {
         Path p = Path.of("").toAbsolutePath();
