@@ -282,8 +282,23 @@ public final class GemmKernel {
     }
 
     /** Fraction of the SMs the last wave must keep busy (-Dpolar.gemm.unsplitLastWave; > 1: never). */
-    static final double UNSPLIT_LAST_WAVE = Double.parseDouble(System.getProperty(
-            "polar.gemm.unsplitLastWave", "0.5"));
+    static final double UNSPLIT_LAST_WAVE = nonNegative("polar.gemm.unsplitLastWave", 0.5);
+
+    private static double nonNegative(String key, double fallback) {
+        String v = System.getProperty(key);
+        if (v == null) {
+            return fallback;
+        }
+        try {
+            double d = Double.parseDouble(v.trim());
+            if (d >= 0) {
+                return d;
+            }
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new IllegalArgumentException("-D" + key + "=" + v + ": expected a number >= 0");
+    }
 
     /**
      * Columns per block of an unsplit row gather on the wgmma decode tile (which takes any

@@ -57,7 +57,11 @@ final class SparkTests {
      * failures arrive late (CalibrateJobTest's no-GPU case fails three attempts on purpose).
      */
     static int failedTasks() {
-        spark().sparkContext().listenerBus().waitUntilEmpty();
+        try {
+            spark().sparkContext().listenerBus().waitUntilEmpty();
+        } catch (java.util.concurrent.TimeoutException e) {
+            throw new IllegalStateException("Spark's listener bus did not drain", e);
+        }
         return FAILED_TASKS.get();
     }
 
