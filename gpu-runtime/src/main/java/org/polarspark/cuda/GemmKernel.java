@@ -272,8 +272,8 @@ public final class GemmKernel {
      */
     static boolean unsplitWide(int n, int sms) {
         long tiles = (n + BN_WGD - 1) / BN_WGD;
-        long last = tiles % sms;
-        return tiles >= sms && (last == 0 || last >= UNSPLIT_LAST_WAVE * sms);
+        long last = tiles % sms == 0 ? sms : tiles % sms;  // SMs busy in the last wave
+        return tiles >= sms && last >= UNSPLIT_LAST_WAVE * sms;
     }
 
     /** Whether the launcher runs a plain n-column projection unsplit here ({@link #unsplitWide}). */
