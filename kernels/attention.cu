@@ -11,12 +11,12 @@
 //   base 2) and the unnormalised output o = sum_p exp2(score_p - m) v_p, into
 //   part_o fp32 [n, num_heads, parts, head_dim] and part_ml fp32 [n, num_heads, parts, 2]
 //   (parts = num_splits, or att_parts(num_splits, single_from) with _pairs).
-// attention_decode_paged_g<G>_pipe_bf16 (pass 1 for head_dim 128 and 2, 4 or 8 query heads per
-//   group): the same partials from K and V staged through shared memory (see below).
+// attention_decode_paged_g<G>_pipe[_pairs]_bf16 (pass 1 for head_dim 128 and 2, 4 or 8 query
+//   heads per group): the same partials from K and V staged through shared memory (see below).
 // attention_combine_bf16 (pass 2): merges the partials of every (token, selected head) and
 //   writes att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros,
 //   so they contribute zero to o_proj. scheme 0: the splits' partials in one merge (shapes
-//   that never run pairs: more than one query head per group); 1: the same partials, merged
+//   that never run pairs: more than one query head per group off the pipelined kernel); 1: the same partials, merged
 //   pair by pair first (att_pair) as _pairs blocks do; 2: the _pairs blocks' partials (with
 //   the same single_from). Schemes 1 and 2 give the same bits, so a token's result does not
 //   depend on its launch's mode.
@@ -668,9 +668,13 @@ ATT_ENTRY(1, 1, true, _full_pairs, 4, true)
 ATT_ENTRY(1, 2, true, _full_pairs, 1, true)
 
 // ---- Pipelined decode for the exact head_dim-128 shapes (attention_decode_paged_g<G>_pipe_bf16)
-// Same arguments (plus table_ready, below), grid, partials and combine (scheme 0) as the kernels
-// above, for heads = G * kv_heads with G = 2, 4 or 8 and head_dim = 128 exactly (llama-3's
-// shape). The split is walked in stages of PS positions whose K and V rows are copied into
+// Same arguments (plus table_ready, below), grid and partials as the kernels above, for heads =
+// G * kv_heads with G = 2, 4 or 8 and head_dim = 128 exactly (llama-3's shape); its partials are
+// merged pair by pair (combine schemes 1 and 2), and _pipe_pairs runs both splits of a pair
+// (split_len a multiple of PS) in one block, the ring running on across them, and merges them
+// in registers as att_write_partial does: one partial written for two splits (those writes cost
+// more than their bytes: standalone harness, H100, llama-3-8b's pass at N = 8192, B=48: 583 us,
+// 543 without the part_o stores, 553 as pairs with the last pair as single splits). The split is walked in stages of PS positions whose K and V rows are copied into
 // shared memory by cp.async, NST stages in a ring: while a stage is computed the next
 // NST - 1 are in flight without holding registers (the loads of the kernels above wait in
 // registers, which bounds the bytes in flight per SM: H100, llama-3-8b B=48, 2.5 TB/s). A stage,
@@ -686,16 +690,16 @@ ATT_ENTRY(1, 2, true, _full_pairs, 1, true)
 // zero-filled. Positions and dims of a stage are in a fixed order, so a token's result never
 // depends on the launch. Against the kernels above: p enters P V rounded to 16 bits (as in the
 // prefill kernel), and the stage length sets where the running max is taken. Shared memory (bytes): NST * 2 * PS * 272 (ring) + 2048 (q fragments)
-// + G * (PS + 8) * 4 (scores) + G * 16 (statistics).
+// + G * (PS + 8) * 4 (scores) + G * 16 (statistics) + G * 8 (a pair's first split's m and l).
 #define ATP_LD 136  // bf16 per shared row: 128 + 8
-template <int G, int PS, int NST>
+template <int G, int PS, int NST, bool PAIRS>
 __device__ __forceinline__ void attention_decode_pipe_body(
     const bf16* __restrict__ qkv, int row_stride, float scale, const bf16* __restrict__ k_cache,
     const bf16* __restrict__ v_cache, const int* __restrict__ block_table, int max_blocks,
     int block_size, const int* __restrict__ row_of, const int* __restrict__ pos_of,
     const int* __restrict__ group_idx, int groups_per_token, int num_heads, int num_kv_heads,
     int split_len, int num_splits, float* __restrict__ part_o, float* __restrict__ part_ml,
-    int table_ready) {
+    int table_ready, int single_from) {
     constexpr int D = 128, KD = D / 16, MT = PS / 16, SCL = PS + 8;
     constexpr int STAGE = 2 * PS * ATP_LD;  // bf16 of a stage: K rows, then V rows
     static_assert(PS % 16 == 0 && MT <= ATT_WARPS && G <= 8 && NST >= 2, "stage shape");
@@ -712,20 +716,30 @@ __device__ __forceinline__ void attention_decode_pipe_body(
     const int t = blockIdx.x, y = blockIdx.y, z = blockIdx.z;
     const int g = group_idx ? group_idx[t * groups_per_token + y] : y;
     const int len = pos_of[t] + 1;
-    const size_t part = ((size_t)t * num_heads + g * G) * num_splits + z;
-    const int start = z * split_len;
+    // Partial z: split z, or (PAIRS) for z < pair_parts the splits 2z and 2z + 1 one after
+    // the other (the ring runs on across them), merged as att_write_partial merges a pair.
+    const int pair_parts = PAIRS ? att_pair_parts(num_splits, single_from) : 0;
+    const int nparts = PAIRS ? att_parts(num_splits, single_from) : num_splits;
+    const int s_first = PAIRS && z < pair_parts ? 2 * z : PAIRS ? pair_parts + z : z;
+    const int s_last = PAIRS && z < pair_parts ? min(num_splits, s_first + 2) - 1 : s_first;
+    const size_t part = ((size_t)t * num_heads + g * G) * nparts + z;
+    const int start = s_first * split_len;
     const bool early = !wait_first && start + (NST - 1) * PS <= len - 1;
     if (start >= len) {
         if (!wait_first) pdl_wait();  // before the first write
-        att_empty_partial(part_ml, part, G, num_splits);
+        att_empty_partial(part_ml, part, G, nparts);
         return;
     }
-    const int end = min(len, start + split_len);
+    const int end = min(len, (s_last + 1) * split_len);
     const int nst = (end - start + PS - 1) / PS;
+    // Stages of the first split (split_len % PS == 0 with pairs, host-checked); a second split
+    // runs from stage spl on when it has positions.
+    const int spl = PAIRS ? split_len / PS : nst;
     bf16* ring = reinterpret_cast<bf16*>(smem);
     unsigned* qb = reinterpret_cast<unsigned*>(ring + NST * STAGE);  // [KD][2][32]
     float* sc = reinterpret_cast<float*>(qb + KD * 2 * 32);          // [G][SCL]
     float* stat = sc + G * SCL;                                        // [G][4]
+    float* first_ml = stat + G * 4;  // PAIRS: the first split's m and l [G][2]
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const float qscale = scale * 1.4426950408889634f;
     const bool pow2 = (block_size & (block_size - 1)) == 0;
@@ -780,12 +794,17 @@ __device__ __forceinline__ void attention_decode_pipe_body(
     // 16 * warp + 8 * nt + (lane % 4) * 2 (+1).
     const int h = lane >> 2;
     float oacc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    float o1[2][2] = {{0.f, 0.f}, {0.f, 0.f}}, m1 = -INFINITY, l1 = 0.f;  // PAIRS: first split
 #pragma unroll 1
     for (int s = 0; s < nst; s++) {
         cp_async_wait<NST - 2>();
         __syncthreads();  // stage s landed for every thread; stage s - 1 fully read
         if (s + NST - 1 < nst) load_stage(s + NST - 1);
         cp_async_commit();
+        if (PAIRS && s == spl && tid < G) {  // the second split's fresh statistics (every
+            stat[tid * 4 + 1] = -INFINITY;    // thread read the first's before the barrier)
+            stat[tid * 4 + 2] = 0.f;
+        }
         const bf16* dk = ring + (s % NST) * STAGE;
         const bf16* dv = dk + PS * ATP_LD;
         const int tl = min(PS, end - (start + s * PS));
@@ -827,32 +846,68 @@ __device__ __forceinline__ void attention_decode_pipe_body(
             mma_16816(oacc[0], a, b[0], b[1]);
             mma_16816(oacc[1], a, b[2], b[3]);
         }
+        if (PAIRS && s == spl - 1 && nst > spl) {  // the first split ends, a second follows
+            if (h < G) {
+                m1 = stat[h * 4 + 1];
+                l1 = stat[h * 4 + 2];
+            }
+            if (tid < G) {
+                first_ml[tid * 2] = stat[tid * 4 + 1];
+                first_ml[tid * 2 + 1] = stat[tid * 4 + 2];
+            }
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++) {
+                o1[nt][0] = oacc[nt][0];
+                o1[nt][1] = oacc[nt][1];
+                oacc[nt][0] = oacc[nt][1] = 0.f;
+            }
+        }
     }
     cp_async_wait<0>();
+    const bool merged = PAIRS && nst > spl;
     if (h < G) {
-        float* o = part_o + (part + (size_t)h * num_splits) * D + warp * 16 + (lane & 3) * 2;
+        float* o = part_o + (part + (size_t)h * nparts) * D + warp * 16 + (lane & 3) * 2;
+        float wa = 0.f, wb = 0.f;
+        if (merged) {
+            float mp;
+            att_pair(m1, stat[h * 4 + 1], mp, wa, wb);
+        }
 #pragma unroll
-        for (int nt = 0; nt < 2; nt++)
-            *reinterpret_cast<float2*>(o + nt * 8) = make_float2(oacc[nt][0], oacc[nt][1]);
+        for (int nt = 0; nt < 2; nt++) {
+            float2 v = make_float2(oacc[nt][0], oacc[nt][1]);
+            if (merged) {
+                v.x = att_pair_mix(o1[nt][0], wa, true, v.x, wb, true);
+                v.y = att_pair_mix(o1[nt][1], wa, true, v.y, wb, true);
+            }
+            *reinterpret_cast<float2*>(o + nt * 8) = v;
+        }
     }
     if (tid < G) {
-        const size_t p = part + (size_t)tid * num_splits;
-        part_ml[p * 2] = stat[tid * 4 + 1];
-        part_ml[p * 2 + 1] = stat[tid * 4 + 2];
+        const size_t p = part + (size_t)tid * nparts;
+        float m = stat[tid * 4 + 1], l = stat[tid * 4 + 2];
+        if (merged) {
+            float mp, wa, wb;
+            att_pair(first_ml[tid * 2], m, mp, wa, wb);
+            l = att_pair_mix(first_ml[tid * 2 + 1], wa, true, l, wb, true);
+            m = mp;
+        }
+        part_ml[p * 2] = m;
+        part_ml[p * 2 + 1] = l;
     }
 }
 
-#define ATT_PIPE_ENTRY(G_, PS_, NST_, MINB_)                                                    \
+#define ATT_PIPE_ENTRY(G_, PS_, NST_, MINB_, SUFFIX_, PAIRS_)                                  \
     extern "C" __global__ void __launch_bounds__(ATT_THREADS, MINB_)                            \
-        attention_decode_paged_g##G_##_pipe_bf16(                                               \
+        attention_decode_paged_g##G_##_pipe##SUFFIX_##_bf16(                                    \
             const bf16* qkv, int row_stride, float scale, const bf16* k_cache,                  \
             const bf16* v_cache, const int* block_table, int max_blocks, int block_size,        \
             const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
             int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
-            float* part_o, float* part_ml, int table_ready) {                                   \
-        attention_decode_pipe_body<G_, PS_, NST_>(qkv, row_stride, scale, k_cache, v_cache,     \
-            block_table, max_blocks, block_size, row_of, pos_of, group_idx, groups_per_token,   \
-            num_heads, num_kv_heads, split_len, num_splits, part_o, part_ml, table_ready);      \
+            float* part_o, float* part_ml, int table_ready, int single_from) {                  \
+        attention_decode_pipe_body<G_, PS_, NST_, PAIRS_>(qkv, row_stride, scale, k_cache,      \
+            v_cache, block_table, max_blocks, block_size, row_of, pos_of, group_idx,            \
+            groups_per_token, num_heads, num_kv_heads, split_len, num_splits, part_o, part_ml,  \
+            table_ready, single_from);                                                          \
     }
 
 // 64-position stages, 3 in the ring: 107-109 KB of shared memory, two blocks per SM. Measured
@@ -860,9 +915,12 @@ __device__ __forceinline__ void attention_decode_pipe_body(
 // per SM) were no faster; one query head per group (MHA) stays on the kernels above (this one
 // was 3-7% slower there); several splits per block, the ring running on across them, gained
 // nothing (the pipeline's fill is not what it waits on).
-ATT_PIPE_ENTRY(2, 64, 3, 2)
-ATT_PIPE_ENTRY(4, 64, 3, 2)
-ATT_PIPE_ENTRY(8, 64, 3, 2)
+ATT_PIPE_ENTRY(2, 64, 3, 2, , false)
+ATT_PIPE_ENTRY(4, 64, 3, 2, , false)
+ATT_PIPE_ENTRY(8, 64, 3, 2, , false)
+ATT_PIPE_ENTRY(2, 64, 3, 2, _pairs, true)
+ATT_PIPE_ENTRY(4, 64, 3, 2, _pairs, true)
+ATT_PIPE_ENTRY(8, 64, 3, 2, _pairs, true)
 
 // The combine's common case (head_dim 128, at most 32 partials of a head): every load issued
 // at once instead of in dependent rounds (table, then m, then l, then o), the bits of

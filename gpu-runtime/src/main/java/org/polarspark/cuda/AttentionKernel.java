@@ -15,13 +15,13 @@ import jcuda.driver.JCudaDriver;
  *          for the G = heads / kvHeads query heads of group g (K/V read once per group)
  *          partO fp32 [n, heads, parts, headDim], partMl fp32 [n, heads, parts, 2]
  * combine: att bf16 [n, heads * headDim]: the selected heads, and zeros for the others
- * pairs:   for one query head per KV group, adjacent splits 2p, 2p + 1 are merged in a fixed
- *          way before the pairs are combined; with pairs on, one block runs both splits of a
- *          pair and writes the merged pair (parts = ceil(numSplits / 2)), otherwise each split
- *          is a partial (parts = numSplits) and the combine merges the pairs. Same arithmetic,
- *          same bits: only the number of blocks and the partial traffic change
- *          ({@link #pairsFor}). Grouped-query shapes never run pairs and merge all splits at
- *          once.
+ * pairs:   for one query head per KV group and the pipelined kernel's shapes, adjacent
+ *          splits 2p, 2p + 1 are merged in a fixed way before the pairs are combined; with
+ *          pairs on, one block runs both splits of a pair and writes the merged pair (parts =
+ *          ceil(numSplits / 2)), otherwise each split is a partial (parts = numSplits) and the
+ *          combine merges the pairs. Same arithmetic, same bits: only the number of blocks and
+ *          the partial traffic change ({@link #pairsFor}). Other grouped-query shapes never
+ *          run pairs and merge all splits at once.
  * pipe:    head_dim 128 with 2, 4 or 8 query heads per group runs a kernel that stages K and V
  *          through shared memory (same partials; {@link #pipeFor}).
  * q = first heads*headDim columns of qkv bf16 [n, rowStride]; score = q.k * scale
@@ -43,6 +43,8 @@ public final class AttentionKernel {
     private final CUfunction[][] decodePairs = new CUfunction[2][2];
     /** Pipelined kernels for head_dim 128, [log2 G - 1] (see {@link #pipeFor}). */
     private final CUfunction[] decodePipe = new CUfunction[3];
+    /** The same with pairs of splits per block. */
+    private final CUfunction[] decodePipePairs = new CUfunction[3];
     private final CUfunction combine;
     /** Dynamic shared memory enabled so far, per kernel. */
     private final Map<CUfunction, Integer> sharedOptIn = new IdentityHashMap<>();
@@ -63,6 +65,8 @@ public final class AttentionKernel {
         }
         for (int gi = 1; gi < 4; gi++) {
             decodePipe[gi - 1] = m.function("attention_decode_paged_g" + (1 << gi) + "_pipe_bf16");
+            decodePipePairs[gi - 1] = m.function("attention_decode_paged_g" + (1 << gi)
+                    + "_pipe_pairs_bf16");
         }
         combine = m.function("attention_combine_bf16");
     }
@@ -97,8 +101,29 @@ public final class AttentionKernel {
      */
     static int pipeSharedBytes(int groupSize) {
         return PIPE_RING * 2 * PIPE_STAGE * 136 * 2 + 8 * 2 * 32 * 4
-                + groupSize * (PIPE_STAGE + 8) * 4 + groupSize * 16;
+                + groupSize * (PIPE_STAGE + 8) * 4 + groupSize * 16 + groupSize * 8;
     }
+
+    /**
+     * Whether a launch of this shape may run pairs of splits per block: one query head per
+     * group (the kernels with loads in registers), or the pipelined kernel's shapes with splits
+     * of whole stages (a stage never straddles the pair's two splits).
+     */
+    static boolean pairsAllowed(int heads, int kvHeads, int headDim, int splitLen) {
+        return heads == kvHeads
+                || pipeFor(heads, kvHeads, headDim) && splitLen % PIPE_STAGE == 0;
+    }
+
+    /**
+     * Pass-1 blocks per SM from which the pipelined kernel runs pairs of splits per block
+     * (-Dpolar.attention.pipePairBlocksPerSm). A pair block writes one partial for two splits:
+     * the partials' writes cost more than their bytes (standalone harness on the H100,
+     * 2026-11-26, llama-3-8b's pass at N = 8192 without its part_o stores: 583 -> 543 us at
+     * B=48, 197 -> 186 us at B=16), and pairs halve them: 583 -> 553 us at B=48, 197 -> 192 at
+     * B=16 (with the last pair as single splits).
+     */
+    static final int PIPE_PAIR_BLOCKS_PER_SM = Integer.getInteger(
+            "polar.attention.pipePairBlocksPerSm", 16);
 
     /**
      * Dynamic shared memory of the decode kernel (floats): q [G][D], scores [G][SUB], statistics
@@ -128,8 +153,9 @@ public final class AttentionKernel {
      * B=16 11.28 / 11.09 / 11.13; opt-6.7b B=16 10.83 / 10.70 / 10.70, Polar B=32 10.62 / 10.55 /
      * 10.55), while at 62 per SM they were mixed (opt-6.7b Polar B=64 17.34 / 17.34 / 17.40,
      * dense B=32 16.35 / 16.35 / 16.27). For llama-3-8b (4 query heads per group, the
-     * tensor-core score path) pairs were 0.4-2.5% slower, so grouped-query shapes keep one
-     * split per block.
+     * tensor-core score path of the kernels with loads in registers) pairs were 0.4-2.5%
+     * slower, so those grouped-query shapes keep one split per block (the pipelined kernel's
+     * shapes: {@link #PIPE_PAIR_BLOCKS_PER_SM}).
      */
     static final int PAIR_BLOCKS_PER_SM = Integer.getInteger("polar.attention.pairBlocksPerSm",
             48);
@@ -144,6 +170,19 @@ public final class AttentionKernel {
                             int sms) {
         return numSplits > 1 && queryHeadsPerGroup == 1
                 && (long) n * groupsPerToken * numSplits >= (long) PAIR_BLOCKS_PER_SM * sms;
+    }
+
+    /**
+     * As above for a model's shape: the pipelined kernel's shapes (see {@link #pairsAllowed})
+     * run pairs from {@link #PIPE_PAIR_BLOCKS_PER_SM} blocks per SM.
+     */
+    static boolean pairsFor(int n, int groupsPerToken, int numSplits, int heads, int kvHeads,
+                            int headDim, int splitLen, int sms) {
+        if (heads == kvHeads || !pairsAllowed(heads, kvHeads, headDim, splitLen)) {
+            return pairsFor(n, groupsPerToken, numSplits, heads / Math.max(1, kvHeads), sms);
+        }
+        return numSplits > 1
+                && (long) n * groupsPerToken * numSplits >= (long) PIPE_PAIR_BLOCKS_PER_SM * sms;
     }
 
     /** Partials per (token, head) of a launch. */
@@ -250,16 +289,18 @@ public final class AttentionKernel {
         }
         int chunks = headDim <= 128 ? 1 : 2;
         boolean full = heads == (kvHeads << gi) && headDim == 128 * chunks;
-        boolean pipe = pipeFor(heads, kvHeads, headDim);  // never with pairs (g > 1)
+        boolean pipe = pipeFor(heads, kvHeads, headDim);
         String k = "attention_decode_paged_g" + (1 << gi) + (pipe ? "_pipe" : "_c" + chunks
-                + (full ? "_full" : "") + (pairs ? "_pairs" : "")) + "_bf16";
+                + (full ? "_full" : "")) + (pairs ? "_pairs" : "") + "_bf16";
         String shapes = "n=" + n + " heads=" + heads + " kv_heads=" + kvHeads + " head_dim="
                 + headDim + " splits=" + numSplits + "x" + splitLen + (pairs ? " (pairs)" : "");
         Check.positive(k, "n", n);
         Check.that(heads % kvHeads == 0, k, "heads must be a multiple of kv_heads (" + shapes + ")");
         int g = heads / kvHeads;
-        Check.that(!pairs || g == 1, k, "pairs of splits per block take one query head per KV"
-                + " group (" + shapes + ")");
+        Check.that(!pairs || pairsAllowed(heads, kvHeads, headDim, splitLen), k, "pairs of"
+                + " splits per block take one query head per KV group, or the pipelined kernel's"
+                + " shapes with splits of whole " + PIPE_STAGE + "-position stages (" + shapes
+                + ")");
         Check.that(g <= MAX_GROUP, k, "at most " + MAX_GROUP + " query heads per KV group, got "
                 + g + " (" + shapes + ")");
         Check.that(headDim % 4 == 0 && headDim <= MAX_HEAD_DIM, k, "head_dim must be a multiple"
@@ -278,7 +319,8 @@ public final class AttentionKernel {
         Check.fits(k, "part_ml", partMl, (long) n * heads * parts * 2, 4);
         Check.fitsOrNull(k, "group_idx", groupIdx, (long) n * groupsPerToken, 4);
         int smem = pipe ? pipeSharedBytes(g) : sharedBytes(g, headDim, pairs);
-        CUfunction fn = pipe ? decodePipe[gi - 1] : pairs ? decodePairs[chunks - 1][full ? 1 : 0]
+        CUfunction fn = pipe ? (pairs ? decodePipePairs : decodePipe)[gi - 1]
+                : pairs ? decodePairs[chunks - 1][full ? 1 : 0]
                 : (full ? decodeFull : decode)[gi][chunks - 1];
         if (smem > 48 * 1024 && smem > sharedOptIn.getOrDefault(fn, 0)) {
             Cuda.check(JCudaDriver.cuFuncSetAttribute(fn,
@@ -292,9 +334,8 @@ public final class AttentionKernel {
                 .i(numSplits).ptr(partO).ptr(partMl);
         if (pipe) {
             args.i(tableReady ? 1 : 0);
-        } else {
-            args.i(singleFrom);
         }
+        args.i(singleFrom);
         args.launch(dependent && PDL, fn, k, n, groupsPerToken, parts, THREADS, smem, s,
                 shapes);
     }
@@ -350,9 +391,12 @@ public final class AttentionKernel {
                  int n) {
         String k = "attention_combine_bf16";
         Check.fits(k, "att", att, (long) n * heads * headDim, 2);
-        Check.that(!pairs || heads == kvHeads, k, "pairs of splits take one query head per KV"
-                + " group");
-        int scheme = heads != kvHeads ? 0 : pairs ? 2 : 1;
+        boolean pipe = pipeFor(heads, kvHeads, headDim);
+        Check.that(!pairs || heads == kvHeads || pipe, k, "pairs of splits take one query head"
+                + " per KV group, or the pipelined kernel's shapes");
+        // Shapes that may run pairs merge the splits pair by pair in either mode (schemes 1
+        // and 2: the same bits); the others all at once (0).
+        int scheme = heads != kvHeads && !pipe ? 0 : pairs ? 2 : 1;
         KernelArgs args = new KernelArgs().ptr(att).ptr(partO).ptr(partMl).ptr(groupIdx)
                 .i(groupsPerToken).i(heads).i(kvHeads).i(headDim).i(numSplits).i(scheme)
                 .i(regs ? 1 : 0).i(singleFrom);

@@ -1112,8 +1112,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private void attention(DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer table, int groups,
                            int splitLen, int splits, int n, boolean tableReady) {
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
-        boolean pairs = AttentionKernel.pairsFor(n, groups, splits,
-                c.numHeads() / c.numKvHeads(), ctx.multiprocessors());
+        boolean pairs = AttentionKernel.pairsFor(n, groups, splits, c.numHeads(),
+                c.numKvHeads(), c.headDim(), splitLen, ctx.multiprocessors());
         // Programmatic dependents in decode steps, unless the group table comes from a router
         // run just before (then the pass must wait for it first anyway, and its early-resident
         // blocks only take SMs from the MLP router on the side stream: H100, 2026-11-26, same

@@ -3,6 +3,7 @@ package org.polarspark.cuda;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import org.junit.jupiter.api.Test;
 
@@ -70,12 +71,34 @@ class AttentionPairsTest {
     }
 
     @Test
-    void groupedQueryShapesAndSingleSplitsNever() {
-        // llama-3-8b: 4 query heads per group, whatever the launch size.
+    void groupedQueryShapesOnlyOnThePipelinedKernel() {
+        // The kernels with loads in registers: one query head per group only.
         assertFalse(AttentionKernel.pairsFor(48, 8, 32, 4, H100_SMS));
         assertFalse(AttentionKernel.pairsFor(4096, 8, 32, 8, H100_SMS));
+        assertFalse(AttentionKernel.pairsFor(4096, 8, 32, 32, 8, 64, 256, H100_SMS),
+                "head_dim 64: not the pipelined kernel");
         // One split: nothing to pair.
         assertFalse(AttentionKernel.pairsFor(100_000, 32, 1, 1, H100_SMS));
+        assertFalse(AttentionKernel.pairsFor(100_000, 8, 1, 32, 8, 128, 256, H100_SMS));
+    }
+
+    @Test
+    void pipelinedShapesPairFromSixteenBlocksPerSm() {
+        assumeTrue(AttentionKernel.PIPE, "-Dpolar.attention.pipe=false");
+        // llama-3-8b, N = 8192 (32 splits of 256): 256 / 2048 / 4096 / 12288 blocks.
+        assertFalse(AttentionKernel.pairsFor(1, 8, 32, 32, 8, 128, 256, H100_SMS), "B=1");
+        assertFalse(AttentionKernel.pairsFor(8, 8, 32, 32, 8, 128, 256, H100_SMS), "B=8");
+        assertTrue(AttentionKernel.pairsFor(16, 8, 32, 32, 8, 128, 256, H100_SMS), "B=16");
+        assertTrue(AttentionKernel.pairsFor(48, 8, 32, 32, 8, 128, 256, H100_SMS), "B=48");
+        assertTrue(AttentionKernel.pairsFor(48, 5, 32, 32, 8, 128, 256, H100_SMS),
+                "B=48, 5 of 8 groups");
+        // A stage (64 positions) never straddles a pair's splits.
+        assertFalse(AttentionKernel.pairsFor(4096, 8, 32, 32, 8, 128, 32, H100_SMS));
+        assertTrue(AttentionKernel.pairsAllowed(32, 8, 128, 64));
+        assertFalse(AttentionKernel.pairsAllowed(32, 8, 128, 96));
+        // One query head per group keeps its own rule.
+        assertEquals(AttentionKernel.pairsFor(16, 32, 16, 1, H100_SMS),
+                AttentionKernel.pairsFor(16, 32, 16, 32, 32, 128, 256, H100_SMS));
     }
 
     @Test
@@ -88,9 +111,11 @@ class AttentionPairsTest {
         assertFalse(AttentionKernel.pipeFor(32, 2, 128), "16 query heads per group");
         assertFalse(AttentionKernel.pipeFor(32, 8, 64), "head_dim 64");
         assertFalse(AttentionKernel.pipeFor(16, 2, 256), "head_dim 256");
-        // Two blocks per SM fit an H100's 228 KB (227 KB a block, 1 KB reserved per block).
+        // Two blocks per SM fit an H100's 228 KB (227 KB a block, 1 KB reserved per block):
+        // ring 104448 + q fragments 2048 + scores 8 x 72 x 4 + statistics 8 x 16 + a pair's
+        // first m and l 8 x 8.
         int smem = AttentionKernel.pipeSharedBytes(8);
-        assertEquals(108_928, smem);
+        assertEquals(108_992, smem);
         assertTrue(2 * (smem + 1024) <= 228 * 1024);
     }
 

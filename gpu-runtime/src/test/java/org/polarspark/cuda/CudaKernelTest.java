@@ -865,7 +865,7 @@ class CudaKernelTest extends GpuTest {
     /**
      * Pairs of splits per block that end early (the last pair's splits as blocks of their own,
      * at every even split where pairs may end) give {@code want}, the bits of one split per
-     * block, with the combine in both forms. One query head per group only (pairs).
+     * block, with the combine in both forms. Shapes that may run pairs only.
      */
     private void assertTailSingles(CudaDtype dt, float[] want, DeviceBuffer qkv, int stride,
                                    float scale, DeviceBuffer kc, DeviceBuffer vc,
@@ -873,7 +873,7 @@ class CudaKernelTest extends GpuTest {
                                    DeviceBuffer rowOf, DeviceBuffer posOf, DeviceBuffer groupIdx,
                                    int groups, int heads, int kvHeads, int headDim, int splitLen,
                                    int splits, DeviceBuffer partO, DeviceBuffer partMl, int n) {
-        if (heads != kvHeads || splits < 2) {
+        if (!AttentionKernel.pairsAllowed(heads, kvHeads, headDim, splitLen) || splits < 2) {
             return;
         }
         KernelImage img = kernels(dt);
@@ -913,6 +913,9 @@ class CudaKernelTest extends GpuTest {
         for (int[] h : new int[][] {{8, 8, 128}, {32, 8, 128}}) {
             out.add(Arguments.of(h[0], h[1], h[2], new int[] {600, 7, 40}, 32));
         }
+        // The pipelined kernel's pairs over many splits (10: five pairs, then tail singles).
+        out.add(Arguments.of(32, 8, 128, new int[] {600, 7, 40}, 64));
+        out.add(Arguments.of(16, 2, 128, new int[] {600, 7, 40}, 128));
         return everyDtype(out.stream());
     }
 
@@ -1026,9 +1029,9 @@ class CudaKernelTest extends GpuTest {
                 splits, false, n);
         assertClose(dt.wire() + " attention heads=" + heads + " kv=" + kvHeads + " D=" + headDim, expected,
                 dense, 1e-2, BF16_OUT_RTOL);
-        // A block per pair of splits (large launches, one query head per group) gives the bits
-        // of a block per split.
-        boolean pairs = heads == kvHeads;
+        // A block per pair of splits (large launches, one query head per group or the
+        // pipelined kernel's shapes) gives the bits of a block per split.
+        boolean pairs = AttentionKernel.pairsAllowed(heads, kvHeads, headDim, splitLen);
         String second = pairs ? "pairs of splits per block vs one split per block, "
                 : "second run (grouped heads: no pairs), ";
         DeviceBuffer attPairs = zeros((long) n * heads * headDim * 2);
