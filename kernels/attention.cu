@@ -22,6 +22,11 @@
 //   depend on its launch's mode.
 //   regs != 0, head_dim 128, at most 32 partials and table entries a head: the same merges
 //   with every load of a head issued in one round (combine_head_regs), the same bits.
+//   discard != 0 (the general form only): each head's o partials are dropped from L2 once
+//   merged (l2_discard_span), so that they are never written back to HBM; nothing may read
+//   them again. H100, 2026-11-26, polar-bench, same call, two rounds: llama-3-8b B=48
+//   24.55 / 24.54 -> 23.92 / 23.90 ms, B=16 12.05 / 12.02 -> 11.96 / 11.93 (B=1 6.47 / 6.44
+//   -> 6.49 / 6.46, so not there).
 //
 //   q: the first num_heads * head_dim columns of qkv bf16 [n, row_stride] (after RoPE);
 //   score = (q . k) * scale, computed as (q * scale * log2 e) . k with exp2.
@@ -1023,7 +1028,8 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
                                                   const int* __restrict__ group_idx,
                                                   int groups_per_token, int num_heads,
                                                   int num_kv_heads, int head_dim, int num_splits,
-                                                  int scheme, int regs, int single_from) {
+                                                  int scheme, int regs, int single_from,
+                                                  int discard) {
     pdl_trigger();  // a PDL-launched GEMM may follow
     pdl_wait();     // (launched as the decode pass's dependent) its partials
     // One warp per (token, head) over ALL heads (blockDim / 32 heads per block): a head whose
@@ -1074,4 +1080,8 @@ extern "C" __global__ void attention_combine_bf16(bf16* __restrict__ att,
         combine_head_splits(out, part_o, part_ml, base, head_dim, num_splits, lane);
     else
         combine_head_pairs(out, part_o, part_ml, base, head_dim, num_splits, pair_parts, lane);
+    if (discard) {  // the head's o partials, read (their values stored above) by this warp only
+        __syncwarp();
+        l2_discard_span(part_o + base * head_dim, (size_t)nparts * head_dim * 4, lane, 32);
+    }
 }

@@ -369,7 +369,7 @@ public final class AttentionKernel {
                         DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
                         int headDim, int numSplits, boolean pairs, boolean dependent, int n) {
         combine(s, att, partO, partMl, groupIdx, groupsPerToken, heads, kvHeads, headDim,
-                numSplits, pairs, numSplits + 1, dependent, false, n);
+                numSplits, pairs, numSplits + 1, dependent, false, false, n);
     }
 
     /**
@@ -382,13 +382,23 @@ public final class AttentionKernel {
             "polar.attention.combineRegs"));
 
     /**
+     * Whether decode steps drop the pipelined kernel's o partials from L2 once the combine has
+     * merged them, in launches of many waves (-Dpolar.attention.discardPartials=false: never;
+     * kernels/attention.cu, the combine's discard).
+     */
+    static final boolean DISCARD_PARTIALS = !"false".equals(System.getProperty(
+            "polar.attention.discardPartials"));
+
+    /**
      * As above, for partials written with {@code pairs} and {@code singleFrom} as given to
-     * decode; {@code regs}: the one-round form where the shape allows (tests compare both).
+     * decode; {@code regs}: the one-round form where the shape allows (tests compare both);
+     * {@code discard}: the general form drops the o partials from L2 once merged (they are
+     * then undefined: only for partials nothing reads again).
      */
     void combine(CudaStream s, DeviceBuffer att, DeviceBuffer partO, DeviceBuffer partMl,
                  DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads, int headDim,
                  int numSplits, boolean pairs, int singleFrom, boolean dependent, boolean regs,
-                 int n) {
+                 boolean discard, int n) {
         String k = "attention_combine_bf16";
         Check.fits(k, "att", att, (long) n * heads * headDim, 2);
         boolean pipe = pipeFor(heads, kvHeads, headDim);
@@ -399,7 +409,7 @@ public final class AttentionKernel {
         int scheme = heads != kvHeads && !pipe ? 0 : pairs ? 2 : 1;
         KernelArgs args = new KernelArgs().ptr(att).ptr(partO).ptr(partMl).ptr(groupIdx)
                 .i(groupsPerToken).i(heads).i(kvHeads).i(headDim).i(numSplits).i(scheme)
-                .i(regs ? 1 : 0).i(singleFrom);
+                .i(regs ? 1 : 0).i(singleFrom).i(discard ? 1 : 0);
         int gy = (heads + COMBINE_WARPS - 1) / COMBINE_WARPS;
         String shapes = "n=" + n + " heads=" + heads + " splits=" + numSplits
                 + (pairs ? " (pairs)" : "");

@@ -1140,8 +1140,12 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         // 5.91 / 5.86, llama-3-8b (32 partials a head) B=16 12.68 / 12.61.
         boolean regs = manyWaves && c.numHeads() == c.numKvHeads()
                 && AttentionKernel.COMBINE_REGS;
+        // The pipelined kernel's partials are dropped from L2 once merged (never written back
+        // to HBM) in decode steps of many waves (see AttentionKernel.DISCARD_PARTIALS).
+        boolean discard = decodeStep && pipe && manyWaves && AttentionKernel.DISCARD_PARTIALS;
         k.attention.combine(stream, att, partO, partMl, table, groups, c.numHeads(),
-                c.numKvHeads(), c.headDim(), splits, pairs, singleFrom, dependent, regs, n);
+                c.numKvHeads(), c.headDim(), splits, pairs, singleFrom, dependent, regs, discard,
+                n);
     }
 
     /**

@@ -847,7 +847,8 @@ class CudaKernelTest extends GpuTest {
     /**
      * The combine's one-round form (every load of a head at once, where the shape allows) gives
      * {@code want}, the bits of its general form (dependent rounds of loads), over the same
-     * partials.
+     * partials; so does, last (the partials are undefined after it), the general form that
+     * drops the o partials from L2 once merged.
      */
     private void assertCombineForms(CudaDtype dt, float[] want, DeviceBuffer partO,
                                     DeviceBuffer partMl, DeviceBuffer groupIdx, int groups,
@@ -856,10 +857,17 @@ class CudaKernelTest extends GpuTest {
         KernelImage img = kernels(dt);
         DeviceBuffer oneRound = dev16(dt, random(new Random(splits), n * heads * headDim, 1.0));
         img.attention.combine(stream, oneRound, partO, partMl, groupIdx, groups, heads, kvHeads,
-                headDim, splits, pairs, splits + 1, false, true, n);
+                headDim, splits, pairs, splits + 1, false, true, false, n);
         assertArrayEquals(want, read16(dt, oneRound, n * heads * headDim), "combine, one round"
                 + " vs general form: " + splits + " splits" + (pairs ? " (pairs)" : "")
                 + (groupIdx != null ? ", group table" : ""));
+        DeviceBuffer dropping = dev16(dt, random(new Random(splits + 1), n * heads * headDim,
+                1.0));
+        img.attention.combine(stream, dropping, partO, partMl, groupIdx, groups, heads, kvHeads,
+                headDim, splits, pairs, splits + 1, false, false, true, n);
+        assertArrayEquals(want, read16(dt, dropping, n * heads * headDim), "combine dropping"
+                + " its partials from L2 vs keeping them: " + splits + " splits"
+                + (pairs ? " (pairs)" : "") + (groupIdx != null ? ", group table" : ""));
     }
 
     /**
@@ -885,7 +893,7 @@ class CudaKernelTest extends GpuTest {
             for (boolean regs : new boolean[] {false, true}) {
                 DeviceBuffer att = dev16(dt, random(new Random(from), n * heads * headDim, 1.0));
                 img.attention.combine(stream, att, partO, partMl, groupIdx, groups, heads,
-                        kvHeads, headDim, splits, true, from, false, regs, n);
+                        kvHeads, headDim, splits, true, from, false, regs, false, n);
                 assertArrayEquals(want, read16(dt, att, n * heads * headDim), "pairs ending at"
                         + " split " + from + " of " + splits + (regs ? ", one-round combine" : "")
                         + (groupIdx != null ? ", group table" : ""));
