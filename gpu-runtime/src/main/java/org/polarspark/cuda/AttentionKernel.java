@@ -120,7 +120,9 @@ public final class AttentionKernel {
      * the partials' writes cost more than their bytes (standalone harness on the H100,
      * 2026-11-26, llama-3-8b's pass at N = 8192 without its part_o stores: 583 -> 543 us at
      * B=48, 197 -> 186 us at B=16), and pairs halve them: 583 -> 553 us at B=48, 197 -> 192 at
-     * B=16 (with the last pair as single splits).
+     * B=16 (with the last pair as single splits). polar-bench, same call, two rounds, llama-3-8b
+     * dense / Polar ms with / without pairs: B=48 24.58 / 25.01 and 18.09 / 18.39, B=16 12.03 /
+     * 12.11 and 9.97 / 10.01; from 8 blocks per SM the same (B=1, 256 blocks, stays single).
      */
     static final int PIPE_PAIR_BLOCKS_PER_SM = Integer.getInteger(
             "polar.attention.pipePairBlocksPerSm", 16);
