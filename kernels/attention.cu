@@ -16,8 +16,8 @@
 // attention_combine_bf16 (pass 2): merges the partials of every (token, selected head) and
 //   writes att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros,
 //   so they contribute zero to o_proj. scheme 0: the splits' partials in one merge (shapes
-//   that never run pairs: more than one query head per group off the pipelined kernel); 1: the same partials, merged
-//   pair by pair first (att_pair) as _pairs blocks do; 2: the _pairs blocks' partials (with
+//   that never run pairs: more than one query head per group off the pipelined kernel); 1:
+//   the same partials, merged pair by pair first (att_pair) as _pairs blocks do; 2: the _pairs blocks' partials (with
 //   the same single_from). Schemes 1 and 2 give the same bits, so a token's result does not
 //   depend on its launch's mode.
 //   regs != 0, head_dim 128, at most 32 partials and table entries a head: the same merges
@@ -679,7 +679,8 @@ ATT_ENTRY(1, 2, true, _full_pairs, 1, true)
 // (split_len a multiple of PS) in one block, the ring running on across them, and merges them
 // in registers as att_write_partial does: one partial written for two splits (those writes cost
 // more than their bytes: standalone harness, H100, llama-3-8b's pass at N = 8192, B=48: 583 us,
-// 543 without the part_o stores, 553 as pairs with the last pair as single splits). The split is walked in stages of PS positions whose K and V rows are copied into
+// 543 without the part_o stores, 553 as pairs with the last pair as single splits).
+// The split is walked in stages of PS positions whose K and V rows are copied into
 // shared memory by cp.async, NST stages in a ring: while a stage is computed the next
 // NST - 1 are in flight without holding registers (the loads of the kernels above wait in
 // registers, which bounds the bytes in flight per SM: H100, llama-3-8b B=48, 2.5 TB/s). A stage,
@@ -799,7 +800,7 @@ __device__ __forceinline__ void attention_decode_pipe_body(
     // 16 * warp + 8 * nt + (lane % 4) * 2 (+1).
     const int h = lane >> 2;
     float oacc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-    float o1[2][2] = {{0.f, 0.f}, {0.f, 0.f}}, m1 = -INFINITY, l1 = 0.f;  // PAIRS: first split
+    float o1[2][2] = {{0.f, 0.f}, {0.f, 0.f}}, m1 = -INFINITY;  // PAIRS: the first split's o, m
 #pragma unroll 1
     for (int s = 0; s < nst; s++) {
         cp_async_wait<NST - 2>();
@@ -852,10 +853,7 @@ __device__ __forceinline__ void attention_decode_pipe_body(
             mma_16816(oacc[1], a, b[2], b[3]);
         }
         if (PAIRS && s == spl - 1 && nst > spl) {  // the first split ends, a second follows
-            if (h < G) {
-                m1 = stat[h * 4 + 1];
-                l1 = stat[h * 4 + 2];
-            }
+            if (h < G) m1 = stat[h * 4 + 1];
             if (tid < G) {
                 first_ml[tid * 2] = stat[tid * 4 + 1];
                 first_ml[tid * 2 + 1] = stat[tid * 4 + 2];
