@@ -13,6 +13,9 @@
 //   (parts = num_splits, or att_parts(num_splits, single_from) with _pairs).
 // attention_decode_paged_g<G>_pipe[_pairs]_bf16 (pass 1 for head_dim 128 and 2, 4 or 8 query
 //   heads per group): the same partials from K and V staged through shared memory (see below).
+//   With qkv_work (decode steps without a group table): q is reduced from the q/k/v GEMM's
+//   split-K partials by each block, and the token's new K/V rows appended by the block holding
+//   its position, with qkv_pair_reduce's bits (decode_qkv_rope_kv's), instead of read from qkv.
 // attention_combine_bf16 (pass 2): merges the partials of every (token, selected head) and
 //   writes att bf16 [n, num_heads * head_dim]; heads of unselected groups are written as zeros,
 //   so they contribute zero to o_proj. scheme 0: the splits' partials in one merge (shapes
@@ -705,7 +708,8 @@ __device__ __forceinline__ void attention_decode_pipe_body(
     int block_size, const int* __restrict__ row_of, const int* __restrict__ pos_of,
     const int* __restrict__ group_idx, int groups_per_token, int num_heads, int num_kv_heads,
     int split_len, int num_splits, float* __restrict__ part_o, float* __restrict__ part_ml,
-    int table_ready, int single_from) {
+    int table_ready, int single_from, const float* __restrict__ qkv_work, int qkv_splits,
+    int qkv_ldw, const bf16* __restrict__ qkv_bias, const float* __restrict__ inv_freq) {
     constexpr int D = 128, KD = D / 16, MT = PS / 16, SCL = PS + 8;
     constexpr int STAGE = 2 * PS * ATP_LD;  // bf16 of a stage: K rows, then V rows
     static_assert(PS % 16 == 0 && MT <= ATT_WARPS && G <= 8 && NST >= 2, "stage shape");
@@ -771,17 +775,59 @@ __device__ __forceinline__ void attention_decode_pipe_body(
             cp_async16_sz_hint(dst + PS * ATP_LD * 2, v_cache + off, ok ? 16 : 0, kv_policy);
         }
     };
+    // Fused q/k/v reduce (qkv_work != null, decode steps without a group table, launched after
+    // the q/k/v GEMM): the block reduces its G query heads' partials itself (bias, RoPE: the
+    // bits of decode_qkv_rope_kv) into the scores' shared memory, and the block whose split
+    // holds the token's own position appends the group's new K and V rows to the cache first
+    // (no other block reads that position). qkv is then not written.
+    bf16* const q_fused = reinterpret_cast<bf16*>(sc);  // [G][D], until the first stage
+    auto reduce_qkv = [&]() {
+        const int p = len - 1, half = D / 2;
+        const bool rope = inv_freq != nullptr;
+        for (int pr = tid; pr < G * half; pr += ATT_THREADS) {
+            const int hh = pr / half, i = pr % half;
+            const int c1 = (g * G + hh) * D + i;
+            bf16 o1, o2;
+            qkv_pair_reduce(qkv_work, qkv_splits, gridDim.x, t, qkv_ldw, qkv_bias, c1, c1 + half,
+                            rope, rope ? __fmul_rn((float)p, inv_freq[i]) : 0.f, o1, o2);
+            q_fused[hh * D + i] = o1;
+            q_fused[hh * D + i + half] = o2;
+        }
+        if (end != len) return;
+        const size_t dst = cache_row(p);
+        for (int pr = tid; pr < 2 * half; pr += ATT_THREADS) {
+            const bool is_v = pr >= half;
+            const int i = pr % half;
+            const int c1 = (num_heads + (is_v ? num_kv_heads : 0) + g) * D + i;
+            bf16 o1, o2;
+            qkv_pair_reduce(qkv_work, qkv_splits, gridDim.x, t, qkv_ldw, qkv_bias, c1, c1 + half,
+                            rope && !is_v, rope && !is_v ? __fmul_rn((float)p, inv_freq[i]) : 0.f,
+                            o1, o2);
+            bf16* cache = const_cast<bf16*>(is_v ? v_cache : k_cache);
+            cache[dst + i] = o1;
+            cache[dst + i + half] = o2;
+        }
+    };
+    const bool fused = qkv_work != nullptr;
     if (!early && !wait_first) pdl_wait();
+    if (fused && !early) {
+        reduce_qkv();
+        __syncthreads();  // the new K/V rows are written before any copy of their stage
+    }
 #pragma unroll
     for (int s = 0; s < NST - 1; s++) {
         if (s < nst) load_stage(s);
         cp_async_commit();
     }
-    if (early) pdl_wait();
+    if (early) {
+        pdl_wait();
+        if (fused) reduce_qkv();  // (its prologue stages end before the token's position)
+    }
+    if (fused && early) __syncthreads();  // q_fused complete
     // q of the G heads as m16n8k16 B fragments (column n = lane / 4, zero past G), and fresh
     // statistics; made visible by the first stage's barrier.
     if (warp == 0) {
-        const bf16* q = qkv + (size_t)t * row_stride + (size_t)g * G * D;
+        const bf16* q = fused ? q_fused : qkv + (size_t)t * row_stride + (size_t)g * G * D;
         const int n = lane >> 2;
 #pragma unroll
         for (int kd = 0; kd < KD; kd++)
@@ -906,11 +952,13 @@ __device__ __forceinline__ void attention_decode_pipe_body(
             const bf16* v_cache, const int* block_table, int max_blocks, int block_size,        \
             const int* row_of, const int* pos_of, const int* group_idx, int groups_per_token,   \
             int num_heads, int num_kv_heads, int head_dim, int split_len, int num_splits,       \
-            float* part_o, float* part_ml, int table_ready, int single_from) {                  \
+            float* part_o, float* part_ml, int table_ready, int single_from,                    \
+            const float* qkv_work, int qkv_splits, int qkv_ldw, const bf16* qkv_bias,           \
+            const float* inv_freq) {                                                            \
         attention_decode_pipe_body<G_, PS_, NST_, PAIRS_>(qkv, row_stride, scale, k_cache,      \
             v_cache, block_table, max_blocks, block_size, row_of, pos_of, group_idx,            \
             groups_per_token, num_heads, num_kv_heads, split_len, num_splits, part_o, part_ml,  \
-            table_ready, single_from);                                                          \
+            table_ready, single_from, qkv_work, qkv_splits, qkv_ldw, qkv_bias, inv_freq);       \
     }
 
 // 64-position stages, 3 in the ring: 107-109 KB of shared memory, two blocks per SM. Measured

@@ -247,3 +247,29 @@ POLAR_DEVICE void rope_pair(float x1, float x2, float angle, float& o1, float& o
     o1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
     o2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
 }
+
+// One pair (columns c1 and c2 = c1 + head_dim / 2 of a q/k/v row m) from a GEMM's split-K
+// partials work[z][M][ldw]: summed over z in order, + bias (or + 0), rounded; then, with rope,
+// rotated by angle and rounded again. The bits of gemm_reduce's STORE_BF16 epilogue followed by
+// rope.cu, for every kernel that reduces q/k/v (decode_fused.cu, the pipelined attention pass).
+POLAR_DEVICE void qkv_pair_reduce(const float* __restrict__ work, int splits, int M, int m,
+                                  int ldw, const bf16* __restrict__ bias, int c1, int c2,
+                                  bool rope, float angle, bf16& o1, bf16& o2) {
+    float a1 = 0.f, a2 = 0.f;
+#pragma unroll 4
+    for (int z = 0; z < splits; z++) {
+        const float* wz = work + ((size_t)z * M + m) * ldw;
+        a1 += wz[c1];
+        a2 += wz[c2];
+    }
+    a1 += bias ? bf2f(bias[c1]) : 0.f;  // as the GEMM epilogue: + 0 without a bias
+    a2 += bias ? bf2f(bias[c2]) : 0.f;
+    o1 = f2bf(a1);
+    o2 = f2bf(a2);
+    if (rope) {
+        float r1, r2;
+        rope_pair(bf2f(o1), bf2f(o2), angle, r1, r2);
+        o1 = f2bf(r1);
+        o2 = f2bf(r2);
+    }
+}

@@ -109,22 +109,10 @@ POLAR_DEVICE void qkv_pair(const float* __restrict__ work, int splits,
     const int N = (num_heads + 2 * num_kv_heads) * head_dim;
     const int hd = pr / half, i = pr % half;
     const int c1 = hd * head_dim + i, c2 = c1 + half;
-    float a1 = 0.f, a2 = 0.f;
-#pragma unroll 4
-    for (int z = 0; z < splits; z++) {
-        const float* wz = work + ((size_t)z * M + m) * ldw;
-        a1 += wz[c1];
-        a2 += wz[c2];
-    }
-    a1 += bias ? bf2f(bias[c1]) : 0.f;  // as the GEMM epilogue: + 0 without a bias
-    a2 += bias ? bf2f(bias[c2]) : 0.f;
-    bf16 o1 = f2bf(a1), o2 = f2bf(a2);
-    if (inv_freq && hd < num_heads + num_kv_heads) {
-        float r1, r2;
-        rope_pair(bf2f(o1), bf2f(o2), __fmul_rn((float)pos[m], inv_freq[i]), r1, r2);
-        o1 = f2bf(r1);
-        o2 = f2bf(r2);
-    }
+    const bool rope = inv_freq && hd < num_heads + num_kv_heads;
+    bf16 o1, o2;
+    qkv_pair_reduce(work, splits, M, m, ldw, bias, c1, c2, rope,
+                    rope ? __fmul_rn((float)pos[m], inv_freq[i]) : 0.f, o1, o2);
     bf16* row = qkv + (size_t)m * N;
     row[c1] = o1;
     row[c2] = o2;

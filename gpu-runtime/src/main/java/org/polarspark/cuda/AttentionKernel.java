@@ -285,6 +285,37 @@ public final class AttentionKernel {
                        int headDim, int splitLen, int numSplits, boolean pairs, int singleFrom,
                        boolean dependent, boolean tableReady, DeviceBuffer partO,
                        DeviceBuffer partMl, int n) {
+        decode(s, qkv, rowStride, scale, kCache, vCache, blockTable, maxBlocks, blockSize, rowOf,
+                posOf, groupIdx, groupsPerToken, heads, kvHeads, headDim, splitLen, numSplits,
+                pairs, singleFrom, dependent, tableReady, null, partO, partMl, n);
+    }
+
+    /**
+     * The q/k/v projection's split-K partials for a pipelined pass that reduces them itself
+     * (see {@link #decode(CudaStream, DeviceBuffer, int, float, DeviceBuffer, DeviceBuffer,
+     * DeviceBuffer, int, int, DeviceBuffer, DeviceBuffer, DeviceBuffer, int, int, int, int, int,
+     * int, boolean, int, boolean, boolean, QkvPartials, DeviceBuffer, DeviceBuffer, int)}):
+     * work fp32 [splits][n][ldw] with q, k and v in its first (heads + 2 kv_heads) x head_dim
+     * columns, the projection's bias (or null) and RoPE's inverse frequencies (or null: none).
+     */
+    public record QkvPartials(DeviceBuffer work, int splits, int ldw, DeviceBuffer bias,
+                              DeviceBuffer invFreq) {
+    }
+
+    /**
+     * As above; {@code fusedQkv} (the pipelined kernel's shapes, no group table, a decode step
+     * whose q/k/v projection wrote these partials, nothing reduced yet): each block reduces its
+     * group's query heads from the partials (bias and RoPE as DecodeFusedKernel.qkvRopeKv: the
+     * same bits) and the block holding a token's own position appends its group's new K and V
+     * rows first, so the q/k/v reduce is not launched; qkv is neither read nor written.
+     */
+    public void decode(CudaStream s, DeviceBuffer qkv, int rowStride, float scale,
+                       DeviceBuffer kCache, DeviceBuffer vCache, DeviceBuffer blockTable,
+                       int maxBlocks, int blockSize, DeviceBuffer rowOf, DeviceBuffer posOf,
+                       DeviceBuffer groupIdx, int groupsPerToken, int heads, int kvHeads,
+                       int headDim, int splitLen, int numSplits, boolean pairs, int singleFrom,
+                       boolean dependent, boolean tableReady, QkvPartials fusedQkv,
+                       DeviceBuffer partO, DeviceBuffer partMl, int n) {
         int gi = 0;
         while ((1 << gi) < heads / Math.max(1, kvHeads) && gi < 3) {
             gi++;
@@ -313,9 +344,22 @@ public final class AttentionKernel {
                 + groupsPerToken + " outside [1, " + kvHeads + "]");
         Check.that(groupIdx != null || groupsPerToken == kvHeads, k,
                 "without a group table every group is computed");
-        Check.fits(k, "qkv", qkv, (long) n * rowStride, 2);
         Check.that(singleFrom % 2 == 0 || singleFrom > numSplits, k, "pairs end at an even"
                 + " split, got " + singleFrom + " (" + shapes + ")");
+        if (fusedQkv != null) {
+            int qkvCols = (heads + 2 * kvHeads) * headDim;
+            Check.that(pipe && groupIdx == null, k, "the q/k/v reduce runs inside the pipelined"
+                    + " kernel's shapes without a group table only (" + shapes + ")");
+            Check.that(fusedQkv.splits() >= 1 && fusedQkv.ldw() >= qkvCols, k, "q/k/v partials"
+                    + " need >= 1 split and rows of >= " + qkvCols + " columns, got "
+                    + fusedQkv.splits() + " x " + fusedQkv.ldw());
+            Check.fits(k, "qkv_work", fusedQkv.work(),
+                    (long) fusedQkv.splits() * n * fusedQkv.ldw(), 4);
+            Check.fitsOrNull(k, "qkv_bias", fusedQkv.bias(), qkvCols, 2);
+            Check.fitsOrNull(k, "inv_freq", fusedQkv.invFreq(), headDim / 2, 4);
+        } else {
+            Check.fits(k, "qkv", qkv, (long) n * rowStride, 2);
+        }
         int parts = parts(numSplits, pairs, singleFrom);
         Check.fits(k, "part_o", partO, (long) n * heads * parts * headDim, 4);
         Check.fits(k, "part_ml", partMl, (long) n * heads * parts * 2, 4);
@@ -338,6 +382,13 @@ public final class AttentionKernel {
             args.i(tableReady ? 1 : 0);
         }
         args.i(singleFrom);
+        if (pipe) {
+            args.ptr(fusedQkv != null ? fusedQkv.work() : null)
+                    .i(fusedQkv != null ? fusedQkv.splits() : 0)
+                    .i(fusedQkv != null ? fusedQkv.ldw() : 0)
+                    .ptr(fusedQkv != null ? fusedQkv.bias() : null)
+                    .ptr(fusedQkv != null ? fusedQkv.invFreq() : null);
+        }
         args.launch(dependent && PDL, fn, k, n, groupsPerToken, parts, THREADS, smem, s,
                 shapes);
     }

@@ -1087,7 +1087,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      */
     private void attention(DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer table, int groups,
                            int splitLen, int splits, int n) {
-        attention(kc, vc, table, groups, splitLen, splits, n, false);
+        attention(kc, vc, table, groups, splitLen, splits, n, false, null);
     }
 
     /**
@@ -1110,7 +1110,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
      * head router ran first, or the selection is frozen).
      */
     private void attention(DeviceBuffer kc, DeviceBuffer vc, DeviceBuffer table, int groups,
-                           int splitLen, int splits, int n, boolean tableReady) {
+                           int splitLen, int splits, int n, boolean tableReady,
+                           AttentionKernel.QkvPartials fusedQkv) {
         float scale = (float) (1.0 / Math.sqrt(c.headDim()));
         boolean pairs = AttentionKernel.pairsFor(n, groups, splits, c.numHeads(),
                 c.numKvHeads(), c.headDim(), splitLen, ctx.multiprocessors());
@@ -1131,7 +1132,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 ctx.multiprocessors());
         k.attention.decode(stream, qkv, qkvDim, scale, kc, vc, blockTable, maxBlocksPerSeq,
                 BLOCK_SIZE, rowOf, pos, table, groups, c.numHeads(), c.numKvHeads(), c.headDim(),
-                splitLen, splits, pairs, singleFrom, dependent, tableReady, partO, partMl, n);
+                splitLen, splits, pairs, singleFrom, dependent, tableReady, fusedQkv, partO,
+                partMl, n);
         // The combine's one-round form (every load of a head at once, more registers) where
         // its blocks could not have been resident early anyway (a pass of many waves) and
         // one query head per group. H100, 2026-11-26, polar-bench, same call, two rounds, ms
@@ -1147,6 +1149,26 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
                 c.numKvHeads(), c.headDim(), splits, pairs, singleFrom, dependent, regs, discard,
                 n);
     }
+
+    /**
+     * Whether a decode step's pipelined attention pass reduces the q/k/v partials itself (see
+     * AttentionKernel.QkvPartials; the same bits as the q/k/v reduce, one launch boundary fewer
+     * a layer): grouped-query shapes of the pipelined kernel without a group table, while the
+     * partials stay under {@link #QKV_IN_ATTENTION_MAX_BYTES} (larger ones are dropped from L2
+     * by the reduce that reads them once, which the pass's blocks, each reading its group's,
+     * cannot do). -Dpolar.attention.reduceQkv=false: never.
+     */
+    private boolean reduceQkvInAttention(int n, int splits, int ldw, DeviceBuffer table) {
+        return QKV_IN_ATTENTION && decodeStep && prefillTileCount == 0 && table == null
+                && observing == null
+                && AttentionKernel.pipeFor(c.numHeads(), c.numKvHeads(), c.headDim())
+                && (long) splits * n * ldw * 4 < QKV_IN_ATTENTION_MAX_BYTES;
+    }
+
+    private static final boolean QKV_IN_ATTENTION = !"false".equals(System.getProperty(
+            "polar.attention.reduceQkv"));
+    /** kernels/common.cuh POLAR_DISCARD_MIN: the reduces drop partials of this size from L2. */
+    private static final long QKV_IN_ATTENTION_MAX_BYTES = 6L << 20;
 
     /**
      * Where the head router runs: ahead of the q/k/v projection (the projection launched as its
@@ -1301,18 +1323,24 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         int kOff = c.qDim();
         int vOff = c.qDim() + c.kvDim();
+        AttentionKernel.QkvPartials qkvInAttention = null;
         if (fused) {
             // With the head router inside: its rows after q/k/v's, q/k/v's K chunks.
             int units = headInQkv ? c.numKvHeads() : 0;
             int sp = k.gemm.partials(false, stream, y, h, B.wqkv, h, 0, n, qkvDim + units, h,
                     gemmWork, null, qkvDim);
             stamp(stream, l, "q/k/v GEMM");
-            k.fused.qkvRopeKv(stream, gemmWork, sp, B.bqkv, qkv, pos, invFreq, n, c.numHeads(),
-                    c.numKvHeads(), c.headDim(), kCache[l], vCache[l], rowOf, blockTable,
-                    maxBlocksPerSeq, BLOCK_SIZE, units, groups,
-                    headInQkv ? routers.bias[l] : null, headInQkv ? table : null);
-            stamp(stream, l, "q/k/v reduce, RoPE, K/V append" + (headInQkv ? ", head router"
-                    : ""));
+            if (reduceQkvInAttention(n, sp, qkvDim + units, table)) {
+                qkvInAttention = new AttentionKernel.QkvPartials(gemmWork, sp, qkvDim + units,
+                        B.bqkv, invFreq);
+            } else {
+                k.fused.qkvRopeKv(stream, gemmWork, sp, B.bqkv, qkv, pos, invFreq, n,
+                        c.numHeads(), c.numKvHeads(), c.headDim(), kCache[l], vCache[l], rowOf,
+                        blockTable, maxBlocksPerSeq, BLOCK_SIZE, units, groups,
+                        headInQkv ? routers.bias[l] : null, headInQkv ? table : null);
+                stamp(stream, l, "q/k/v reduce, RoPE, K/V append" + (headInQkv
+                        ? ", head router" : ""));
+            }
         } else {
             k.gemm.run(GemmKernel.Epilogue.STORE_BF16, stream, y, h, B.wqkv, h, B.bqkv, qkv,
                     qkvDim, n, qkvDim, h, gemmWork);
@@ -1339,7 +1367,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         if (decodeN > 0) {
             attention(kCache[l], vCache[l], table, groups, splitLen, splits, decodeN,
-                    table != null && (routersFrozen || headFirst && !headInQkv));
+                    table != null && (routersFrozen || headFirst && !headInQkv), qkvInAttention);
         }
         stamp(stream, l, "attention");
         if (observing != null) {

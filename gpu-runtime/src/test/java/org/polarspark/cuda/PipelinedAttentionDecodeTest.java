@@ -22,8 +22,10 @@ import org.polarspark.polar.SparsityPolicy;
  * read before the wait, give exactly the logits of the same steps run kernel by kernel without
  * graphs (plain launches). Prompts of 380 and 124 positions, then 8 steps: the new positions
  * 380..387 and 124..131 cross the point (a split's start + 128) from which a split's first two
- * stages are read before the wait. The kernel's numerics against the CPU are
- * CudaKernelTest.pagedAttention's job. The same with Polar head routers.
+ * stages are read before the wait. The dense graph steps' passes also reduce q/k/v from the
+ * projection's partials (no q/k/v reduce launch), so the plain launches are also the oracle of
+ * that fusion. The kernel's numerics against the CPU are CudaKernelTest.pagedAttention's job.
+ * The same with Polar head routers.
  */
 class PipelinedAttentionDecodeTest extends GpuTest {
     /** llama-3's attention shape at a small width: head_dim 128, 4 query heads per group. */
