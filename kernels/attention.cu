@@ -716,8 +716,9 @@ __device__ __forceinline__ void attention_decode_pipe_body(
     static_assert(ATT_WARPS * 16 == D, "a warp per 16 dims");
     extern __shared__ __align__(16) float smem[];
     pdl_trigger();  // the combine may be launched as this kernel's dependent
-    // Launched as a programmatic dependent (decode steps only: the kernel before appends each
-    // token's own position, and no other position a token reads): the first stages stream in
+    // Launched as a programmatic dependent (decode steps only: the kernel before, or with
+    // qkv_work this block, appends each token's own position, and no other position a token
+    // reads): the first stages stream in
     // before the wait when they end before the token's position. A group table counts as
     // written before only with table_ready (its router ran before the q/k/v projection);
     // otherwise the wait comes first.

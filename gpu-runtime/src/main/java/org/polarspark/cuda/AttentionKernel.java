@@ -255,7 +255,8 @@ public final class AttentionKernel {
 
     /**
      * As above; {@code dependent}: a decode step, every token one new position of its own row
-     * whose K/V (and q) the kernel just before appended, and no other position it reads:
+     * whose K/V (and q) the kernel just before appended (or, with fused q/k/v partials, the
+     * pass itself appends), and no other position it reads:
      * launched as a programmatic dependent, the pipelined kernel's first stages then stream in
      * while that kernel ends. Never for prompt tokens (they read positions appended with them).
      * {@code tableReady}: the group table was written before the kernel just before (its
