@@ -762,7 +762,10 @@ __device__ __forceinline__ void attention_decode_pipe_body(
         const int slot = pow2 ? p & (block_size - 1) : p % block_size;
         return (((size_t)table[blk] * num_kv_heads + g) * block_size + slot) * D;
     };
-    // Stage s: K and V rows of positions start + s * PS + r, 16-byte pieces, zero past `end`.
+    // Stage s: K and V rows of positions start + s * PS + r, 16-byte pieces, zero past `end`;
+    // an L2 miss fetches the whole 256-byte block (a row) from HBM at once (.L2::256B). H100,
+    // polar-bench, same call, two rounds (2026-11-27), llama-3-8b dense ms: B=16 11.868 / 11.856
+    // -> 11.791 / 11.802, B=48 24.007 / 23.991 -> 23.825 / 23.828 (Polar 17.75 -> 17.65).
     auto load_stage = [&](int s) {
         bf16* dk = ring + (s % NST) * STAGE;
         const int p0 = start + s * PS;
@@ -772,8 +775,8 @@ __device__ __forceinline__ void attention_decode_pipe_body(
             const bool ok = p0 + r < end;
             const size_t off = ok ? cache_row(p0 + r) + col : 0;
             const uint32_t dst = smem_addr(dk + r * ATP_LD + col);
-            cp_async16_sz_hint(dst, k_cache + off, ok ? 16 : 0, kv_policy);
-            cp_async16_sz_hint(dst + PS * ATP_LD * 2, v_cache + off, ok ? 16 : 0, kv_policy);
+            cp_async16_sz_l2_256_hint(dst, k_cache + off, ok ? 16 : 0, kv_policy);
+            cp_async16_sz_l2_256_hint(dst + PS * ATP_LD * 2, v_cache + off, ok ? 16 : 0, kv_policy);
         }
     };
     // Fused q/k/v reduce (qkv_work != null, decode steps without a group table, launched after

@@ -125,11 +125,16 @@ POLAR_DEVICE void cp_async16_sz_l2_256_hint(uint32_t dst, const void* src, int s
 #endif
 }
 
-// 4 and 8-byte loads through the read-only path with an L2 cache policy (the KV cache stream).
+// 4 and 8-byte loads through the read-only path with an L2 cache policy (the KV cache stream),
+// each miss fetching its whole 256-byte block from HBM (.L2::256B: a cache row is 256 bytes at
+// head_dim 128, and the neighbouring lanes want the rest). H100, polar-bench, same call, two
+// rounds (2026-11-27, with the pipelined pass's copies below): llama-2-7b B=8 10.787 / 10.734
+// -> 10.713 / 10.719 ms, Polar B=16 11.10 / 11.11 -> 11.05 / 11.05; opt-6.7b within noise. The
+// pair form's plain loads with it spilled and lost 4% (not kept).
 POLAR_DEVICE unsigned ld_stream_u32(const void* p, uint64_t policy) {
 #if POLAR_L2_HINTS
     unsigned v;
-    asm("ld.global.nc.L2::cache_hint.u32 %0, [%1], %2;\n" : "=r"(v) : "l"(p), "l"(policy));
+    asm("ld.global.nc.L2::cache_hint.L2::256B.u32 %0, [%1], %2;\n" : "=r"(v) : "l"(p), "l"(policy));
     return v;
 #else
     return __ldg(reinterpret_cast<const unsigned*>(p));
@@ -138,7 +143,7 @@ POLAR_DEVICE unsigned ld_stream_u32(const void* p, uint64_t policy) {
 POLAR_DEVICE uint2 ld_stream_u2(const void* p, uint64_t policy) {
 #if POLAR_L2_HINTS
     uint2 v;
-    asm("ld.global.nc.L2::cache_hint.v2.u32 {%0, %1}, [%2], %3;\n"
+    asm("ld.global.nc.L2::cache_hint.L2::256B.v2.u32 {%0, %1}, [%2], %3;\n"
         : "=r"(v.x), "=r"(v.y) : "l"(p), "l"(policy));
     return v;
 #else
