@@ -16,8 +16,10 @@
 // pairs kernel's single_from: the first split run as a partial of its own; default none),
 // SHUFFLE=1 (the block table in random order instead of each row's blocks in a run).
 // Session 13 (2026-11-26) measured with this harness's scratch form (same launches and data;
-// the numbers are in bench/results/polar-H100-2026-11-26-s13.log); this tidied form was
-// compiled but not rerun on the GPU that session.
+// the numbers are in bench/results/polar-H100-2026-11-26-s13.log). Since session 14 the pipelined
+// kernels take five more arguments (the q/k/v GEMM's partials, their splits and row stride, the
+// bias and RoPE frequencies: null and 0 here, so q comes from qkv as before); session 15 ran
+// this form on the H100 (s15 log).
 #include <cuda.h>
 #include <algorithm>
 #include <cstdio>
@@ -119,9 +121,11 @@ int main(int argc, char** argv) {
             float scale = 0.088388f;
             int rs = qkvDim, bs = BS, kvh = KV, heads = H, dd = D, sl = SPLIT, ns = splits,
                 gpt = KV, ready = 0, mb = maxBlocks;
-            CUdeviceptr gi = 0;
+            CUdeviceptr gi = 0, none = 0;  // no group table; q read from qkv (no fused q/k/v)
+            int zero = 0;
             void* args[] = {&qkv, &rs, &scale, &kc, &vc, &table, &mb, &bs, &rowOf, &posOf, &gi,
-                            &gpt, &heads, &kvh, &dd, &sl, &ns, &po, &pml, &ready, &sf};
+                            &gpt, &heads, &kvh, &dd, &sl, &ns, &po, &pml, &ready, &sf,
+                            &none, &zero, &zero, &none, &none};
             CK(cuMemsetD8(po, 0xff, maxO * 4));
             CK(cuMemsetD8(pml, 0xff, maxMl * 4));
             auto launch = [&] {
