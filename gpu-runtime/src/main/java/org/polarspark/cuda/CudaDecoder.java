@@ -122,6 +122,8 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer sampleStep; // int32 [maxRows]
     private final DeviceBuffer nextIds;    // int32 [LM_CHUNK]: device argmax of each row
     private final DeviceBuffer nextLp;     // fp32 [LM_CHUNK]: its log-probability
+    private final DeviceBuffer argmaxPart;     // the device argmax's per-chunk partials
+    private final DeviceBuffer argmaxCounters; // int32 [LM_CHUNK]: its tickets (zero between)
     // --- tiled prefill attention (PrefillAttentionKernel) ---
     private final DeviceBuffer prefillTiles; // int32 [maxTiles, 4]: the piece's prompt tiles
     /** Flat tokens [prefillFrom, n) of the piece in progress are prompt tokens (see runPiece). */
@@ -392,6 +394,9 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.fusedDecode = h % 4 == 0 && h <= NormKernel.MAX_H
                 && !Boolean.getBoolean("polar.decode.unfused");
         this.nextLp = scratchBuf("next_logprob", lm * 4L);
+        this.argmaxPart = scratchBuf("argmax_part", kernels.lmHead.partBytes(lm, c.vocabSize()));
+        this.argmaxCounters = scratchBuf("argmax_counters", lm * 4L);
+        argmaxCounters.zero(stream);
         this.prefillTiles = scratchBuf("prefill_tiles",
                 PrefillAttentionKernel.maxTiles(maxTokens, maxRows) * 16L);
         stream.synchronize();
@@ -1673,7 +1678,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         k.gemm.run(GemmKernel.Epilogue.STORE_F32, stream, in, d, lmHead, d, null, logits, v, m, v,
                 d, gemmWork);
-        k.lmHead.argmax(stream, logits, m, v, nextIds, nextLp);
+        k.lmHead.argmax(stream, logits, m, v, nextIds, nextLp, argmaxPart, argmaxCounters);
     }
 
     /** Copies m rows of logits to the host into out at the wanted slots (synchronises). */

@@ -15,6 +15,8 @@ import jcuda.driver.CUfunction;
  */
 public final class EmbeddingKernel {
     private static final int BLOCK = 256;
+    /** Elements of a row per block (kernels/embedding.cu EMB_SPAN). */
+    private static final int SPAN = 8 * BLOCK;
     private final CUfunction tokF32;
     private final CUfunction tokBf16;
     private final CUfunction pos;
@@ -33,7 +35,8 @@ public final class EmbeddingKernel {
         Check.fits(k, "x", x, (long) n * dim, 4);
         Check.fits(k, "ids", ids, n, 4);
         new KernelArgs().ptr(x).ptr(ids).ptr(table).i(n).i(dim)
-                .launch(tokF32, k, n, 1, 1, BLOCK, 0, s, "n=" + n + " dim=" + dim);
+                .launch(tokF32, k, n, (dim + SPAN - 1) / SPAN, 1, BLOCK, 0, s, "n=" + n
+                        + " dim=" + dim);
     }
 
     public void tokensBf16(CudaStream s, DeviceBuffer e, DeviceBuffer ids, DeviceBuffer table,
@@ -44,16 +47,19 @@ public final class EmbeddingKernel {
         Check.fits(k, "e", e, (long) n * dim, 2);
         Check.fits(k, "ids", ids, n, 4);
         new KernelArgs().ptr(e).ptr(ids).ptr(table).i(n).i(dim)
-                .launch(tokBf16, k, n, 1, 1, BLOCK, 0, s, "n=" + n + " dim=" + dim);
+                .launch(tokBf16, k, n, (dim + SPAN - 1) / SPAN, 1, BLOCK, 0, s, "n=" + n
+                        + " dim=" + dim);
     }
 
     public void positions(CudaStream s, DeviceBuffer x, DeviceBuffer positions,
                           DeviceBuffer posTable, int offset, int n, int dim) {
         String k = "embedding_positions_f32";
         Check.positive(k, "n", n);
+        Check.positive(k, "dim", dim);
         Check.fits(k, "x", x, (long) n * dim, 4);
         Check.fits(k, "pos", positions, n, 4);
         new KernelArgs().ptr(x).ptr(positions).ptr(posTable).i(offset).i(n).i(dim)
-                .launch(pos, k, n, 1, 1, BLOCK, 0, s, "n=" + n + " dim=" + dim);
+                .launch(pos, k, n, (dim + SPAN - 1) / SPAN, 1, BLOCK, 0, s, "n=" + n
+                        + " dim=" + dim);
     }
 }

@@ -15,8 +15,10 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.polarspark.cuda.GemmKernel.Epilogue;
 import org.polarspark.model.RopeScaling;
 
@@ -771,11 +773,12 @@ class CudaKernelTest extends GpuTest {
         }
     }
 
-    @Test
-    void embeddings() {
-        Random r = new Random(9);
+    /** Dims that are multiples of 8 (16-byte loads) or not, over one block per row or several. */
+    @ParameterizedTest
+    @ValueSource(ints = {72, 70, 4096, 4100})
+    void embeddings(int dim) {
+        Random r = new Random(9 + dim);
         int vocab = 37;
-        int dim = 72;
         int n = 11;
         float[] table = Bf16.round(random(r, vocab * dim, 1.0));
         float[] posTable = Bf16.round(random(r, 40 * dim, 1.0));
@@ -1401,20 +1404,31 @@ class CudaKernelTest extends GpuTest {
         }
     }
 
-    @Test
-    void lmHeadArgmaxAndLogprobs() {
-        Random r = new Random(77);
-        int rows = 5;
-        int vocab = 8193;
+    /**
+     * The device argmax and log-probabilities against a double-precision host pass, over shapes
+     * that split a row into one chunk or many (the row's last block merging them), vocabularies
+     * that are not multiples of 4 (scalar loads), ties across chunks (the lowest id wins), rows
+     * with -inf logits, and repeated launches (the tickets reset themselves).
+     */
+    @ParameterizedTest
+    @CsvSource({"5, 8193", "1, 128256", "16, 128256", "3, 50272", "300, 1031", "1, 7"})
+    void lmHeadArgmaxAndLogprobs(int rows, int vocab) {
+        Random r = new Random(77L * rows + vocab);
         float[] logits = random(r, rows * vocab, 3.0);
-        logits[2 * vocab + 100] = 50f; // a tie: the lower id wins
-        logits[2 * vocab + 4000] = 50f;
+        if (rows > 2 && vocab > 4000) {
+            logits[2 * vocab + 100] = 50f; // a tie (in different chunks when split): lower id
+            logits[2 * vocab + vocab - 3] = 50f;
+        }
+        if (rows > 1) {
+            for (int v = 0; v < vocab; v += 2) {
+                logits[vocab + v] = Float.NEGATIVE_INFINITY; // masked half of row 1
+            }
+        }
         DeviceBuffer dl = f32(logits);
         DeviceBuffer ids = zeros(rows * 4L);
         DeviceBuffer lp = zeros(rows * 4L);
-        kernels.lmHead.argmax(stream, dl, rows, vocab, ids, lp);
-        int[] got = readI32(ids, rows);
-        float[] gotLp = readF32(lp, rows);
+        DeviceBuffer part = zeros(kernels.lmHead.partBytes(rows, vocab));
+        DeviceBuffer counters = zeros(rows * 4L);
         int[] want = new int[rows];
         float[] wantLp = new float[rows];
         int[] given = new int[rows];
@@ -1435,18 +1449,37 @@ class CudaKernelTest extends GpuTest {
             double lse = max + Math.log(sum);
             want[row] = best;
             wantLp[row] = (float) (logits[row * vocab + best] - lse);
-            given[row] = (row * 37) % vocab;
+            given[row] = (row * 37 + 1) % vocab;
             givenLp[row] = (float) (logits[row * vocab + given[row]] - lse);
         }
-        assertEquals(100, got[2]);
-        assertArrayEquals(want, got);
-        assertClose("argmax logprob", wantLp, gotLp, 1e-4, 1e-5);
+        for (int launch = 0; launch < 3; launch++) {
+            kernels.lmHead.argmax(stream, dl, rows, vocab, ids, lp, part, counters);
+            int[] got = readI32(ids, rows);
+            if (rows > 2 && vocab > 4000) {
+                assertEquals(100, got[2], "tie: the lowest id");
+            }
+            assertArrayEquals(want, got, "argmax, launch " + launch);
+            assertClose("argmax logprob", wantLp, readF32(lp, rows), 1e-4, 1e-5);
+            assertArrayEquals(new int[rows], readI32(counters, rows), "tickets reset");
+        }
         DeviceBuffer greedy = zeros(rows * 4L);
-        kernels.lmHead.logprob(stream, dl, rows, vocab, i32(given), lp, greedy);
-        assertClose("logprob of given ids", givenLp, readF32(lp, rows), 1e-4, 1e-5);
-        int[] g = readI32(greedy, rows);
-        for (int row = 0; row < rows; row++) {
-            assertEquals(given[row] == want[row] ? 1 : 0, g[row]);
+        DeviceBuffer givenIds = i32(given);
+        for (int launch = 0; launch < 2; launch++) {
+            kernels.lmHead.logprob(stream, dl, rows, vocab, givenIds, lp, greedy, part,
+                    counters);
+            float[] got = readF32(lp, rows);
+            float[] expect = givenLp.clone();
+            for (int row = 0; row < rows; row++) {
+                if (expect[row] == Float.NEGATIVE_INFINITY) {
+                    assertEquals(Float.NEGATIVE_INFINITY, got[row], "masked id, row " + row);
+                    expect[row] = got[row] = 0f;
+                }
+            }
+            assertClose("logprob of given ids, launch " + launch, expect, got, 1e-4, 1e-5);
+            int[] g = readI32(greedy, rows);
+            for (int row = 0; row < rows; row++) {
+                assertEquals(given[row] == want[row] ? 1 : 0, g[row], "greedy flag, row " + row);
+            }
         }
     }
 }
