@@ -3,10 +3,13 @@
 // lmhead_argmax_f32: per row, ids[r] = argmax_v logits[r, v] (lowest id among equal maxima),
 //   logprob[r] = logits[r, ids[r]] - logsumexp_v logits[r, v].
 // lmhead_logprob_f32: per row, logprob[r] = logits[r, ids[r]] - logsumexp(logits[r]) for given
-//   ids (scoring), and greedy[r] = 1 if ids[r] is an argmax of the row.
+//   ids (scoring), and greedy[r] = 1 if ids[r] is the row's argmax (the lowest id among equal
+//   maxima, as lmhead_argmax_f32 picks).
 //   logits: fp32 [rows, vocab]; ids int32 [rows]; logprob fp32 [rows]; greedy int32 [rows].
 //
-// One pass over the logits, split over many blocks: grid (chunks, rows), block LMHEAD_THREADS.
+// One pass over the logits, split over many blocks: grid (chunks, rows), block LMHEAD_THREADS;
+// the launcher's chunks depend on the vocabulary only, so a row's bits never depend on the
+// other rows of a launch.
 // Block (c, r) reads logits[r, c * chunk, min(vocab, (c + 1) * chunk)) once and keeps, per thread
 // and then per block, the running maximum, the lowest id holding it and the sum of exp(l - max)
 // (rescaled when the maximum grows). It writes that triple to part[r * chunks + c]; the last
@@ -16,8 +19,9 @@
 //   chunk: a multiple of 4 * LMHEAD_THREADS; part: float2 (max, sum) [rows * chunks] then int
 //   (id) [rows * chunks]; counters: uint32 [rows], zero before the first launch.
 // A row of one value repeated has logprob -log(vocab); -inf logits count as probability 0; a NaN
-// logit is never the argmax and makes the row's logprob NaN. One block per row of 128K logits
-// (the old form) was latency-bound: 0.30 ms at 16 rows on the H100 (ncu, 2026-11-27).
+// logit is never the argmax and makes the row's logprob NaN. One block per row of 128K logits,
+// two passes (the old form), was latency-bound: 0.30 ms at 16 rows on the H100 (ncu,
+// 2026-11-27).
 // Launched as a programmatic dependent of the LM head GEMM (reads nothing before pdl_wait).
 #include "common.cuh"
 
@@ -152,6 +156,6 @@ lmhead_logprob_f32(const float* __restrict__ logits, int rows, int vocab, int ch
         int r = blockIdx.y;
         float l = logits[(size_t)r * vocab + ids[r]];
         logprob[r] = l - (m.m + logf(m.s));
-        greedy[r] = l == m.m ? 1 : 0;
+        greedy[r] = ids[r] == m.i ? 1 : 0;
     }
 }

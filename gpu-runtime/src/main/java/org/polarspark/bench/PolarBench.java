@@ -13,12 +13,14 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Random;
 import java.util.Set;
 import java.util.stream.Collectors;
 import jcuda.driver.JCudaDriver;
 import org.polarspark.cuda.Cuda;
 import org.polarspark.cuda.CudaDecoder;
 import org.polarspark.cuda.CudaEvent;
+import org.polarspark.cuda.CudaSequence;
 import org.polarspark.cuda.CudaStream;
 import org.polarspark.cuda.DeviceAllocator;
 import org.polarspark.cuda.DeviceBuffer;
@@ -27,6 +29,8 @@ import org.polarspark.cuda.GemmKernel;
 import org.polarspark.cuda.GpuContext;
 import org.polarspark.cuda.CudaDtype;
 import org.polarspark.cuda.KernelImage;
+import org.polarspark.generate.TokenScores;
+import org.polarspark.polar.SparsityPolicy;
 
 /**
  * polar-bench: decode-step time of synthetic models of real shapes against the memory roofline,
@@ -34,7 +38,7 @@ import org.polarspark.cuda.KernelImage;
  *
  * <pre>
  * polar-bench [--models opt-6.7b,llama-2-7b,llama-3-8b] [--iters 30] [--warmup 5]
- *             [--out bench/results] [--gpu 0] [--only all|gemm|decode] [--polar true]
+ *             [--out bench/results] [--gpu 0] [--only all|gemm|decode|scoring] [--polar true]
  *             [--batches 1,32] [--profile dense|polar] [--dtype bf16|fp16]
  * </pre>
  *
@@ -57,6 +61,9 @@ import org.polarspark.cuda.KernelImage;
  * without its router kernels, reusing the selections the routed step left: what the step does not
  * hide of the routers, the MLP router running beside attention on its own stream), and one
  * layer's attention alone at densities 1.0, 0.5 and 0.3 against dense.
+ * scoring ({@code --only scoring}, and in {@code all}): log-likelihoods of 8 random prompts of 128
+ * tokens with their last 32 positions scored, the logits copied to the host and log-softmaxed
+ * there against log-probabilities computed on the device (see {@link #scoringBench}).
  * bandwidth: device-to-device copy of 2 GiB measured in the same run, counting bytes read plus
  * bytes written. roofline ratio: step ms / (bytes / bandwidth): 1.0 is the memory bound.
  */
@@ -72,7 +79,7 @@ public final class PolarBench {
         int warmup = Integer.parseInt(opt.getOrDefault("warmup", "5"));
         Path out = Path.of(opt.getOrDefault("out", "bench/results"));
         int gpu = Integer.parseInt(opt.getOrDefault("gpu", "0"));
-        String only = opt.getOrDefault("only", "all"); // all, gemm or decode
+        String only = opt.getOrDefault("only", "all"); // all, gemm, decode or scoring
         boolean polar = Boolean.parseBoolean(opt.getOrDefault("polar", "false"));
         CudaDtype dtype = CudaDtype.parse(opt.getOrDefault("dtype", CudaDtype.DEFAULT.wire()));
         // Optional subset of each shape's batch sizes (e.g. --batches 1,32), for profiling runs.
@@ -89,6 +96,7 @@ public final class PolarBench {
         List<Map<String, Object>> decode = new ArrayList<>();
         List<Map<String, Object>> gemm = new ArrayList<>();
         List<Map<String, Object>> attention = new ArrayList<>();
+        List<Map<String, Object>> scoring = new ArrayList<>();
         try (GpuContext ctx = new GpuContext(gpu); KernelImage k = new KernelImage(dtype)) {
             DeviceAllocator root = DeviceAllocator.root("bench", ctx.totalMemory());
             double bw = copyBandwidth(root, iters);
@@ -98,7 +106,7 @@ public final class PolarBench {
             report.put("copy_bandwidth_GBps", bw / 1e9);
             System.out.printf(Locale.ROOT, "GPU %s, %s, device copy bandwidth %.0f GB/s (read "
                     + "+ write)%n", ctx.name(), dtype.wire(), bw / 1e9);
-            if (!only.equals("decode") && profile == null) {
+            if ((only.equals("all") || only.equals("gemm")) && profile == null) {
                 gemm.addAll(gemmBench(root, k, iters, warmup));
             }
             for (String name : only.equals("gemm") ? List.<String>of() : models) {
@@ -114,6 +122,10 @@ public final class PolarBench {
                 try (CudaDecoder dec = CudaDecoder.synthetic(ctx, k, root, s.config(), 42,
                         Math.max(64, maxB), maxB, blocks * perBlock, neuronMajor)) {
                     dec.fillKvRandom(7);
+                    if (only.equals("scoring")) {
+                        scoring.add(scoringBench(dec, s, maxB));
+                        continue;
+                    }
                     for (int b : s.batches()) {
                         if (onlyBatches != null && !onlyBatches.contains(b)) {
                             continue;
@@ -206,6 +218,9 @@ public final class PolarBench {
                                     s.context(), b, d, am, am / dense);
                         }
                     }
+                    if (only.equals("all")) {
+                        scoring.add(scoringBench(dec, s, maxB));
+                    }
                 }
             }
             root.close();
@@ -216,7 +231,91 @@ public final class PolarBench {
         report.put("decode", decode);
         report.put("gemm", gemm);
         report.put("attention", attention);
+        report.put("scoring", scoring);
         write(out, report);
+    }
+
+    /** Scoring bench: rows, prompt tokens each, and the scored last positions of each. */
+    static final int SCORE_ROWS = 8;
+    static final int SCORE_PROMPT = 128;
+    static final int SCORE_LAST = 32;
+    static final int SCORE_REPEATS = 5;
+
+    /**
+     * Scoring (log-likelihoods, as lm-eval's loglikelihood asks): SCORE_ROWS random prompts of
+     * SCORE_PROMPT tokens, each with its last SCORE_LAST positions scored on random targets, two
+     * ways on the same decoder: the logits of every scored position copied to the host and
+     * log-softmaxed there ({@link CudaDecoder#forward} + {@link TokenScores#fromLogits}), and on
+     * the device ({@link CudaDecoder#score}). Wall ms (median of SCORE_REPEATS after one
+     * warm-up, fresh sequences each time: prefill included) and the largest log-probability
+     * difference between the two.
+     */
+    static Map<String, Object> scoringBench(CudaDecoder dec, BenchShapes s, int maxRows) {
+        int rows = Math.min(SCORE_ROWS, maxRows);
+        int vocab = s.config().vocabSize();
+        Random rnd = new Random(3);
+        int[][] toks = new int[rows][SCORE_PROMPT];
+        int[][] targets = new int[rows][SCORE_LAST];
+        int[] last = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < SCORE_PROMPT; i++) {
+                toks[r][i] = rnd.nextInt(vocab);
+            }
+            for (int i = 0; i < SCORE_LAST; i++) {
+                targets[r][i] = rnd.nextInt(vocab);
+            }
+            last[r] = SCORE_LAST;
+        }
+        float[] hostMs = new float[SCORE_REPEATS];
+        float[] deviceMs = new float[SCORE_REPEATS];
+        double worst = 0;
+        for (int it = -1; it < SCORE_REPEATS; it++) {
+            List<CudaSequence> a = open(dec, rows, SCORE_PROMPT);
+            long t0 = System.nanoTime();
+            TokenScores host = TokenScores.fromLogits(dec.forward(a, toks, last,
+                    SparsityPolicy.DENSE), targets);
+            long t1 = System.nanoTime();
+            a.forEach(dec::close);
+            List<CudaSequence> b = open(dec, rows, SCORE_PROMPT);
+            long t2 = System.nanoTime();
+            TokenScores device = dec.score(b, toks, targets, SparsityPolicy.DENSE);
+            long t3 = System.nanoTime();
+            b.forEach(dec::close);
+            if (it >= 0) {
+                hostMs[it] = (t1 - t0) / 1e6f;
+                deviceMs[it] = (t3 - t2) / 1e6f;
+            }
+            for (int r = 0; r < rows; r++) {
+                for (int i = 0; i < SCORE_LAST; i++) {
+                    worst = Math.max(worst, Math.abs(host.logprob()[r][i]
+                            - device.logprob()[r][i]));
+                }
+            }
+        }
+        double hm = median(hostMs);
+        double dm = median(deviceMs);
+        Map<String, Object> row = new LinkedHashMap<>();
+        row.put("model", s.name());
+        row.put("rows", rows);
+        row.put("prompt_tokens", SCORE_PROMPT);
+        row.put("scored_positions", SCORE_LAST);
+        row.put("host_logsoftmax_ms", hm);
+        row.put("device_logprob_ms", dm);
+        row.put("speedup", hm / dm);
+        row.put("max_abs_logprob_diff", worst);
+        System.out.printf(Locale.ROOT, "%-11s scoring %d x %d tokens, last %d scored: logits to "
+                + "the host %.1f ms, log-probabilities on the device %.1f ms (x%.2f), largest "
+                + "difference %.2e%n", s.name(), rows, SCORE_PROMPT, SCORE_LAST, hm, dm, hm / dm,
+                worst);
+        return row;
+    }
+
+    private static List<CudaSequence> open(CudaDecoder dec, int rows, int capacity) {
+        List<CudaSequence> out = new ArrayList<>(rows);
+        for (int r = 0; r < rows; r++) {
+            out.add(dec.open(capacity));
+        }
+        return out;
     }
 
     /** OPT-6.7B's calibrated MLP k table of the paper (mean k / ffn by batch size). */
@@ -361,6 +460,19 @@ public final class PolarBench {
                 md.append(String.format(Locale.ROOT, "| %s | %d | %d | %.1f | %.4f | %.2f |%n",
                         r.get("model"), r.get("context"), r.get("batch"), r.get("density"),
                         r.get("attention_ms"), r.get("vs_dense")));
+            }
+        }
+        List<Map<String, Object>> scoring = (List<Map<String, Object>>) report.get("scoring");
+        if (!scoring.isEmpty()) {
+            md.append("\n| scoring | rows x prompt tokens | scored positions a row | logits to the host,"
+                    + " ms | on the device, ms | speedup | largest logprob difference |\n"
+                    + "|---|---|---|---|---|---|---|\n");
+            for (Map<String, Object> r : scoring) {
+                md.append(String.format(Locale.ROOT, "| %s | %d x %d | %d | %.1f | %.1f | %.2f |"
+                        + " %.2e |%n", r.get("model"), r.get("rows"), r.get("prompt_tokens"),
+                        r.get("scored_positions"), r.get("host_logsoftmax_ms"),
+                        r.get("device_logprob_ms"), r.get("speedup"),
+                        r.get("max_abs_logprob_diff")));
             }
         }
         md.append("\n| GEMM M | N | K | ms | TFLOP/s | GB/s |\n|---|---|---|---|---|---|\n");

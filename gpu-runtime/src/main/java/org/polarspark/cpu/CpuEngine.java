@@ -10,8 +10,8 @@ import org.polarspark.generate.GenerationResult;
 import org.polarspark.generate.Generator;
 import org.polarspark.generate.LoglikelihoodRequest;
 import org.polarspark.generate.LoglikelihoodResult;
-import org.polarspark.generate.Sampler;
 import org.polarspark.generate.TeacherForcing;
+import org.polarspark.generate.TokenScores;
 import org.polarspark.model.Checkpoint;
 import org.polarspark.model.ModelConfig;
 import org.polarspark.model.TextTokenizer;
@@ -166,19 +166,13 @@ public final class CpuEngine implements Engine {
             }
             boolean stepwise = polarConfig != null && !everyToken;
             long[] nanos = new long[1];
-            float[][][] logits = stepwise ? decodeContinuations(batch, policy, nanos)
+            TokenScores scores = stepwise ? decodeContinuations(batch, policy, nanos)
                     : forwardWhole(batch, policy, nanos);
             long prefill = 0;
             for (int r = 0; r < batch.size(); r++) {
                 int[] cont = batch.get(r).continuation();
                 prefill += batch.get(r).context().length + cont.length - 1;
-                double ll = 0;
-                boolean greedy = true;
-                for (int i = 0; i < cont.length; i++) {
-                    ll += Sampler.logProb(logits[r][i], cont[i]);
-                    greedy &= Sampler.argmax(logits[r][i]) == cont[i];
-                }
-                out.add(new LoglikelihoodResult(ll, greedy, cont.length));
+                out.add(new LoglikelihoodResult(scores.sum(r), scores.allGreedy(r), cont.length));
             }
             stats = stats.plus(new EngineStats(prefill, 0, nanos[0], 0, 1, batch.size()));
         }
@@ -186,7 +180,7 @@ public final class CpuEngine implements Engine {
     }
 
     /** One forward over context + continuation[:-1] (dense, or Polar at every token). */
-    private float[][][] forwardWhole(List<LoglikelihoodRequest> batch, SparsityPolicy policy,
+    private TokenScores forwardWhole(List<LoglikelihoodRequest> batch, SparsityPolicy policy,
                                      long[] nanos) {
         int rows = batch.size();
         CpuKvCache[] caches = new CpuKvCache[rows];
@@ -206,18 +200,22 @@ public final class CpuEngine implements Engine {
         float[][][] logits = decoder.forward(caches, tokens, polarConfig != null ? policy
                 : SparsityPolicy.DENSE, last, DecoderObserver.NONE);
         nanos[0] = System.nanoTime() - t0;
-        return logits;
+        int[][] conts = new int[rows][];
+        for (int r = 0; r < rows; r++) {
+            conts[r] = batch.get(r).continuation();
+        }
+        return TokenScores.fromLogits(logits, conts);
     }
 
     /** Polar as deployed (see {@link TeacherForcing}), on the CPU decoder. */
-    private float[][][] decodeContinuations(List<LoglikelihoodRequest> batch,
+    private TokenScores decodeContinuations(List<LoglikelihoodRequest> batch,
                                             SparsityPolicy policy, long[] nanos) {
         long t0 = System.nanoTime();
         List<CpuKvCache> caches = new ArrayList<>(batch.size());
         for (LoglikelihoodRequest q : batch) {
             caches.add(decoder.newCache(q.context().length + q.continuation().length - 1));
         }
-        float[][][] out = TeacherForcing.continuationLogits(new CpuBatchDecoder(decoder), caches,
+        TokenScores out = TeacherForcing.continuationScores(new CpuBatchDecoder(decoder), caches,
                 batch, policy);
         nanos[0] = System.nanoTime() - t0;
         return out;

@@ -15,6 +15,7 @@ import org.polarspark.cpu.CpuWeights;
 import org.polarspark.cpu.DecoderObserver;
 import org.polarspark.generate.BatchDecoder;
 import org.polarspark.generate.SamplingParams;
+import org.polarspark.generate.TokenScores;
 import org.polarspark.model.Activation;
 import org.polarspark.model.Checkpoint;
 import org.polarspark.model.ModelConfig;
@@ -124,6 +125,11 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     private final DeviceBuffer nextLp;     // fp32 [LM_CHUNK]: its log-probability
     private final DeviceBuffer argmaxPart;     // the device argmax's per-chunk partials
     private final DeviceBuffer argmaxCounters; // int32 [LM_CHUNK]: its tickets (zero between)
+    private final DeviceBuffer sampledIds;     // int32 [LM_CHUNK]: the sampling kernel's ids
+    private final DeviceBuffer sampledLp;      // fp32 [LM_CHUNK]: and their log-probabilities
+    private final DeviceBuffer scoreIds;       // int32 [LM_CHUNK]: tokens scored (score())
+    private final DeviceBuffer scoreGreedy;    // int32 [LM_CHUNK]: 1 where that is the argmax
+    private DeviceScoring scoring;             // during score(): where its results go
     // --- tiled prefill attention (PrefillAttentionKernel) ---
     private final DeviceBuffer prefillTiles; // int32 [maxTiles, 4]: the piece's prompt tiles
     /** Flat tokens [prefillFrom, n) of the piece in progress are prompt tokens (see runPiece). */
@@ -394,9 +400,13 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         this.fusedDecode = h % 4 == 0 && h <= NormKernel.MAX_H
                 && !Boolean.getBoolean("polar.decode.unfused");
         this.nextLp = scratchBuf("next_logprob", lm * 4L);
-        this.argmaxPart = scratchBuf("argmax_part", kernels.lmHead.partBytes(lm, c.vocabSize()));
+        this.argmaxPart = scratchBuf("argmax_part", LmHeadKernel.partBytes(lm, c.vocabSize()));
         this.argmaxCounters = scratchBuf("argmax_counters", lm * 4L);
         argmaxCounters.zero(stream);
+        this.sampledIds = scratchBuf("sampled_ids", lm * 4L);
+        this.sampledLp = scratchBuf("sampled_logprob", lm * 4L);
+        this.scoreIds = scratchBuf("score_ids", lm * 4L);
+        this.scoreGreedy = scratchBuf("score_greedy", lm * 4L);
         this.prefillTiles = scratchBuf("prefill_tiles",
                 PrefillAttentionKernel.maxTiles(maxTokens, maxRows) * 16L);
         stream.synchronize();
@@ -556,6 +566,62 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         }
         runPieces(seqs, tokens, logitsLast, out, null);
         return out;
+    }
+
+    /**
+     * Scores on the device: the tokens run in pieces exactly as {@link #forward} runs them, and
+     * for each wanted position the LM head and then the log-probability kernel
+     * (lmhead_logprob_f32) on the target token; only the log-probability and the greedy flag
+     * of each position come back, not its logits.
+     */
+    @Override
+    public TokenScores score(List<CudaSequence> seqs, int[][] tokens, int[][] targets,
+                             SparsityPolicy policy) {
+        int rows = seqs.size();
+        if (targets.length != rows) {
+            throw new IllegalArgumentException("score: " + rows + " sequences, " + targets.length
+                    + " target rows");
+        }
+        int[] last = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            last[r] = targets[r].length;
+            for (int i = 0; i < targets[r].length; i++) {
+                int t = targets[r][i];
+                if (t < 0 || t >= c.vocabSize()) {
+                    throw new IllegalArgumentException("score: row " + r + " position " + i
+                            + " scores token id " + t + " outside the vocabulary [0, "
+                            + c.vocabSize() + ")");
+                }
+            }
+        }
+        setPolicy(policy);
+        validate(seqs, tokens, last);
+        ctx.bind();
+        DeviceScoring sc = new DeviceScoring(targets);
+        scoring = sc;
+        try {
+            runPieces(seqs, tokens, last, null, null);
+        } finally {
+            scoring = null;
+        }
+        return new TokenScores(sc.logprob, sc.greedy);
+    }
+
+    /** Device scoring of one {@link #score} call: its targets and its results, [row][position]. */
+    private static final class DeviceScoring {
+        final int[][] targets;
+        final double[][] logprob;
+        final boolean[][] greedy;
+
+        DeviceScoring(int[][] targets) {
+            this.targets = targets;
+            this.logprob = new double[targets.length][];
+            this.greedy = new boolean[targets.length][];
+            for (int r = 0; r < targets.length; r++) {
+                logprob[r] = new double[targets[r].length];
+                greedy[r] = new boolean[targets[r].length];
+            }
+        }
     }
 
     /**
@@ -966,8 +1032,34 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
     }
 
     /**
-     * Samples logits rows [0, m) (logits row j belongs to the call's row {@code rowOf[j]}) with
-     * the sampling kernel and writes each row's id and log-probability into {@code sampling}.
+     * Scores logits rows [0, m), those of wanted positions [from, from + m), on their targets
+     * into {@link #scoring}. Synchronises.
+     */
+    private void scoreLogits(List<int[]> want, int from, int m) {
+        int[] ids = new int[m];
+        for (int j = 0; j < m; j++) {
+            int[] w = want.get(from + j);
+            ids[j] = scoring.targets[w[1]][w[2]];
+        }
+        scoreIds.copyFrom(Pointer.to(ids), m * 4L, stream);
+        k.lmHead.logprob(stream, logits, m, c.vocabSize(), scoreIds, nextLp, scoreGreedy,
+                argmaxPart, argmaxCounters);
+        float[] lp = new float[m];
+        int[] greedy = new int[m];
+        nextLp.copyTo(Pointer.to(lp), m * 4L, stream);
+        scoreGreedy.copyTo(Pointer.to(greedy), m * 4L, stream);
+        stream.synchronize();
+        for (int j = 0; j < m; j++) {
+            int[] w = want.get(from + j);
+            scoring.logprob[w[1]][w[2]] = lp[j];
+            scoring.greedy[w[1]][w[2]] = greedy[j] != 0;
+        }
+    }
+
+    /**
+     * Samples logits rows [0, m) (logits row j belongs to the call's row {@code rowOf[j]}): greedy
+     * rows from the device argmax already run on them, the others with the sampling kernel; writes
+     * each row's id and log-probability into {@code sampling}.
      * m <= maxRows (a piece has at most maxRows rows). Synchronises.
      */
     private void sampleLogits(int m, int[] rowOf, DeviceSampling sampling) {
@@ -976,6 +1068,7 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
         float[] topP = new float[m];
         long[] seeds = new long[m];
         int[] steps = new int[m];
+        boolean allGreedy = true;
         for (int j = 0; j < m; j++) {
             int r = rowOf[j];
             SamplingParams p = sampling.params[r];
@@ -984,22 +1077,35 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
             topP[j] = (float) p.topP();
             seeds[j] = sampling.seeds[r];
             steps[j] = sampling.steps[r];
+            allGreedy &= temp[j] == 0f;
         }
-        sampleTemp.copyFrom(Pointer.to(temp), m * 4L, stream);
-        sampleTopK.copyFrom(Pointer.to(topK), m * 4L, stream);
-        sampleTopP.copyFrom(Pointer.to(topP), m * 4L, stream);
-        sampleSeed.copyFrom(Pointer.to(seeds), m * 8L, stream);
-        sampleStep.copyFrom(Pointer.to(steps), m * 4L, stream);
-        k.sampling.sample(stream, logits, m, c.vocabSize(), sampleTemp, sampleTopK, sampleTopP,
-                sampleSeed, sampleStep, sampleQ, nextIds, nextLp);
+        // Greedy rows (temperature 0) take the device argmax that ran after the LM head
+        // (lmHeadDevice, also in the captured step: the lowest id among the maxima, as the
+        // sampling kernel's greedy rows) and its log-probability, whatever else the piece holds,
+        // so their bits never depend on batching; the sampling kernel runs only for a piece with
+        // other rows, into its own buffers.
         int[] got = new int[m];
         float[] lp = new float[m];
         nextIds.copyTo(Pointer.to(got), m * 4L, stream);
         nextLp.copyTo(Pointer.to(lp), m * 4L, stream);
+        int[] sampled = allGreedy ? null : new int[m];
+        float[] sampledLogprob = allGreedy ? null : new float[m];
+        if (!allGreedy) {
+            sampleTemp.copyFrom(Pointer.to(temp), m * 4L, stream);
+            sampleTopK.copyFrom(Pointer.to(topK), m * 4L, stream);
+            sampleTopP.copyFrom(Pointer.to(topP), m * 4L, stream);
+            sampleSeed.copyFrom(Pointer.to(seeds), m * 8L, stream);
+            sampleStep.copyFrom(Pointer.to(steps), m * 4L, stream);
+            k.sampling.sample(stream, logits, m, c.vocabSize(), sampleTemp, sampleTopK,
+                    sampleTopP, sampleSeed, sampleStep, sampleQ, sampledIds, sampledLp);
+            sampledIds.copyTo(Pointer.to(sampled), m * 4L, stream);
+            sampledLp.copyTo(Pointer.to(sampledLogprob), m * 4L, stream);
+        }
         stream.synchronize();
         for (int j = 0; j < m; j++) {
-            sampling.ids[rowOf[j]] = got[j];
-            sampling.logprobs[rowOf[j]] = lp[j];
+            boolean greedy = temp[j] == 0f;
+            sampling.ids[rowOf[j]] = greedy ? got[j] : sampled[j];
+            sampling.logprobs[rowOf[j]] = greedy ? lp[j] : sampledLogprob[j];
         }
     }
 
@@ -1635,10 +1741,15 @@ public final class CudaDecoder implements BatchDecoder<CudaSequence>, AutoClosea
 
     /**
      * The m logits rows of wanted positions [from, from + m): copied to the host, or (sampling
-     * not null: one wanted position per row, the last) sampled on the device.
+     * not null: one wanted position per row, the last) sampled on the device, or (during
+     * {@link #score}) scored on the device.
      */
     private void takeLogits(List<int[]> want, int from, int m, float[][][] out,
                             DeviceSampling sampling) {
+        if (scoring != null) {
+            scoreLogits(want, from, m);
+            return;
+        }
         if (sampling == null) {
             copyLogits(want, from, m, out);
             return;

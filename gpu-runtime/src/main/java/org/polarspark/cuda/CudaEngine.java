@@ -11,8 +11,8 @@ import org.polarspark.generate.GenerationResult;
 import org.polarspark.generate.Generator;
 import org.polarspark.generate.LoglikelihoodRequest;
 import org.polarspark.generate.LoglikelihoodResult;
-import org.polarspark.generate.Sampler;
 import org.polarspark.generate.TeacherForcing;
+import org.polarspark.generate.TokenScores;
 import org.polarspark.model.Checkpoint;
 import org.polarspark.model.ModelConfig;
 import org.polarspark.model.TextTokenizer;
@@ -220,28 +220,25 @@ public final class CudaEngine implements Engine {
                 }
                 int rows = seqs.size();
                 long t0 = System.nanoTime();
-                float[][][] logits;
+                // Log-probabilities on the device (CudaDecoder.score): only two numbers per
+                // scored position come back, not its logits.
+                TokenScores scores;
                 if (routers != null && !everyToken) {
-                    logits = TeacherForcing.continuationLogits(decoder, seqs,
+                    scores = TeacherForcing.continuationScores(decoder, seqs,
                             requests.subList(from, from + rows), routers);
                 } else {
-                    int[] last = new int[rows];
+                    int[][] conts = new int[rows][];
                     for (int r = 0; r < rows; r++) {
-                        last[r] = requests.get(from + r).continuation().length;
+                        conts[r] = requests.get(from + r).continuation();
                     }
-                    logits = decoder.forward(seqs, toks.toArray(new int[0][]), last,
+                    scores = decoder.score(seqs, toks.toArray(new int[0][]), conts,
                             routers == null ? SparsityPolicy.DENSE : routers);
                 }
                 long dt = System.nanoTime() - t0;
                 for (int r = 0; r < rows; r++) {
                     int[] cont = requests.get(from + r).continuation();
-                    double ll = 0;
-                    boolean greedy = true;
-                    for (int i = 0; i < cont.length; i++) {
-                        ll += Sampler.logProb(logits[r][i], cont[i]);
-                        greedy &= Sampler.argmax(logits[r][i]) == cont[i];
-                    }
-                    out.add(new LoglikelihoodResult(ll, greedy, cont.length));
+                    out.add(new LoglikelihoodResult(scores.sum(r), scores.allGreedy(r),
+                            cont.length));
                 }
                 stats = stats.plus(new EngineStats(prefill, 0, dt, 0, 1, rows));
                 from += rows;

@@ -363,11 +363,6 @@ public final class GemmKernel {
                 bytes), "cuFuncSetAttribute(" + name + ", shared memory " + bytes + ")");
     }
 
-    /** The device's multiprocessor count (read once at load). */
-    int multiprocessors() {
-        return sms;
-    }
-
     /** True if plain M <= 64 launches use the TMA decode tile (gemm_&lt;epi&gt;_wgt). */
     public boolean hasTmaDecode() {
         return wgTma != null;

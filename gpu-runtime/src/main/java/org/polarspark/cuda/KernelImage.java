@@ -80,7 +80,7 @@ public final class KernelImage implements AutoCloseable {
             kvAppend = new KvAppendKernel(module("kv_cache"));
             attention = new AttentionKernel(module("attention"));
             prefillAttention = new PrefillAttentionKernel(module("attention_prefill"));
-            lmHead = new LmHeadKernel(module("lm_head"), gemm.multiprocessors());
+            lmHead = new LmHeadKernel(module("lm_head"));
             init = new InitKernel(module("init"));
             router = new RouterKernel(module("router"));
             sampling = new SamplingKernel(module("sampling"));

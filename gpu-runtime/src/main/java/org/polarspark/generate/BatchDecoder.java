@@ -29,6 +29,22 @@ public interface BatchDecoder<S> {
     float[][][] forward(List<S> seqs, int[][] tokens, int[] logitsLast, SparsityPolicy policy);
 
     /**
+     * Runs new tokens for each sequence as {@link #forward} does and scores given tokens at each
+     * sequence's last {@code targets[i].length} new positions: the log-probability of
+     * {@code targets[i][j]} and whether it is the greedy token there. This default takes them
+     * from {@link #forward}'s logits; a backend may compute them where the logits are, so that
+     * none leave it.
+     */
+    default TokenScores score(List<S> seqs, int[][] tokens, int[][] targets,
+                              SparsityPolicy policy) {
+        int[] last = new int[targets.length];
+        for (int r = 0; r < targets.length; r++) {
+            last[r] = targets[r].length;
+        }
+        return TokenScores.fromLogits(forward(seqs, tokens, last, policy), targets);
+    }
+
+    /**
      * Optional: one decode step (one token per sequence) with the next token sampled on the
      * backend, so no logits leave the device. Returns the sampled ids and writes each one's
      * log-probability (raw distribution) into {@code logprobs}; returns null if the backend

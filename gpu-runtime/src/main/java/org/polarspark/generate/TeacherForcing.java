@@ -14,27 +14,31 @@ public final class TeacherForcing {
     }
 
     /**
-     * Logits predicting each continuation token: [row][i] are the logits after context +
-     * continuation[0..i). Sequences must be fresh (empty) and able to hold context +
-     * continuation - 1 tokens.
+     * The scores of each continuation token: [row][i] is continuation[i] scored after context +
+     * continuation[0..i) (see {@link BatchDecoder#score}). Sequences must be fresh (empty) and
+     * able to hold context + continuation - 1 tokens.
      */
-    public static <S> float[][][] continuationLogits(BatchDecoder<S> dec, List<S> seqs,
+    public static <S> TokenScores continuationScores(BatchDecoder<S> dec, List<S> seqs,
                                                      List<LoglikelihoodRequest> reqs,
                                                      SparsityPolicy decodePolicy) {
         int rows = seqs.size();
-        float[][][] out = new float[rows][][];
+        double[][] lp = new double[rows][];
+        boolean[][] greedy = new boolean[rows][];
         int[][] contexts = new int[rows][];
-        int[] ones = new int[rows];
+        int[][] firsts = new int[rows][];
         int maxCont = 0;
         for (int r = 0; r < rows; r++) {
+            int[] cont = reqs.get(r).continuation();
             contexts[r] = reqs.get(r).context();
-            ones[r] = 1;
-            out[r] = new float[reqs.get(r).continuation().length][];
-            maxCont = Math.max(maxCont, reqs.get(r).continuation().length);
+            firsts[r] = new int[] {cont[0]};
+            lp[r] = new double[cont.length];
+            greedy[r] = new boolean[cont.length];
+            maxCont = Math.max(maxCont, cont.length);
         }
-        float[][][] first = dec.forward(seqs, contexts, ones, SparsityPolicy.DENSE);
+        TokenScores first = dec.score(seqs, contexts, firsts, SparsityPolicy.DENSE);
         for (int r = 0; r < rows; r++) {
-            out[r][0] = first[r][0];
+            lp[r][0] = first.logprob()[r][0];
+            greedy[r][0] = first.greedy()[r][0];
         }
         for (int step = 1; step < maxCont; step++) {
             List<Integer> live = new ArrayList<>();
@@ -45,18 +49,20 @@ public final class TeacherForcing {
             }
             List<S> ls = new ArrayList<>(live.size());
             int[][] t = new int[live.size()][];
-            int[] one = new int[live.size()];
+            int[][] next = new int[live.size()][];
             for (int i = 0; i < live.size(); i++) {
                 int r = live.get(i);
+                int[] cont = reqs.get(r).continuation();
                 ls.add(seqs.get(r));
-                t[i] = new int[] {reqs.get(r).continuation()[step - 1]};
-                one[i] = 1;
+                t[i] = new int[] {cont[step - 1]};
+                next[i] = new int[] {cont[step]};
             }
-            float[][][] l = dec.forward(ls, t, one, decodePolicy);
+            TokenScores s = dec.score(ls, t, next, decodePolicy);
             for (int i = 0; i < live.size(); i++) {
-                out[live.get(i)][step] = l[i][0];
+                lp[live.get(i)][step] = s.logprob()[i][0];
+                greedy[live.get(i)][step] = s.greedy()[i][0];
             }
         }
-        return out;
+        return new TokenScores(lp, greedy);
     }
 }

@@ -4,10 +4,12 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Random;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -20,6 +22,7 @@ import org.polarspark.generate.GenerationResult;
 import org.polarspark.generate.Generator;
 import org.polarspark.generate.Sampler;
 import org.polarspark.generate.SamplingParams;
+import org.polarspark.generate.TokenScores;
 import org.polarspark.model.Checkpoint;
 import org.polarspark.polar.SparsityPolicy;
 import org.polarspark.testutil.Golden;
@@ -106,6 +109,83 @@ class CudaDecoderTest extends GpuTest {
             System.out.printf("[gpu] %s %s: %d teacher-forced steps, worst relative logit "
                     + "error %.5f%n", dt.wire(), name, steps, worst);
             gpu.close(gs);
+        }
+    }
+
+    /**
+     * Scoring on the device (the log-probability and greedy flag of given tokens; no logits leave
+     * it) against the host's log-softmax of the same decoder's logits for the same tokens: three
+     * prompts of different lengths with several scored positions each, in pieces of at most 16
+     * tokens, then one-token steps (the captured decode step). Targets alternate between each
+     * position's argmax and a random token; out-of-vocabulary targets are refused, naming them.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("models")
+    void deviceScoresMatchTheHostOnTheSameLogits(String name) {
+        Golden g = Golden.load(name);
+        Checkpoint ckpt = Checkpoint.open(g.modelDir());
+        int vocab = ckpt.config().vocabSize();
+        int[] base = g.cases().get(g.cases().size() - 1).inputIds();
+        int rows = 3;
+        int steps = 4;
+        int[][] prompts = new int[rows][];
+        int[] last = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            prompts[r] = java.util.Arrays.copyOf(base, Math.max(2, base.length - 3 * r));
+            last[r] = Math.min(prompts[r].length, 1 + 2 * r);
+        }
+        Random rnd = new Random(5);
+        try (CudaDecoder gpu = new CudaDecoder(ctx, kernels, alloc, ckpt, 16, 8,
+                kvFor(ckpt, 2 * rows))) {
+            List<CudaSequence> a = new ArrayList<>();
+            List<CudaSequence> b = new ArrayList<>();
+            for (int r = 0; r < rows; r++) {
+                a.add(gpu.open(prompts[r].length + steps));
+                b.add(gpu.open(prompts[r].length + steps));
+            }
+            float[][][] logits = gpu.forward(a, prompts, last, SparsityPolicy.DENSE);
+            int[][] targets = new int[rows][];
+            for (int r = 0; r < rows; r++) {
+                targets[r] = new int[last[r]];
+                for (int i = 0; i < last[r]; i++) {
+                    targets[r][i] = (r + i) % 2 == 0 ? Sampler.argmax(logits[r][i])
+                            : rnd.nextInt(vocab);
+                }
+            }
+            int[][] bad = {targets[0], {vocab}, targets[2]};
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> gpu.score(b, prompts, bad, SparsityPolicy.DENSE));
+            assertTrue(e.getMessage().contains("row 1 position 0"), e.getMessage());
+            int[][] feedB = prompts; // what b runs: the tokens a ran before its logits
+            for (int s = 0; s <= steps; s++) {
+                TokenScores want = TokenScores.fromLogits(logits, targets);
+                TokenScores got = gpu.score(b, feedB, targets, SparsityPolicy.DENSE);
+                for (int r = 0; r < rows; r++) {
+                    for (int i = 0; i < targets[r].length; i++) {
+                        String at = name + " step " + s + " row " + r + " position " + i;
+                        assertEquals(want.logprob()[r][i], got.logprob()[r][i],
+                                1e-4 + 1e-5 * Math.abs(want.logprob()[r][i]), at);
+                        assertEquals(want.greedy()[r][i], got.greedy()[r][i], at + " greedy");
+                    }
+                }
+                if (s == steps) {
+                    break;
+                }
+                int[][] feed = new int[rows][];
+                for (int r = 0; r < rows; r++) {
+                    feed[r] = new int[] {targets[r][targets[r].length - 1]};
+                }
+                logits = gpu.forward(a, feed, new int[] {1, 1, 1}, SparsityPolicy.DENSE);
+                for (int r = 0; r < rows; r++) {
+                    targets[r] = new int[] {(r + s) % 2 == 0 ? Sampler.argmax(logits[r][0])
+                            : rnd.nextInt(vocab)};
+                }
+                feedB = feed;
+            }
+            for (int r = 0; r < rows; r++) {
+                gpu.close(a.get(r));
+                gpu.close(b.get(r));
+            }
         }
     }
 

@@ -1427,7 +1427,7 @@ class CudaKernelTest extends GpuTest {
         DeviceBuffer dl = f32(logits);
         DeviceBuffer ids = zeros(rows * 4L);
         DeviceBuffer lp = zeros(rows * 4L);
-        DeviceBuffer part = zeros(kernels.lmHead.partBytes(rows, vocab));
+        DeviceBuffer part = zeros(LmHeadKernel.partBytes(rows, vocab));
         DeviceBuffer counters = zeros(rows * 4L);
         int[] want = new int[rows];
         float[] wantLp = new float[rows];

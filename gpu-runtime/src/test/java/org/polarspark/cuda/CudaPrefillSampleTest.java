@@ -292,11 +292,11 @@ class CudaPrefillSampleTest extends GpuTest {
 
     /**
      * Temperature, top-k and top-p rows (several seeds per prompt and setting, sampler steps 0
-     * and later ones, more rows than one piece holds), against two oracles: (1) the sampling
-     * kernel that decode steps use, launched here on the logits of a forward of the same batch
-     * copied back to the device, with the same settings, seeds and steps: the same ids and
-     * log-probabilities, bit for bit (so a row's tokens do not depend on which path sampled
-     * them); (2) the kernel's definition on the host ({@link #checkDraw}), and log-probabilities
+     * and later ones, more rows than one piece holds), against two oracles: (1) the kernels
+     * that decode steps use (the sampling kernel; for greedy rows the argmax after the LM head),
+     * launched here on the logits of a forward of the same batch copied back to the device, with
+     * the same settings, seeds and steps: the same ids and log-probabilities, bit for bit (so a
+     * row's tokens do not depend on which path sampled them, nor on the other rows); (2) the kernel's definition on the host ({@link #checkDraw}), and log-probabilities
      * against the host's log-softmax of those logits.
      */
     @ParameterizedTest(name = "{0}")
@@ -366,10 +366,25 @@ class CudaPrefillSampleTest extends GpuTest {
             dSeeds.copyFrom(jcuda.Pointer.to(seeds), n * 8L, stream);
             DeviceBuffer dIds = zeros(n * 4L);
             DeviceBuffer dLp = zeros(n * 4L);
-            kernels.sampling.sample(stream, f32(flat), n, v, f32(temp), i32(topK), f32(topP),
+            DeviceBuffer dFlat = f32(flat);
+            kernels.sampling.sample(stream, dFlat, n, v, f32(temp), i32(topK), f32(topP),
                     dSeeds, i32(steps), zeros((long) n * v * 4), dIds, dLp);
             int[] kIds = readI32(dIds, n);
             float[] kLp = readF32(dLp, n);
+            // greedy rows: the device argmax (its bits do not depend on the launch's other rows)
+            DeviceBuffer aIds = zeros(n * 4L);
+            DeviceBuffer aLp = zeros(n * 4L);
+            kernels.lmHead.argmax(stream, dFlat, n, v, aIds, aLp,
+                    zeros(LmHeadKernel.partBytes(n, v)), zeros(n * 4L));
+            int[] argIds = readI32(aIds, n);
+            float[] argLp = readF32(aLp, n);
+            for (int i = 0; i < n; i++) {
+                if (temp[i] == 0f) {
+                    assertEquals(argIds[i], kIds[i], "row " + i + ": argmax = greedy sampling");
+                    kIds[i] = argIds[i];
+                    kLp[i] = argLp[i];
+                }
+            }
 
             int[] loose = new int[1];
             java.util.Set<Integer> distinct = new java.util.HashSet<>();
@@ -378,7 +393,7 @@ class CudaPrefillSampleTest extends GpuTest {
                         + "seed %d, step %d)", name, i, prompts[i].length,
                         params[i].temperature(), params[i].topP(), params[i].topK(), seeds[i],
                         steps[i]);
-                assertEquals(kIds[i], ids[i], at + ": the decode path's kernel on these logits");
+                assertEquals(kIds[i], ids[i], at + ": the decode path's kernels on these logits");
                 assertEquals(kLp[i], lps[i], 0.0, at + ": its log-probability");
                 float[] dl = gl[i][0];
                 double own = Sampler.logProb(dl, ids[i]);

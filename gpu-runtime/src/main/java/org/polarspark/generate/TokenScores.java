@@ -1,0 +1,43 @@
+package org.polarspark.generate;
+
+/**
+ * Log-probabilities of given tokens at consecutive positions of each row (the raw model
+ * distribution), and whether each token was the greedy choice there (the lowest id among the
+ * largest logits, as {@link Sampler#argmax} picks): [row][position].
+ */
+public record TokenScores(double[][] logprob, boolean[][] greedy) {
+
+    /** From logits [row][position][vocab] and the token scored at each position. */
+    public static TokenScores fromLogits(float[][][] logits, int[][] targets) {
+        double[][] lp = new double[targets.length][];
+        boolean[][] g = new boolean[targets.length][];
+        for (int r = 0; r < targets.length; r++) {
+            lp[r] = new double[targets[r].length];
+            g[r] = new boolean[targets[r].length];
+            for (int i = 0; i < targets[r].length; i++) {
+                lp[r][i] = Sampler.logProb(logits[r][i], targets[r][i]);
+                g[r][i] = Sampler.argmax(logits[r][i]) == targets[r][i];
+            }
+        }
+        return new TokenScores(lp, g);
+    }
+
+    /** Row r's log-likelihood: the sum of its log-probabilities. */
+    public double sum(int r) {
+        double s = 0;
+        for (double v : logprob[r]) {
+            s += v;
+        }
+        return s;
+    }
+
+    /** Whether every scored token of row r was the greedy choice. */
+    public boolean allGreedy(int r) {
+        for (boolean b : greedy[r]) {
+            if (!b) {
+                return false;
+            }
+        }
+        return true;
+    }
+}
