@@ -22,19 +22,19 @@ public final class TeacherForcing {
                                                      List<LoglikelihoodRequest> reqs,
                                                      SparsityPolicy decodePolicy) {
         int rows = seqs.size();
-        double[][] lp = new double[rows][];
-        boolean[][] greedy = new boolean[rows][];
         int[][] contexts = new int[rows][];
+        int[][] conts = new int[rows][];
         int[][] firsts = new int[rows][];
         int maxCont = 0;
         for (int r = 0; r < rows; r++) {
-            int[] cont = reqs.get(r).continuation();
             contexts[r] = reqs.get(r).context();
-            firsts[r] = new int[] {cont[0]};
-            lp[r] = new double[cont.length];
-            greedy[r] = new boolean[cont.length];
-            maxCont = Math.max(maxCont, cont.length);
+            conts[r] = reqs.get(r).continuation();
+            firsts[r] = new int[] {conts[r][0]};
+            maxCont = Math.max(maxCont, conts[r].length);
         }
+        TokenScores out = TokenScores.shapedLike(conts);
+        double[][] lp = out.logprob();
+        boolean[][] greedy = out.greedy();
         TokenScores first = dec.score(seqs, contexts, firsts, SparsityPolicy.DENSE);
         for (int r = 0; r < rows; r++) {
             lp[r][0] = first.logprob()[r][0];
@@ -43,7 +43,7 @@ public final class TeacherForcing {
         for (int step = 1; step < maxCont; step++) {
             List<Integer> live = new ArrayList<>();
             for (int r = 0; r < rows; r++) {
-                if (step < reqs.get(r).continuation().length) {
+                if (step < conts[r].length) {
                     live.add(r);
                 }
             }
@@ -52,10 +52,9 @@ public final class TeacherForcing {
             int[][] next = new int[live.size()][];
             for (int i = 0; i < live.size(); i++) {
                 int r = live.get(i);
-                int[] cont = reqs.get(r).continuation();
                 ls.add(seqs.get(r));
-                t[i] = new int[] {cont[step - 1]};
-                next[i] = new int[] {cont[step]};
+                t[i] = new int[] {conts[r][step - 1]};
+                next[i] = new int[] {conts[r][step]};
             }
             TokenScores s = dec.score(ls, t, next, decodePolicy);
             for (int i = 0; i < live.size(); i++) {
@@ -63,6 +62,6 @@ public final class TeacherForcing {
                 greedy[live.get(i)][step] = s.greedy()[i][0];
             }
         }
-        return new TokenScores(lp, greedy);
+        return out;
     }
 }

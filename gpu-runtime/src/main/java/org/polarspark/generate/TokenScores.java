@@ -7,19 +7,27 @@ package org.polarspark.generate;
  */
 public record TokenScores(double[][] logprob, boolean[][] greedy) {
 
-    /** From logits [row][position][vocab] and the token scored at each position. */
-    public static TokenScores fromLogits(float[][][] logits, int[][] targets) {
+    /** Scores to fill, one (0, false) per target: [row][position] as {@code targets}. */
+    public static TokenScores shapedLike(int[][] targets) {
         double[][] lp = new double[targets.length][];
         boolean[][] g = new boolean[targets.length][];
         for (int r = 0; r < targets.length; r++) {
             lp[r] = new double[targets[r].length];
             g[r] = new boolean[targets[r].length];
-            for (int i = 0; i < targets[r].length; i++) {
-                lp[r][i] = Sampler.logProb(logits[r][i], targets[r][i]);
-                g[r][i] = Sampler.argmax(logits[r][i]) == targets[r][i];
-            }
         }
         return new TokenScores(lp, g);
+    }
+
+    /** From logits [row][position][vocab] and the token scored at each position. */
+    public static TokenScores fromLogits(float[][][] logits, int[][] targets) {
+        TokenScores s = shapedLike(targets);
+        for (int r = 0; r < targets.length; r++) {
+            for (int i = 0; i < targets[r].length; i++) {
+                s.logprob[r][i] = Sampler.logProb(logits[r][i], targets[r][i]);
+                s.greedy[r][i] = Sampler.argmax(logits[r][i]) == targets[r][i];
+            }
+        }
+        return s;
     }
 
     /** Row r's log-likelihood: the sum of its log-probabilities. */
