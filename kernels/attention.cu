@@ -305,6 +305,10 @@ POLAR_DEVICE void att_softmax_tile(float* s, float* st, int tl, int lane) {
         sum += pr;
     }
     sum = warp_sum(sum);
+    // Every lane read st[1] above; lane 0 overwrites it. The shuffles order them in practice,
+    // but only a barrier does by the memory model (compute-sanitizer racecheck: 72 hazards
+    // without it).
+    __syncwarp();
     if (lane == 0) {
         const float alpha = exp2f(m_old - m_new);  // 0 on the first tile (m_old = -inf)
         st[0] = alpha;
