@@ -20,6 +20,7 @@ import jcuda.driver.JCudaDriver;
 import org.polarspark.cuda.Cuda;
 import org.polarspark.cuda.CudaDecoder;
 import org.polarspark.cuda.CudaEvent;
+import org.polarspark.cuda.CudaGraph;
 import org.polarspark.cuda.CudaSequence;
 import org.polarspark.cuda.CudaStream;
 import org.polarspark.cuda.DeviceAllocator;
@@ -50,10 +51,13 @@ import org.polarspark.polar.SparsityPolicy;
  * step of each model and batch is captured and replayed ({@code warmup + iters} times); nothing
  * else runs and no results are written.
  *
- * Definitions. GEMM ms: mean of {@code iters} back-to-back launches (median of 5 repeats), so
- * that host launch cost is hidden as in a graph. step ms: median device time of one captured decode step (all layers, LM head and
- * device argmax) over {@code iters} graph replays after {@code warmup}. bytes: every weight once
- * plus the K and V the step attends to (batch x context x layers x 2 x kvDim x 2 bytes).
+ * Definitions. GEMM ms: device time of {@code iters} launches captured as one graph, per launch
+ * (median of 5 replays), cycling through weight copies that together exceed L2 so that each
+ * launch reads its weights from memory; host launch ms: the same launches issued from the host
+ * back to back (what sessions up to 16 reported as GEMM ms; at small M it is the host's time).
+ * step ms: median device time of one captured decode step (all layers, LM head and device
+ * argmax) over {@code iters} graph replays after {@code warmup}. bytes: every weight once plus
+ * the K and V the step attends to (batch x context x layers x 2 x kvDim x 2 bytes).
  * With --polar: the same step with random head routers at the shape's density (layer 0 dense;
  * MLP dense), its speedup, its own roofline ratio (bytes it reads: weights, router weights and the
  * K/V of the selected groups only), router time as a fraction of the step, alone (router GEMMs
@@ -354,6 +358,9 @@ public final class PolarBench {
         }
     }
 
+    /** Bytes of weight copies a GEMM bench shape cycles through (five times an H100's L2). */
+    static final long GEMM_ROTATE_BYTES = 256L << 20;
+
     static List<Map<String, Object>> gemmBench(DeviceAllocator root, KernelImage k, int iters,
                                                int warmup) {
         int[][] shapes = {{4096, 4096, 4096}, {1, 4096, 4096}, {16, 4096, 4096},
@@ -365,28 +372,43 @@ public final class PolarBench {
                 int m = sh[0];
                 int n = sh[1];
                 int kk = sh[2];
-                try (DeviceBuffer ws = root.allocate("gemm.work", 64L << 20);
+                // Weight copies cycled through so that together they exceed L2 (50 MB on an
+                // H100): each launch streams its weights from memory, as in a decode step.
+                long wBytes = 2L * n * kk;
+                int copies = (int) Math.max(1, (GEMM_ROTATE_BYTES + wBytes - 1) / wBytes);
+                List<DeviceBuffer> ws = new ArrayList<>();
+                try (DeviceBuffer work = root.allocate("gemm.work", 64L << 20);
                      DeviceBuffer a = root.allocate("gemm.a", 2L * m * kk);
-                     DeviceBuffer w = root.allocate("gemm.w", 2L * n * kk);
                      DeviceBuffer o = root.allocate("gemm.out", 2L * m * n)) {
                     k.init.uniformBf16(s, a, (long) m * kk, 1, 1f);
-                    k.init.uniformBf16(s, w, (long) n * kk, 2, 0.02f);
-                    for (int i = 0; i < warmup; i++) {
-                        k.gemm.run(GemmKernel.Epilogue.STORE_BF16, s, a, kk, w, kk, null, o, n, m,
-                                n, kk, ws);
-                    }
-                    // Back-to-back launches between two events: the kernel's own time, with the
-                    // host's launch cost hidden as it is inside a captured graph.
+                    // The launches captured as one graph and replayed: device time only, none of
+                    // the host's per-launch work (argument checks, tensor maps), as in the
+                    // captured decode step. Back-to-back host launches (sessions <= 16) measured
+                    // the host at small M: M=1 took 0.12-0.29 ms for 32 MB of weights.
                     float[] ms = new float[5];
-                    for (int rep = 0; rep < ms.length; rep++) {
-                        t0.record(s);
-                        for (int i = 0; i < iters; i++) {
-                            k.gemm.run(GemmKernel.Epilogue.STORE_BF16, s, a, kk, w, kk, null, o,
-                                    n, m, n, kk, ws);
+                    float[] hostMs = new float[5];
+                    try {
+                        for (int c = 0; c < copies; c++) {
+                            ws.add(root.allocate("gemm.w" + c, wBytes));
+                            k.init.uniformBf16(s, ws.get(c), (long) n * kk, 2 + c, 0.02f);
                         }
-                        t1.record(s);
-                        t1.synchronize();
-                        ms[rep] = t1.elapsedSince(t0) / iters;
+                        s.synchronize();
+                        java.util.function.IntConsumer launch = i -> k.gemm.run(
+                                GemmKernel.Epilogue.STORE_BF16, s, a, kk, ws.get(i % ws.size()),
+                                kk, null, o, n, m, n, kk, work);
+                        benchGraph(s, t0, t1, ms, iters, warmup, "gemm bench " + m + "x" + n
+                                + "x" + kk, launch);
+                        for (int rep = 0; rep < hostMs.length; rep++) {
+                            t0.record(s);
+                            for (int i = 0; i < iters; i++) {
+                                launch.accept(i);
+                            }
+                            t1.record(s);
+                            t1.synchronize();
+                            hostMs[rep] = t1.elapsedSince(t0) / iters;
+                        }
+                    } finally {
+                        ws.forEach(DeviceBuffer::close);
                     }
                     double med = median(ms);
                     double tflops = 2.0 * m * n * kk / (med / 1e3) / 1e12;
@@ -399,13 +421,41 @@ public final class PolarBench {
                     row.put("ms", med);
                     row.put("TFLOPs", tflops);
                     row.put("GBps", gbps);
+                    row.put("host_launch_ms", median(hostMs));
+                    row.put("weight_copies", copies);
                     rows.add(row);
                     System.out.printf(Locale.ROOT, "GEMM M=%5d N=%5d K=%5d  %8.4f ms  %7.1f "
-                            + "TFLOP/s  %7.0f GB/s%n", m, n, kk, med, tflops, gbps);
+                            + "TFLOP/s  %7.0f GB/s  (host launches %.4f ms)%n", m, n, kk, med,
+                            tflops, gbps, median(hostMs));
                 }
             }
         }
         return rows;
+    }
+
+    /**
+     * Captures {@code iters} calls of {@code launch} (given the call's index) as one graph,
+     * replays it {@code max(1, warmup)} times, then times ms.length replays: ms[r] = replay r's
+     * device time / iters.
+     */
+    static void benchGraph(CudaStream s, CudaEvent t0, CudaEvent t1, float[] ms, int iters,
+                           int warmup, String what, java.util.function.IntConsumer launch) {
+        try (CudaGraph g = CudaGraph.capture(s, () -> {
+            for (int i = 0; i < iters; i++) {
+                launch.accept(i);
+            }
+        }, what)) {
+            for (int i = 0; i < Math.max(1, warmup); i++) {
+                g.launch(s);
+            }
+            for (int rep = 0; rep < ms.length; rep++) {
+                t0.record(s);
+                g.launch(s);
+                t1.record(s);
+                t1.synchronize();
+                ms[rep] = t1.elapsedSince(t0) / iters;
+            }
+        }
     }
 
     static double median(float[] a) {
@@ -475,11 +525,12 @@ public final class PolarBench {
                         r.get("max_abs_logprob_diff")));
             }
         }
-        md.append("\n| GEMM M | N | K | ms | TFLOP/s | GB/s |\n|---|---|---|---|---|---|\n");
+        md.append("\n| GEMM M | N | K | ms (graph) | TFLOP/s | GB/s | weight copies | ms (host "
+                + "launches) |\n|---|---|---|---|---|---|---|---|\n");
         for (Map<String, Object> r : (List<Map<String, Object>>) report.get("gemm")) {
-            md.append(String.format(Locale.ROOT, "| %d | %d | %d | %.4f | %.1f | %.0f |%n",
-                    r.get("M"), r.get("N"), r.get("K"), r.get("ms"), r.get("TFLOPs"),
-                    r.get("GBps")));
+            md.append(String.format(Locale.ROOT, "| %d | %d | %d | %.4f | %.1f | %.0f | %d | %.4f "
+                    + "|%n", r.get("M"), r.get("N"), r.get("K"), r.get("ms"), r.get("TFLOPs"),
+                    r.get("GBps"), r.get("weight_copies"), r.get("host_launch_ms")));
         }
         Files.writeString(out.resolve("decode-" + gpuName + "-" + stamp + ".md"), md.toString());
         System.out.println("wrote " + json);
