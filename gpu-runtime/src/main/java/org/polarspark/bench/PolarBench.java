@@ -16,6 +16,7 @@ import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 import java.util.stream.Collectors;
+import jcuda.Pointer;
 import jcuda.driver.JCudaDriver;
 import org.polarspark.cuda.Cuda;
 import org.polarspark.cuda.CudaDecoder;
@@ -30,6 +31,7 @@ import org.polarspark.cuda.GemmKernel;
 import org.polarspark.cuda.GpuContext;
 import org.polarspark.cuda.CudaDtype;
 import org.polarspark.cuda.KernelImage;
+import org.polarspark.cuda.LmHeadKernel;
 import org.polarspark.generate.TokenScores;
 import org.polarspark.polar.SparsityPolicy;
 
@@ -39,7 +41,8 @@ import org.polarspark.polar.SparsityPolicy;
  *
  * <pre>
  * polar-bench [--models opt-6.7b,llama-2-7b,llama-3-8b] [--iters 30] [--warmup 5]
- *             [--out bench/results] [--gpu 0] [--only all|gemm|decode|scoring] [--polar true]
+ *             [--out bench/results] [--gpu 0] [--only all|gemm|sampling|decode|scoring]
+ *             [--polar true]
  *             [--batches 1,32] [--profile dense|polar] [--dtype bf16|fp16]
  * </pre>
  *
@@ -65,6 +68,9 @@ import org.polarspark.polar.SparsityPolicy;
  * without its router kernels, reusing the selections the routed step left: what the step does not
  * hide of the routers, the MLP router running beside attention on its own stream), and one
  * layer's attention alone at densities 1.0, 0.5 and 0.3 against dense.
+ * sampling ({@code --only sampling}, and in {@code all}): the token choice after the LM head
+ * alone (device argmax, and the sampling kernel with temperature, top-k, top-p) on random fp32
+ * logits of llama-2's and llama-3's vocabularies for 1, 16 and 48 rows.
  * scoring ({@code --only scoring}, and in {@code all}): log-likelihoods of 8 random prompts of 128
  * tokens with their last 32 positions scored, the logits copied to the host and log-softmaxed
  * there against log-probabilities computed on the device (see {@link #scoringBench}).
@@ -83,7 +89,11 @@ public final class PolarBench {
         int warmup = Integer.parseInt(opt.getOrDefault("warmup", "5"));
         Path out = Path.of(opt.getOrDefault("out", "bench/results"));
         int gpu = Integer.parseInt(opt.getOrDefault("gpu", "0"));
-        String only = opt.getOrDefault("only", "all"); // all, gemm, decode or scoring
+        String only = opt.getOrDefault("only", "all"); // all, gemm, sampling, decode or scoring
+        if (!Set.of("all", "gemm", "sampling", "decode", "scoring").contains(only)) {
+            throw new IllegalArgumentException("--only takes all, gemm, sampling, decode or "
+                    + "scoring, got '" + only + "'");
+        }
         boolean polar = Boolean.parseBoolean(opt.getOrDefault("polar", "false"));
         CudaDtype dtype = CudaDtype.parse(opt.getOrDefault("dtype", CudaDtype.DEFAULT.wire()));
         // Optional subset of each shape's batch sizes (e.g. --batches 1,32), for profiling runs.
@@ -101,6 +111,7 @@ public final class PolarBench {
         List<Map<String, Object>> gemm = new ArrayList<>();
         List<Map<String, Object>> attention = new ArrayList<>();
         List<Map<String, Object>> scoring = new ArrayList<>();
+        List<Map<String, Object>> sampling = new ArrayList<>();
         try (GpuContext ctx = new GpuContext(gpu); KernelImage k = new KernelImage(dtype)) {
             DeviceAllocator root = DeviceAllocator.root("bench", ctx.totalMemory());
             double bw = copyBandwidth(root, iters);
@@ -113,7 +124,11 @@ public final class PolarBench {
             if ((only.equals("all") || only.equals("gemm")) && profile == null) {
                 gemm.addAll(gemmBench(root, k, iters, warmup));
             }
-            for (String name : only.equals("gemm") ? List.<String>of() : models) {
+            if ((only.equals("all") || only.equals("sampling")) && profile == null) {
+                sampling.addAll(samplingBench(root, k, iters, warmup));
+            }
+            for (String name : only.equals("gemm") || only.equals("sampling") ? List.<String>of()
+                    : models) {
                 BenchShapes s = BenchShapes.byName(name.trim());
                 int maxB = s.batches().stream().mapToInt(Integer::intValue).max().orElse(1);
                 long perBlock = 2L * s.config().numLayers() * s.config().kvDim()
@@ -236,6 +251,7 @@ public final class PolarBench {
         report.put("gemm", gemm);
         report.put("attention", attention);
         report.put("scoring", scoring);
+        report.put("sampling", sampling);
         write(out, report);
     }
 
@@ -433,6 +449,94 @@ public final class PolarBench {
         return rows;
     }
 
+    /** Sampling bench: vocabularies (llama-2's, llama-3's) and rows. */
+    static final int[] SAMPLE_VOCABS = {32000, 128256};
+    static final int[] SAMPLE_ROWS = {1, 16, 48};
+
+    /**
+     * The token choice after the LM head, alone, on random fp32 logits (N(0, 3^2)): the device
+     * argmax that greedy rows take, and the sampling kernel with temperature 1 and nothing
+     * else, with top-p 0.95, and with temperature 0.8, top-k 50 and top-p 0.9 (every row the
+     * same). Device ms per launch, graph-replayed as the GEMM rows.
+     */
+    static List<Map<String, Object>> samplingBench(DeviceAllocator root, KernelImage k,
+                                                   int iters, int warmup) {
+        String[] modes = {"argmax", "T=1", "T=1 top-p 0.95", "T=0.8 top-k 50 top-p 0.9"};
+        float[][] params = {null, {1f, 0, 1f}, {1f, 0, 0.95f}, {0.8f, 50, 0.9f}};
+        List<Map<String, Object>> rows = new ArrayList<>();
+        int maxRows = Arrays.stream(SAMPLE_ROWS).max().getAsInt();
+        for (int vocab : SAMPLE_VOCABS) {
+            try (CudaStream s = new CudaStream(); CudaEvent t0 = new CudaEvent();
+                 CudaEvent t1 = new CudaEvent();
+                 DeviceBuffer logits = root.allocate("sample.logits", 4L * maxRows * vocab);
+                 DeviceBuffer q = root.allocate("sample.q", 4L * maxRows * vocab);
+                 DeviceBuffer temp = root.allocate("sample.temperature", 4L * maxRows);
+                 DeviceBuffer topK = root.allocate("sample.top_k", 4L * maxRows);
+                 DeviceBuffer topP = root.allocate("sample.top_p", 4L * maxRows);
+                 DeviceBuffer seeds = root.allocate("sample.seeds", 8L * maxRows);
+                 DeviceBuffer steps = root.allocate("sample.steps", 4L * maxRows);
+                 DeviceBuffer ids = root.allocate("sample.ids", 4L * maxRows);
+                 DeviceBuffer lp = root.allocate("sample.logprob", 4L * maxRows);
+                 DeviceBuffer part = root.allocate("sample.part",
+                         LmHeadKernel.partBytes(maxRows, vocab));
+                 DeviceBuffer counters = root.allocate("sample.counters", 4L * maxRows)) {
+                Random rnd = new Random(vocab);
+                float[] l = new float[maxRows * vocab];
+                for (int i = 0; i < l.length; i++) {
+                    l[i] = (float) (3 * rnd.nextGaussian());
+                }
+                logits.copyFrom(Pointer.to(l), 4L * l.length, s);
+                long[] seed = new long[maxRows];
+                int[] step = new int[maxRows];
+                for (int r = 0; r < maxRows; r++) {
+                    seed[r] = 1000 + r;
+                    step[r] = r;
+                }
+                seeds.copyFrom(Pointer.to(seed), 8L * maxRows, s);
+                steps.copyFrom(Pointer.to(step), 4L * maxRows, s);
+                counters.zero(s);
+                for (int m = 0; m < modes.length; m++) {
+                    if (params[m] != null) {
+                        float[] tv = new float[maxRows];
+                        int[] kv = new int[maxRows];
+                        float[] pv = new float[maxRows];
+                        Arrays.fill(tv, params[m][0]);
+                        Arrays.fill(kv, (int) params[m][1]);
+                        Arrays.fill(pv, params[m][2]);
+                        temp.copyFrom(Pointer.to(tv), 4L * maxRows, s);
+                        topK.copyFrom(Pointer.to(kv), 4L * maxRows, s);
+                        topP.copyFrom(Pointer.to(pv), 4L * maxRows, s);
+                    }
+                    s.synchronize();
+                    for (int n : SAMPLE_ROWS) {
+                        float[] ms = new float[5];
+                        boolean argmax = params[m] == null;
+                        benchGraph(s, t0, t1, ms, iters, warmup, "sampling " + modes[m] + ", "
+                                + n + " rows", i -> {
+                                    if (argmax) {
+                                        k.lmHead.argmax(s, logits, n, vocab, ids, lp, part,
+                                                counters);
+                                    } else {
+                                        k.sampling.sample(s, logits, n, vocab, temp, topK, topP,
+                                                seeds, steps, q, ids, lp);
+                                    }
+                                });
+                        double med = median(ms);
+                        Map<String, Object> row = new LinkedHashMap<>();
+                        row.put("vocab", vocab);
+                        row.put("rows", n);
+                        row.put("mode", modes[m]);
+                        row.put("ms", med);
+                        rows.add(row);
+                        System.out.printf(Locale.ROOT, "token choice V=%6d rows=%2d  %-26s "
+                                + "%8.4f ms%n", vocab, n, modes[m], med);
+                    }
+                }
+            }
+        }
+        return rows;
+    }
+
     /**
      * Captures {@code iters} calls of {@code launch} (given the call's index) as one graph,
      * replays it {@code max(1, warmup)} times, then times ms.length replays: ms[r] = replay r's
@@ -531,6 +635,14 @@ public final class PolarBench {
             md.append(String.format(Locale.ROOT, "| %d | %d | %d | %.4f | %.1f | %.0f | %d | %.4f "
                     + "|%n", r.get("M"), r.get("N"), r.get("K"), r.get("ms"), r.get("TFLOPs"),
                     r.get("GBps"), r.get("weight_copies"), r.get("host_launch_ms")));
+        }
+        List<Map<String, Object>> sampled = (List<Map<String, Object>>) report.get("sampling");
+        if (!sampled.isEmpty()) {
+            md.append("\n| token choice | vocab | rows | ms |\n|---|---|---|---|\n");
+            for (Map<String, Object> r : sampled) {
+                md.append(String.format(Locale.ROOT, "| %s | %d | %d | %.4f |%n", r.get("mode"),
+                        r.get("vocab"), r.get("rows"), r.get("ms")));
+            }
         }
         Files.writeString(out.resolve("decode-" + gpuName + "-" + stamp + ".md"), md.toString());
         System.out.println("wrote " + json);
