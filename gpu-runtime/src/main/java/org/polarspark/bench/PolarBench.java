@@ -414,15 +414,11 @@ public final class PolarBench {
                                 kk, null, o, n, m, n, kk, work);
                         benchGraph(s, t0, t1, ms, iters, warmup, "gemm bench " + m + "x" + n
                                 + "x" + kk, launch);
-                        for (int rep = 0; rep < hostMs.length; rep++) {
-                            t0.record(s);
+                        timeReps(s, t0, t1, hostMs, iters, () -> {
                             for (int i = 0; i < iters; i++) {
                                 launch.accept(i);
                             }
-                            t1.record(s);
-                            t1.synchronize();
-                            hostMs[rep] = t1.elapsedSince(t0) / iters;
-                        }
+                        });
                     } finally {
                         ws.forEach(DeviceBuffer::close);
                     }
@@ -449,6 +445,10 @@ public final class PolarBench {
         return rows;
     }
 
+    /** A token choice of the sampling bench: temperature 0 is the device argmax. */
+    record SampleMode(String name, float temperature, int topK, float topP) {
+    }
+
     /** Sampling bench: vocabularies (llama-2's, llama-3's) and rows. */
     static final int[] SAMPLE_VOCABS = {32000, 128256};
     static final int[] SAMPLE_ROWS = {1, 16, 48};
@@ -461,8 +461,9 @@ public final class PolarBench {
      */
     static List<Map<String, Object>> samplingBench(DeviceAllocator root, KernelImage k,
                                                    int iters, int warmup) {
-        String[] modes = {"argmax", "T=1", "T=1 top-p 0.95", "T=0.8 top-k 50 top-p 0.9"};
-        float[][] params = {null, {1f, 0, 1f}, {1f, 0, 0.95f}, {0.8f, 50, 0.9f}};
+        List<SampleMode> modes = List.of(new SampleMode("argmax", 0f, 0, 1f),
+                new SampleMode("T=1", 1f, 0, 1f), new SampleMode("T=1 top-p 0.95", 1f, 0, 0.95f),
+                new SampleMode("T=0.8 top-k 50 top-p 0.9", 0.8f, 50, 0.9f));
         List<Map<String, Object>> rows = new ArrayList<>();
         int maxRows = Arrays.stream(SAMPLE_ROWS).max().getAsInt();
         for (int vocab : SAMPLE_VOCABS) {
@@ -495,14 +496,15 @@ public final class PolarBench {
                 seeds.copyFrom(Pointer.to(seed), 8L * maxRows, s);
                 steps.copyFrom(Pointer.to(step), 4L * maxRows, s);
                 counters.zero(s);
-                for (int m = 0; m < modes.length; m++) {
-                    if (params[m] != null) {
+                for (SampleMode mode : modes) {
+                    boolean argmax = mode.temperature() == 0f;
+                    if (!argmax) {
                         float[] tv = new float[maxRows];
                         int[] kv = new int[maxRows];
                         float[] pv = new float[maxRows];
-                        Arrays.fill(tv, params[m][0]);
-                        Arrays.fill(kv, (int) params[m][1]);
-                        Arrays.fill(pv, params[m][2]);
+                        Arrays.fill(tv, mode.temperature());
+                        Arrays.fill(kv, mode.topK());
+                        Arrays.fill(pv, mode.topP());
                         temp.copyFrom(Pointer.to(tv), 4L * maxRows, s);
                         topK.copyFrom(Pointer.to(kv), 4L * maxRows, s);
                         topP.copyFrom(Pointer.to(pv), 4L * maxRows, s);
@@ -510,8 +512,7 @@ public final class PolarBench {
                     s.synchronize();
                     for (int n : SAMPLE_ROWS) {
                         float[] ms = new float[5];
-                        boolean argmax = params[m] == null;
-                        benchGraph(s, t0, t1, ms, iters, warmup, "sampling " + modes[m] + ", "
+                        benchGraph(s, t0, t1, ms, iters, warmup, "sampling " + mode.name() + ", "
                                 + n + " rows", i -> {
                                     if (argmax) {
                                         k.lmHead.argmax(s, logits, n, vocab, ids, lp, part,
@@ -525,11 +526,11 @@ public final class PolarBench {
                         Map<String, Object> row = new LinkedHashMap<>();
                         row.put("vocab", vocab);
                         row.put("rows", n);
-                        row.put("mode", modes[m]);
+                        row.put("mode", mode.name());
                         row.put("ms", med);
                         rows.add(row);
                         System.out.printf(Locale.ROOT, "token choice V=%6d rows=%2d  %-26s "
-                                + "%8.4f ms%n", vocab, n, modes[m], med);
+                                + "%8.4f ms%n", vocab, n, mode.name(), med);
                     }
                 }
             }
@@ -552,13 +553,19 @@ public final class PolarBench {
             for (int i = 0; i < Math.max(1, warmup); i++) {
                 g.launch(s);
             }
-            for (int rep = 0; rep < ms.length; rep++) {
-                t0.record(s);
-                g.launch(s);
-                t1.record(s);
-                t1.synchronize();
-                ms[rep] = t1.elapsedSince(t0) / iters;
-            }
+            timeReps(s, t0, t1, ms, iters, () -> g.launch(s));
+        }
+    }
+
+    /** ms[r] = device time of what {@code body} enqueues on s, the r-th time, / perCall. */
+    static void timeReps(CudaStream s, CudaEvent t0, CudaEvent t1, float[] ms, int perCall,
+                         Runnable body) {
+        for (int rep = 0; rep < ms.length; rep++) {
+            t0.record(s);
+            body.run();
+            t1.record(s);
+            t1.synchronize();
+            ms[rep] = t1.elapsedSince(t0) / perCall;
         }
     }
 
